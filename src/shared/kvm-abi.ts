@@ -1,0 +1,245 @@
+// The KVM ABI tsvmm uses, in one place: ioctl request numbers, capability and
+// exit-reason numbers, and the byte layout of every struct that crosses the
+// ioctl boundary (x86_64, from <linux/kvm.h>). test/unit/kvm-abi.test.ts
+// compiles a C program against the installed kvm.h and checks every number
+// and offset here against it.
+
+const KVMIO = 0xae;
+const IOC_WRITE = 1;
+const IOC_READ = 2;
+
+function ioc(direction: number, nr: number, size: number): number {
+  // Computed in floating point: direction << 30 overflows a 32-bit int.
+  return direction * 0x40000000 + size * 0x10000 + KVMIO * 0x100 + nr;
+}
+const io = (nr: number) => ioc(0, nr, 0);
+const ior = (nr: number, size: number) => ioc(IOC_READ, nr, size);
+const iow = (nr: number, size: number) => ioc(IOC_WRITE, nr, size);
+const iowr = (nr: number, size: number) => ioc(IOC_READ | IOC_WRITE, nr, size);
+
+/** Byte sizes of the structs whose size is encoded in a request number. */
+export const SIZEOF = {
+  kvm_regs: 144,
+  kvm_sregs: 312,
+  kvm_fpu: 416,
+  kvm_lapic_state: 1024,
+  kvm_msrs: 8,
+  kvm_msr_entry: 16,
+  kvm_cpuid2: 8,
+  kvm_cpuid_entry2: 40,
+  kvm_userspace_memory_region: 32,
+  kvm_irqfd: 32,
+  kvm_pit_config: 64,
+  kvm_enable_cap: 104,
+  kvm_irq_level: 8,
+  kvm_mp_state: 4,
+  kvm_segment: 24,
+  kvm_dtable: 16,
+} as const;
+
+/** ioctl request numbers, named as in <linux/kvm.h>. */
+export const IOCTL = {
+  KVM_GET_API_VERSION: io(0x00),
+  KVM_CREATE_VM: io(0x01),
+  KVM_CHECK_EXTENSION: io(0x03),
+  KVM_GET_VCPU_MMAP_SIZE: io(0x04),
+  KVM_GET_SUPPORTED_CPUID: iowr(0x05, SIZEOF.kvm_cpuid2),
+  KVM_CREATE_VCPU: io(0x41),
+  KVM_SET_USER_MEMORY_REGION: iow(0x46, SIZEOF.kvm_userspace_memory_region),
+  KVM_SET_TSS_ADDR: io(0x47),
+  KVM_SET_IDENTITY_MAP_ADDR: iow(0x48, 8),
+  KVM_CREATE_IRQCHIP: io(0x60),
+  KVM_IRQ_LINE: iow(0x61, SIZEOF.kvm_irq_level),
+  KVM_IRQFD: iow(0x76, SIZEOF.kvm_irqfd),
+  KVM_CREATE_PIT2: iow(0x77, SIZEOF.kvm_pit_config),
+  KVM_ENABLE_CAP: iow(0xa3, SIZEOF.kvm_enable_cap),
+  KVM_RUN: io(0x80),
+  KVM_GET_REGS: ior(0x81, SIZEOF.kvm_regs),
+  KVM_SET_REGS: iow(0x82, SIZEOF.kvm_regs),
+  KVM_GET_SREGS: ior(0x83, SIZEOF.kvm_sregs),
+  KVM_SET_SREGS: iow(0x84, SIZEOF.kvm_sregs),
+  KVM_GET_MSRS: iowr(0x88, SIZEOF.kvm_msrs),
+  KVM_SET_MSRS: iow(0x89, SIZEOF.kvm_msrs),
+  KVM_GET_FPU: ior(0x8c, SIZEOF.kvm_fpu),
+  KVM_SET_FPU: iow(0x8d, SIZEOF.kvm_fpu),
+  KVM_GET_LAPIC: ior(0x8e, SIZEOF.kvm_lapic_state),
+  KVM_SET_LAPIC: iow(0x8f, SIZEOF.kvm_lapic_state),
+  KVM_SET_CPUID2: iow(0x90, SIZEOF.kvm_cpuid2),
+  KVM_GET_MP_STATE: ior(0x98, SIZEOF.kvm_mp_state),
+} as const;
+export type IoctlName = keyof typeof IOCTL;
+
+/** KVM_CHECK_EXTENSION / KVM_ENABLE_CAP numbers. */
+export const CAP = {
+  KVM_CAP_IRQCHIP: 0,
+  KVM_CAP_USER_MEMORY: 3,
+  KVM_CAP_SET_TSS_ADDR: 4,
+  KVM_CAP_EXT_CPUID: 7,
+  KVM_CAP_NR_VCPUS: 9,
+  KVM_CAP_IRQFD: 32,
+  KVM_CAP_PIT2: 33,
+  KVM_CAP_MAX_VCPUS: 66,
+  KVM_CAP_SPLIT_IRQCHIP: 121,
+  KVM_CAP_IMMEDIATE_EXIT: 136,
+} as const;
+
+export const KVM_API_VERSION = 12;
+
+/** kvm_run.exit_reason values. */
+export const EXIT = {
+  UNKNOWN: 0,
+  EXCEPTION: 1,
+  IO: 2,
+  HYPERCALL: 3,
+  DEBUG: 4,
+  HLT: 5,
+  MMIO: 6,
+  IRQ_WINDOW_OPEN: 7,
+  SHUTDOWN: 8,
+  FAIL_ENTRY: 9,
+  INTR: 10,
+  SET_TPR: 11,
+  TPR_ACCESS: 12,
+  NMI: 16,
+  INTERNAL_ERROR: 17,
+  WATCHDOG: 21,
+  SYSTEM_EVENT: 24,
+  IOAPIC_EOI: 26,
+  HYPERV: 27,
+  X86_RDMSR: 29,
+  X86_WRMSR: 30,
+  DIRTY_RING_FULL: 31,
+  AP_RESET_HOLD: 32,
+  X86_BUS_LOCK: 33,
+  NOTIFY: 37,
+} as const;
+
+const EXIT_NAMES = new Map<number, string>(Object.entries(EXIT).map(([name, value]) => [value, name]));
+/** "KVM_EXIT_SHUTDOWN" for 8; "KVM_EXIT_<n>" for numbers tsvmm does not know. */
+export function exitReasonName(reason: number): string {
+  return `KVM_EXIT_${EXIT_NAMES.get(reason) ?? reason}`;
+}
+
+export const IO_DIRECTION_IN = 0;
+export const IO_DIRECTION_OUT = 1;
+
+/** KVM_EXIT_INTERNAL_ERROR sub-errors. */
+export const INTERNAL_ERROR = {
+  EMULATION: 1,
+  SIMUL_EX: 2,
+  DELIVERY_EV: 3,
+  UNEXPECTED_EXIT_REASON: 4,
+} as const;
+export const INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES = 1n;
+
+/** KVM_EXIT_SYSTEM_EVENT types. */
+export const SYSTEM_EVENT = {
+  SHUTDOWN: 1,
+  RESET: 2,
+  CRASH: 3,
+  WAKEUP: 4,
+  SUSPEND: 5,
+} as const;
+
+/** Byte offsets inside the mmap'ed struct kvm_run. */
+export const KVM_RUN = {
+  request_interrupt_window: 0,
+  immediate_exit: 1,
+  exit_reason: 8,
+  ready_for_interrupt_injection: 12,
+  if_flag: 13,
+  flags: 14,
+  cr8: 16,
+  apic_base: 24,
+  // union at 32
+  io_direction: 32,
+  io_size: 33,
+  io_port: 34,
+  io_count: 36,
+  io_data_offset: 40,
+  mmio_phys_addr: 32,
+  mmio_data: 40,
+  mmio_len: 48,
+  mmio_is_write: 52,
+  fail_entry_reason: 32,
+  fail_entry_cpu: 40,
+  internal_suberror: 32,
+  internal_ndata: 36,
+  internal_data: 40,
+  emulation_flags: 40,
+  emulation_insn_size: 48,
+  emulation_insn_bytes: 49,
+  system_event_type: 32,
+  system_event_ndata: 36,
+  system_event_data: 40,
+  hw_exit_reason: 32,
+} as const;
+
+/** struct kvm_regs: 18 u64 in this order. */
+export const REGS_ORDER = [
+  'rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp', 'rbp',
+  'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15',
+  'rip', 'rflags',
+] as const;
+export type RegName = (typeof REGS_ORDER)[number];
+
+/** struct kvm_segment field offsets. */
+export const SEGMENT = {
+  base: 0, limit: 8, selector: 12, type: 14, present: 15, dpl: 16, db: 17, s: 18, l: 19,
+  g: 20, avl: 21, unusable: 22,
+} as const;
+
+/** struct kvm_sregs field offsets. */
+export const SREGS = {
+  cs: 0, ds: 24, es: 48, fs: 72, gs: 96, ss: 120, tr: 144, ldt: 168,
+  gdt: 192, idt: 208,
+  cr0: 224, cr2: 232, cr3: 240, cr4: 248, cr8: 256, efer: 264, apic_base: 272,
+  interrupt_bitmap: 280,
+} as const;
+
+/** struct kvm_dtable field offsets. */
+export const DTABLE = { base: 0, limit: 8 } as const;
+
+/** struct kvm_fpu field offsets. */
+export const FPU = {
+  fpr: 0, fcw: 128, fsw: 130, ftwx: 132, last_opcode: 134, last_ip: 136, last_dp: 144,
+  xmm: 152, mxcsr: 408,
+} as const;
+
+/** struct kvm_cpuid_entry2 field offsets. */
+export const CPUID_ENTRY = {
+  function: 0, index: 4, flags: 8, eax: 12, ebx: 16, ecx: 20, edx: 24,
+} as const;
+export const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1;
+
+/** struct kvm_userspace_memory_region field offsets. */
+export const MEMORY_REGION = {
+  slot: 0, flags: 4, guest_phys_addr: 8, memory_size: 16, userspace_addr: 24,
+} as const;
+
+/** struct kvm_irqfd field offsets. */
+export const IRQFD = { fd: 0, gsi: 4, flags: 8, resamplefd: 12 } as const;
+
+/** struct kvm_enable_cap field offsets. */
+export const ENABLE_CAP = { cap: 0, flags: 4, args: 8 } as const;
+
+/** struct kvm_irq_level field offsets. */
+export const IRQ_LEVEL = { irq: 0, level: 4 } as const;
+
+/** Local APIC register offsets inside kvm_lapic_state.regs (same as the MMIO page). */
+export const LAPIC = {
+  ID: 0x20,
+  SPURIOUS: 0xf0,
+  LVT_LINT0: 0x350,
+  LVT_LINT1: 0x360,
+} as const;
+
+/** Memory-mapping constants from <sys/mman.h> and <fcntl.h> (Linux x86_64). */
+export const PROT_READ = 0x1;
+export const PROT_WRITE = 0x2;
+export const MAP_SHARED = 0x01;
+export const MAP_PRIVATE = 0x02;
+export const MAP_ANONYMOUS = 0x20;
+export const MAP_NORESERVE = 0x4000;
+export const O_RDWR = 0x2;
+export const EFD_NONBLOCK = 0x800;

@@ -1,0 +1,98 @@
+// The one typed door to the native addon. Everything native returns -errno on
+// failure; this module turns that into a KvmError that keeps the errno, its
+// symbolic code and the name of the failing operation.
+
+import { constants as osConstants } from 'node:os';
+import * as path from 'node:path';
+
+/** What native/tsvmm_native.cc exports. Negative numbers are -errno. */
+export interface NativeAddon {
+  open(path: string, flags: number): number;
+  close(fd: number): number;
+  ioctl(fd: number, request: number, arg?: number | bigint | ArrayBufferView | ArrayBuffer): number;
+  run(fd: number, request: number): number;
+  mmap(fd: number, length: number, prot: number, flags: number, offset: number): bigint | number;
+  munmap(address: bigint, length: number): number;
+  view(address: bigint, length: number): ArrayBuffer;
+  eventfd(initval: number, flags: number): number;
+  eventfdWrite(fd: number, value: number | bigint): number;
+  currentThread(): bigint;
+  kick(thread: bigint): number;
+  pageSize(): number;
+  strerror(errno: number): string;
+  readonly kickSignal: number;
+}
+
+let addon: NativeAddon | undefined;
+
+/** Loads the addon once per thread (main and each vCPU worker). */
+export function native(): NativeAddon {
+  if (addon === undefined) {
+    // node-gyp-build looks in <root>/build and <root>/prebuilds; the compiled
+    // file lives in dist/shared or dist-test/src/shared, so find the package root.
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+    addon = load(packageRoot());
+  }
+  return addon;
+}
+
+function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const candidate = path.join(dir, 'package.json');
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const pkg = require(candidate) as { name?: string };
+      if (pkg.name === 'tsvmm') return dir;
+    } catch {
+      // keep walking up
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error('tsvmm: cannot find the package root to load the native addon');
+    dir = parent;
+  }
+}
+
+const ERRNO_NAMES = new Map<number, string>(
+  Object.entries(osConstants.errno).map(([name, value]) => [value as number, name]),
+);
+
+/** A failed system call or ioctl, with the errno kept as data. */
+export class KvmError extends Error {
+  readonly errno: number;
+  readonly code: string;
+  readonly operation: string;
+
+  constructor(operation: string, errno: number, detail?: string) {
+    const code = ERRNO_NAMES.get(errno) ?? `E${errno}`;
+    const text = describeErrno(errno);
+    super(`${operation} failed: ${code} (${text})${detail ? `: ${detail}` : ''}`);
+    this.name = 'KvmError';
+    this.errno = errno;
+    this.code = code;
+    this.operation = operation;
+  }
+}
+
+function describeErrno(errno: number): string {
+  try {
+    return native().strerror(errno);
+  } catch {
+    return `errno ${errno}`;
+  }
+}
+
+/** Throws a KvmError when a native result is -errno; returns it otherwise. */
+export function check(operation: string, result: number, detail?: string): number {
+  if (result < 0) throw new KvmError(operation, -result, detail);
+  return result;
+}
+
+export const ERRNO = {
+  EINTR: osConstants.errno.EINTR,
+  EAGAIN: osConstants.errno.EAGAIN,
+  ENOENT: osConstants.errno.ENOENT,
+  EACCES: osConstants.errno.EACCES,
+  EPERM: osConstants.errno.EPERM,
+} as const;
