@@ -1,0 +1,231 @@
+// One wrapper per ioctl scope, as kvm-ioctls does: Kvm (/dev/kvm), Vm (a VM
+// fd), Vcpu (a vCPU fd). Each method is one ioctl; failures become KvmError
+// naming the ioctl and keeping the errno.
+
+import {
+  CAP, ENABLE_CAP, IOCTL, IRQFD, IRQ_LEVEL, IoctlName, KVM_API_VERSION, MAP_SHARED, MEMORY_REGION,
+  O_RDWR, PROT_READ, PROT_WRITE, SIZEOF,
+} from '../shared/kvm-abi';
+import {
+  CpuidEntry, Fpu, MsrEntry, Regs, Sregs, cpuidBuffer, decodeCpuid, decodeFpu, decodeMsrs, decodeRegs,
+  decodeSregs, encodeCpuid, encodeFpu, encodeMsrs, encodeRegs, encodeSregs,
+} from '../shared/kvm-structs';
+import { KvmError, check, native, ERRNO } from '../shared/native';
+
+function ioctl(fd: number, name: IoctlName, arg?: number | bigint | Uint8Array, detail?: string): number {
+  return check(name, native().ioctl(fd, IOCTL[name], arg), detail);
+}
+
+/** Raised when /dev/kvm is missing or unusable; the CLI prints it as one line. */
+export class KvmUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KvmUnavailableError';
+  }
+}
+
+export class Kvm {
+  private constructor(readonly fd: number) {}
+
+  static open(path = '/dev/kvm'): Kvm {
+    const fd = native().open(path, O_RDWR);
+    if (fd < 0) {
+      const errno = -fd;
+      if (errno === ERRNO.ENOENT) {
+        throw new KvmUnavailableError(`${path} does not exist: load the kvm module (modprobe kvm_intel or kvm_amd) or run on a host with virtualization enabled`);
+      }
+      if (errno === ERRNO.EACCES || errno === ERRNO.EPERM) {
+        throw new KvmUnavailableError(`no permission to open ${path}: add your user to the kvm group (sudo usermod -aG kvm $USER, then log in again) or run as root`);
+      }
+      throw new KvmUnavailableError(new KvmError(`open ${path}`, errno).message);
+    }
+    const kvm = new Kvm(fd);
+    const version = kvm.apiVersion();
+    if (version !== KVM_API_VERSION) {
+      kvm.close();
+      throw new KvmUnavailableError(`${path} speaks KVM API ${version}, tsvmm needs ${KVM_API_VERSION}`);
+    }
+    return kvm;
+  }
+
+  apiVersion(): number {
+    return ioctl(this.fd, 'KVM_GET_API_VERSION');
+  }
+
+  checkExtension(cap: number): number {
+    return ioctl(this.fd, 'KVM_CHECK_EXTENSION', cap);
+  }
+
+  /** The most vCPUs one VM may have (KVM_CAP_MAX_VCPUS, falling back to NR_VCPUS). */
+  maxVcpus(): number {
+    return this.checkExtension(CAP.KVM_CAP_MAX_VCPUS) || this.checkExtension(CAP.KVM_CAP_NR_VCPUS) || 4;
+  }
+
+  vcpuMmapSize(): number {
+    return ioctl(this.fd, 'KVM_GET_VCPU_MMAP_SIZE');
+  }
+
+  /** KVM_GET_SUPPORTED_CPUID, growing the buffer while KVM says E2BIG. */
+  supportedCpuid(): CpuidEntry[] {
+    for (let capacity = 64; capacity <= 4096; capacity *= 2) {
+      const buffer = cpuidBuffer(capacity);
+      const result = native().ioctl(this.fd, IOCTL.KVM_GET_SUPPORTED_CPUID, buffer);
+      if (result >= 0) return decodeCpuid(buffer);
+      if (-result !== 7 /* E2BIG */) check('KVM_GET_SUPPORTED_CPUID', result);
+    }
+    throw new KvmError('KVM_GET_SUPPORTED_CPUID', 7, 'more than 4096 entries');
+  }
+
+  createVm(): Vm {
+    return new Vm(this, ioctl(this.fd, 'KVM_CREATE_VM', 0));
+  }
+
+  close(): void {
+    native().close(this.fd);
+  }
+}
+
+export class Vm {
+  constructor(readonly kvm: Kvm, readonly fd: number) {}
+
+  setUserMemoryRegion(slot: number, guestAddress: number, size: number, hostAddress: bigint): void {
+    const region = new Uint8Array(SIZEOF.kvm_userspace_memory_region);
+    const dv = new DataView(region.buffer);
+    dv.setUint32(MEMORY_REGION.slot, slot, true);
+    dv.setUint32(MEMORY_REGION.flags, 0, true);
+    dv.setBigUint64(MEMORY_REGION.guest_phys_addr, BigInt(guestAddress), true);
+    dv.setBigUint64(MEMORY_REGION.memory_size, BigInt(size), true);
+    dv.setBigUint64(MEMORY_REGION.userspace_addr, hostAddress, true);
+    ioctl(this.fd, 'KVM_SET_USER_MEMORY_REGION', region, `slot ${slot} at 0x${guestAddress.toString(16)}`);
+  }
+
+  setTssAddress(address: number): void {
+    ioctl(this.fd, 'KVM_SET_TSS_ADDR', address);
+  }
+
+  setIdentityMapAddress(address: number): void {
+    const arg = new Uint8Array(8);
+    new DataView(arg.buffer).setBigUint64(0, BigInt(address), true);
+    ioctl(this.fd, 'KVM_SET_IDENTITY_MAP_ADDR', arg);
+  }
+
+  createIrqchip(): void {
+    ioctl(this.fd, 'KVM_CREATE_IRQCHIP');
+  }
+
+  createPit2(): void {
+    ioctl(this.fd, 'KVM_CREATE_PIT2', new Uint8Array(SIZEOF.kvm_pit_config));
+  }
+
+  /** KVM_CAP_SPLIT_IRQCHIP: LAPICs in the kernel, PIC/IOAPIC/PIT in userspace. */
+  enableSplitIrqchip(ioapicPins: number): void {
+    this.enableCap(CAP.KVM_CAP_SPLIT_IRQCHIP, [BigInt(ioapicPins)]);
+  }
+
+  enableCap(cap: number, args: bigint[] = []): void {
+    const bytes = new Uint8Array(SIZEOF.kvm_enable_cap);
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(ENABLE_CAP.cap, cap, true);
+    args.forEach((arg, i) => dv.setBigUint64(ENABLE_CAP.args + i * 8, arg, true));
+    ioctl(this.fd, 'KVM_ENABLE_CAP', bytes, `capability ${cap}`);
+  }
+
+  /** Connects an eventfd to a GSI: a write to the eventfd raises the interrupt. */
+  registerIrqfd(eventFd: number, gsi: number): void {
+    const bytes = new Uint8Array(SIZEOF.kvm_irqfd);
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(IRQFD.fd, eventFd, true);
+    dv.setUint32(IRQFD.gsi, gsi, true);
+    ioctl(this.fd, 'KVM_IRQFD', bytes, `gsi ${gsi}`);
+  }
+
+  setIrqLine(irq: number, level: boolean): void {
+    const bytes = new Uint8Array(SIZEOF.kvm_irq_level);
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(IRQ_LEVEL.irq, irq, true);
+    dv.setUint32(IRQ_LEVEL.level, level ? 1 : 0, true);
+    ioctl(this.fd, 'KVM_IRQ_LINE', bytes, `irq ${irq}`);
+  }
+
+  createVcpu(id: number): Vcpu {
+    return new Vcpu(this, id, ioctl(this.fd, 'KVM_CREATE_VCPU', id, `vCPU ${id}`));
+  }
+
+  close(): void {
+    native().close(this.fd);
+  }
+}
+
+export class Vcpu {
+  constructor(readonly vm: Vm, readonly id: number, readonly fd: number) {}
+
+  /** Maps struct kvm_run; returns its host address (every thread can view() it). */
+  mapRunArea(size: number): bigint {
+    const address = native().mmap(this.fd, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+    if (typeof address === 'number') throw new KvmError(`mmap of vCPU ${this.id} kvm_run`, -address);
+    return address;
+  }
+
+  getRegs(): Regs {
+    const bytes = new Uint8Array(SIZEOF.kvm_regs);
+    ioctl(this.fd, 'KVM_GET_REGS', bytes, `vCPU ${this.id}`);
+    return decodeRegs(bytes);
+  }
+
+  setRegs(regs: Regs): void {
+    ioctl(this.fd, 'KVM_SET_REGS', encodeRegs(regs), `vCPU ${this.id}`);
+  }
+
+  getSregs(): Sregs {
+    const bytes = new Uint8Array(SIZEOF.kvm_sregs);
+    ioctl(this.fd, 'KVM_GET_SREGS', bytes, `vCPU ${this.id}`);
+    return decodeSregs(bytes);
+  }
+
+  setSregs(sregs: Sregs): void {
+    ioctl(this.fd, 'KVM_SET_SREGS', encodeSregs(sregs), `vCPU ${this.id}`);
+  }
+
+  getFpu(): Fpu {
+    const bytes = new Uint8Array(SIZEOF.kvm_fpu);
+    ioctl(this.fd, 'KVM_GET_FPU', bytes, `vCPU ${this.id}`);
+    return decodeFpu(bytes);
+  }
+
+  setFpu(fpu: Fpu): void {
+    ioctl(this.fd, 'KVM_SET_FPU', encodeFpu(fpu), `vCPU ${this.id}`);
+  }
+
+  /** KVM_SET_MSRS returns how many it set; anything short is an error. */
+  setMsrs(entries: readonly MsrEntry[]): void {
+    const written = ioctl(this.fd, 'KVM_SET_MSRS', encodeMsrs(entries), `vCPU ${this.id}`);
+    if (written !== entries.length) {
+      const rejected = entries[written];
+      throw new KvmError('KVM_SET_MSRS', 22 /* EINVAL */, `vCPU ${this.id}: KVM accepted ${written} of ${entries.length} MSRs; MSR 0x${rejected.index.toString(16)} was refused`);
+    }
+  }
+
+  getMsrs(indices: readonly number[]): MsrEntry[] {
+    const bytes = encodeMsrs(indices.map((index) => ({ index, data: 0n })));
+    ioctl(this.fd, 'KVM_GET_MSRS', bytes, `vCPU ${this.id}`);
+    return decodeMsrs(bytes);
+  }
+
+  setCpuid(entries: readonly CpuidEntry[]): void {
+    ioctl(this.fd, 'KVM_SET_CPUID2', encodeCpuid(entries), `vCPU ${this.id}`);
+  }
+
+  getLapic(): Uint8Array {
+    const bytes = new Uint8Array(SIZEOF.kvm_lapic_state);
+    ioctl(this.fd, 'KVM_GET_LAPIC', bytes, `vCPU ${this.id}`);
+    return bytes;
+  }
+
+  setLapic(bytes: Uint8Array): void {
+    ioctl(this.fd, 'KVM_SET_LAPIC', bytes, `vCPU ${this.id}`);
+  }
+
+  close(): void {
+    native().close(this.fd);
+  }
+}

@@ -1,0 +1,299 @@
+// The VM builder and its life cycle. It orchestrates: each step is a call
+// into a module that owns it (kvm.ts for ioctls, src/arch for boot tables,
+// src/devices for models, vcpu-thread.ts for workers, device-loop.ts for the
+// exit hand-off). crosvm's x86_64 build_vm is the model.
+
+import { randomBytes } from 'node:crypto';
+import { Bus } from '../devices/bus';
+import type { BusDevice, InterruptLine } from '../devices/bus-device';
+import { CMOS_BASE_PORT, CMOS_PORT_COUNT, Cmos } from '../devices/cmos';
+import { I8042, I8042_BASE_PORT, I8042_PORT_COUNT } from '../devices/i8042';
+import { ALWAYS_NULL_PORTS, NoDevice, PIT_NULL_PORTS } from '../devices/no-device';
+import { Serial } from '../devices/serial';
+import { byteRegisters } from '../devices/width-adapter';
+import { configureSystem, BootPlan, BootProtocolChoice } from '../arch/configure';
+import { shapeCpuid } from '../arch/cpuid';
+import { setLocalInterrupts } from '../arch/interrupts';
+import { FIRST_ADDR_PAST_32BITS, IDENTITY_MAP_ADDR, TSS_ADDR } from '../arch/layout';
+import { guestMemoryLayout } from '../arch/memory-map';
+import { MAX_MPTABLE_CPUS } from '../arch/mptable';
+import { bootMsrs } from '../arch/msrs';
+import { bootFpu, bootRegs, bootSregs, pvhBootRegs, pvhBootSregs } from '../arch/regs';
+import { Doorbell } from '../shared/exit-channel';
+import { DEFAULT_SPIN_LIMIT } from '../shared/exit-channel';
+import { native, check } from '../shared/native';
+import { EFD_NONBLOCK } from '../shared/kvm-abi';
+import type { HandOffMode, VcpuStop } from '../shared/vcpu-protocol';
+import type { VcpuStatValues } from '../shared/vcpu-stats';
+import { DeviceLoop, DEFAULT_DEVICE_LOOP_OPTIONS } from './device-loop';
+import { describeStop, GuestExit } from './guest-exit';
+import { GuestRam } from './guest-ram';
+import { Kvm, Vcpu, Vm } from './kvm';
+import { VcpuThread } from './vcpu-thread';
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/umd/node-adapter';
+
+export class MachineConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MachineConfigError';
+  }
+}
+
+export interface ExtraDevice {
+  base: number;
+  length: number;
+  device: BusDevice;
+}
+
+export interface MachineConfig {
+  kernel: Uint8Array;
+  initrd?: Uint8Array;
+  cmdline?: string;
+  cpus: number;
+  memBytes: number;
+  bootProtocol: BootProtocolChoice;
+  splitIrqchip: boolean;
+  handOff: HandOffMode;
+  spinLimit?: number;
+  /** Where COM1's output goes; undefined discards it. */
+  serialOutput?: (bytes: Uint8Array) => void;
+  /** The RTC's idea of "now" at boot, in ms since the epoch (default: the host clock). */
+  rtcBase?: number;
+  /** Devices a caller adds before the VM starts (tests, benchmarks). */
+  extraIoDevices?: ExtraDevice[];
+  extraMmioDevices?: ExtraDevice[];
+}
+
+/** Legacy UARTs as a PC has them; only COM1 is connected to the host. */
+const SERIAL_PORTS = [
+  { base: 0x3f8, irq: 4, name: 'com1' },
+  { base: 0x2f8, irq: 3, name: 'com2' },
+  { base: 0x3e8, irq: 4, name: 'com3' },
+  { base: 0x2e8, irq: 3, name: 'com4' },
+] as const;
+const SERIAL_PORT_COUNT = 8;
+/** IOAPIC pins KVM emulates with the split irqchip (the MP table's pins). */
+const IOAPIC_PINS = 24;
+
+export class Machine {
+  private readonly ioBus = new Bus('io');
+  private readonly mmioBus = new Bus('mmio');
+  private readonly doorbell = new Doorbell();
+  private readonly eventFds: number[] = [];
+  private threads: VcpuThread[] = [];
+  private deviceLoop?: DeviceLoop;
+  private ending?: GuestExit;
+  private finished?: (exit: GuestExit) => void;
+  private pendingInput: Uint8Array[] = [];
+  private com1!: Serial;
+  private closed = false;
+
+  private constructor(
+    readonly config: MachineConfig,
+    private readonly kvm: Kvm,
+    private readonly vm: Vm,
+    readonly ram: GuestRam,
+    readonly vcpus: Vcpu[],
+    readonly boot: BootPlan,
+  ) {}
+
+  /** Builds the whole VM; nothing runs until run(). */
+  static async create(config: MachineConfig): Promise<Machine> {
+    const kvm = Kvm.open();
+    let vm: Vm | undefined;
+    try {
+      const maxVcpus = Math.min(kvm.maxVcpus(), MAX_MPTABLE_CPUS);
+      if (config.cpus > maxVcpus) {
+        throw new MachineConfigError(`--cpus ${config.cpus} is more than this host and tsvmm's MP table allow (${maxVcpus}); use --cpus ${maxVcpus} or fewer`);
+      }
+      vm = kvm.createVm();
+      vm.setTssAddress(TSS_ADDR);
+      vm.setIdentityMapAddress(IDENTITY_MAP_ADDR);
+      if (config.splitIrqchip) {
+        vm.enableSplitIrqchip(IOAPIC_PINS);
+      } else {
+        vm.createIrqchip();
+        vm.createPit2();
+      }
+      const layout = guestMemoryLayout(config.memBytes);
+      const ram = GuestRam.create(vm, layout);
+      const boot = configureSystem(ram.memory, layout, {
+        kernel: config.kernel,
+        initrd: config.initrd,
+        cmdline: config.cmdline,
+        cpuCount: config.cpus,
+        protocol: config.bootProtocol,
+        randomBytes: (count) => new Uint8Array(randomBytes(count)),
+      });
+      // Every vCPU exists before any runs: an AP created after the BSP has
+      // sent its SIPI would never start.
+      const vcpus = Array.from({ length: config.cpus }, (_, id) => vm!.createVcpu(id));
+      const machine = new Machine(config, kvm, vm, ram, vcpus, boot);
+      machine.configureVcpus(kvm.supportedCpuid());
+      machine.attachDevices();
+      await machine.spawnThreads(kvm.vcpuMmapSize());
+      return machine;
+    } catch (error) {
+      vm?.close();
+      kvm.close();
+      throw error;
+    }
+  }
+
+  private configureVcpus(supportedCpuid: ReturnType<Kvm['supportedCpuid']>): void {
+    const msrs = bootMsrs();
+    for (const vcpu of this.vcpus) {
+      vcpu.setCpuid(shapeCpuid(supportedCpuid, { vcpuId: vcpu.id, vcpuCount: this.vcpus.length }));
+      vcpu.setMsrs(msrs);
+      vcpu.setFpu({ ...vcpu.getFpu(), ...bootFpu() });
+      vcpu.setLapic(setLocalInterrupts(vcpu.getLapic()));
+    }
+    // Only the boot vCPU starts at the kernel entry; the others wait in KVM
+    // for the INIT and SIPI the guest sends them.
+    const bsp = this.vcpus[0];
+    if (this.boot.protocol === 'pvh') {
+      bsp.setSregs(pvhBootSregs(bsp.getSregs()));
+      bsp.setRegs(pvhBootRegs(this.boot.entry));
+    } else {
+      bsp.setSregs(bootSregs(bsp.getSregs()));
+      bsp.setRegs(bootRegs(this.boot.entry));
+    }
+  }
+
+  private interruptLine(gsi: number): InterruptLine {
+    const addon = native();
+    const fd = check('eventfd', addon.eventfd(0, EFD_NONBLOCK));
+    this.eventFds.push(fd);
+    this.vm.registerIrqfd(fd, gsi);
+    return { trigger: () => { addon.eventfdWrite(fd, 1); } };
+  }
+
+  private attachDevices(): void {
+    const io = this.ioBus;
+    for (const port of SERIAL_PORTS) {
+      const serial = new Serial({
+        interrupt: this.interruptLine(port.irq),
+        output: port.name === 'com1' ? this.config.serialOutput : undefined,
+        inputDrained: port.name === 'com1' ? () => this.feedInput() : undefined,
+      });
+      if (port.name === 'com1') this.com1 = serial;
+      io.insert(port.base, SERIAL_PORT_COUNT, byteRegisters(serial));
+    }
+    const [below4G, above4G] = splitMemory(this.config.memBytes, this.ram.slots);
+    const rtcOffset = this.config.rtcBase === undefined ? 0 : this.config.rtcBase - Date.now();
+    io.insert(CMOS_BASE_PORT, CMOS_PORT_COUNT, byteRegisters(new Cmos({
+      now: () => Date.now() + rtcOffset,
+      memoryBelow4G: below4G,
+      memoryAbove4G: above4G,
+    })));
+    io.insert(I8042_BASE_PORT, I8042_PORT_COUNT, byteRegisters(new I8042({
+      onReset: () => this.end({ code: 0, reason: 'guest reset (i8042)' }),
+    })));
+    for (const range of ALWAYS_NULL_PORTS) io.insert(range.base, range.length, new NoDevice(range.name));
+    if (!this.config.splitIrqchip) io.insert(PIT_NULL_PORTS.base, PIT_NULL_PORTS.length, new NoDevice(PIT_NULL_PORTS.name));
+    for (const extra of this.config.extraIoDevices ?? []) io.insert(extra.base, extra.length, extra.device);
+    for (const extra of this.config.extraMmioDevices ?? []) this.mmioBus.insert(extra.base, extra.length, extra.device);
+  }
+
+  private async spawnThreads(runSize: number): Promise<void> {
+    const claims = {
+      ports: this.ioBus.ranges().map(({ base, length }) => ({ base, length })),
+      mmio: this.mmioBus.ranges().map(({ base, length }) => ({ base, length })),
+    };
+    this.threads = await Promise.all(this.vcpus.map((vcpu) => VcpuThread.spawn({
+      vcpuId: vcpu.id,
+      vcpuFd: vcpu.fd,
+      runAddress: vcpu.mapRunArea(runSize),
+      runSize,
+      doorbell: this.doorbell.buffer,
+      claims,
+      handOff: this.config.handOff,
+      spinLimit: this.config.spinLimit ?? DEFAULT_SPIN_LIMIT,
+    })));
+    const mode = this.config.handOff;
+    this.deviceLoop = new DeviceLoop(this.doorbell, this.threads, this.ioBus, this.mmioBus, {
+      ...DEFAULT_DEVICE_LOOP_OPTIONS,
+      poll: mode === 'spin-park' || mode === 'park',
+    });
+    const loop = this.deviceLoop;
+    this.threads.forEach((thread, index) => {
+      const port = thread.devicePort;
+      if (!port) return;
+      if (mode === 'post-message') port.on('message', (sequence: number) => loop.serveOne(index, sequence));
+      else Comlink.expose({ serve: (vcpuId: number, sequence: number) => loop.serveOne(vcpuId, sequence) }, nodeEndpoint(port));
+    });
+  }
+
+  /** Runs every vCPU; resolves once the guest has ended and every vCPU has stopped. */
+  async run(): Promise<GuestExit> {
+    const ended = new Promise<GuestExit>((resolve) => { this.finished = resolve; });
+    if (this.ending) this.finished?.(this.ending);
+    this.deviceLoop!.start();
+    const runs = this.threads.map((thread) => thread.start().then(
+      (stop) => this.onVcpuStop(thread.vcpuId, stop),
+      (error: Error) => this.end({ code: 1, reason: `vCPU ${thread.vcpuId} worker failed: ${error.message}` }),
+    ));
+    const exit = await ended;
+    await Promise.all(runs);
+    this.deviceLoop!.stop();
+    return exit;
+  }
+
+  /** Ends the guest (from a device, a signal, or a vCPU) and stops every vCPU. */
+  end(exit: GuestExit): void {
+    if (this.ending) return;
+    this.ending = exit;
+    for (const thread of this.threads) thread.requestExit('stop');
+    this.finished?.(exit);
+  }
+
+  private onVcpuStop(vcpuId: number, stop: VcpuStop): void {
+    if (stop.kind === 'stopped' || stop.kind === 'paused') return;
+    this.end(describeStop(vcpuId, stop, this.vcpus[vcpuId], this.ram.memory));
+  }
+
+  /** Host input for COM1; what its FIFO cannot take now waits for the guest to read. */
+  sendInput(bytes: Uint8Array): void {
+    this.pendingInput.push(bytes);
+    this.feedInput();
+  }
+
+  private feedInput(): void {
+    while (this.pendingInput.length > 0) {
+      const next = this.pendingInput[0];
+      const accepted = this.com1.enqueueInput(next);
+      if (accepted < next.length) {
+        this.pendingInput[0] = next.subarray(accepted);
+        return;
+      }
+      this.pendingInput.shift();
+    }
+  }
+
+  stats(): VcpuStatValues[] {
+    return this.threads.map((thread) => thread.stats());
+  }
+
+  get deviceStats(): { served: number; parks: number } {
+    return { served: this.deviceLoop?.served ?? 0, parks: this.deviceLoop?.parks ?? 0 };
+  }
+
+  /** Terminates the workers and closes every fd. Guest RAM stays mapped until the process exits. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.deviceLoop?.stop();
+    await Promise.all(this.threads.map((thread) => thread.terminate()));
+    const addon = native();
+    for (const fd of this.eventFds) addon.close(fd);
+    for (const vcpu of this.vcpus) vcpu.close();
+    this.vm.close();
+    this.kvm.close();
+  }
+}
+
+function splitMemory(memBytes: number, slots: GuestRam['slots']): [number, number] {
+  const above = slots.filter((s) => s.guestAddress >= FIRST_ADDR_PAST_32BITS).reduce((sum, s) => sum + s.size, 0);
+  return [memBytes - above, above];
+}

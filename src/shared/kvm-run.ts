@@ -1,0 +1,51 @@
+// Typed access to one vCPU's struct kvm_run page. Both the vCPU worker (to
+// classify an exit) and the device thread (to serve a forwarded access) read
+// it through their own view of the same mapping.
+
+import { IO_DIRECTION_OUT, KVM_RUN } from './kvm-abi';
+
+export class KvmRunView {
+  readonly bytes: Uint8Array;
+  readonly data: DataView;
+
+  constructor(readonly buffer: ArrayBuffer) {
+    this.bytes = new Uint8Array(buffer);
+    this.data = new DataView(buffer);
+  }
+
+  get exitReason(): number { return this.data.getUint32(KVM_RUN.exit_reason, true); }
+
+  set immediateExit(on: boolean) { this.bytes[KVM_RUN.immediate_exit] = on ? 1 : 0; }
+  get immediateExit(): boolean { return this.bytes[KVM_RUN.immediate_exit] !== 0; }
+
+  // KVM_EXIT_IO
+  get ioIsWrite(): boolean { return this.bytes[KVM_RUN.io_direction] === IO_DIRECTION_OUT; }
+  get ioSize(): number { return this.bytes[KVM_RUN.io_size]; }
+  get ioPort(): number { return this.data.getUint16(KVM_RUN.io_port, true); }
+  get ioCount(): number { return this.data.getUint32(KVM_RUN.io_count, true); }
+  /** The data of a port access: size x count bytes inside the kvm_run mapping. */
+  ioData(): Uint8Array {
+    const offset = Number(this.data.getBigUint64(KVM_RUN.io_data_offset, true));
+    return new Uint8Array(this.buffer, offset, this.ioSize * this.ioCount);
+  }
+
+  // KVM_EXIT_MMIO
+  get mmioAddress(): number { return Number(this.data.getBigUint64(KVM_RUN.mmio_phys_addr, true)); }
+  get mmioLength(): number { return this.data.getUint32(KVM_RUN.mmio_len, true); }
+  get mmioIsWrite(): boolean { return this.bytes[KVM_RUN.mmio_is_write] !== 0; }
+  mmioData(): Uint8Array { return new Uint8Array(this.buffer, KVM_RUN.mmio_data, this.mmioLength); }
+
+  // KVM_EXIT_INTERNAL_ERROR
+  get internalSuberror(): number { return this.data.getUint32(KVM_RUN.internal_suberror, true); }
+  get internalNdata(): number { return this.data.getUint32(KVM_RUN.internal_ndata, true); }
+  internalData(): bigint[] {
+    const count = Math.min(this.internalNdata, 16);
+    return Array.from({ length: count }, (_, i) => this.data.getBigUint64(KVM_RUN.internal_data + i * 8, true));
+  }
+
+  // KVM_EXIT_FAIL_ENTRY
+  get failEntryReason(): bigint { return this.data.getBigUint64(KVM_RUN.fail_entry_reason, true); }
+
+  // KVM_EXIT_SYSTEM_EVENT
+  get systemEventType(): number { return this.data.getUint32(KVM_RUN.system_event_type, true); }
+}

@@ -1,0 +1,185 @@
+// The KVM_RUN loop of one vCPU. It runs on the vCPU's own worker thread and
+// blocks in KVM_RUN; accesses a device claims are handed to the device thread
+// through the exit channel, everything else is answered here.
+
+import { AddressClaims } from '../shared/address-claims';
+import { ExitChannel, Doorbell, WaitCounters } from '../shared/exit-channel';
+import {
+  EXIT, INTERNAL_ERROR, INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, IOCTL, KVM_RUN,
+} from '../shared/kvm-abi';
+import { KvmRunView } from '../shared/kvm-run';
+import { ERRNO, KvmError, NativeAddon } from '../shared/native';
+import { VCPU_REQUEST, VCPU_STAT_INDEX } from '../shared/vcpu-stats';
+import type { HandOffMode, VcpuStop, VcpuWorkerConfig } from '../shared/vcpu-protocol';
+
+/** Forwards one access to the device thread and returns when it is served. */
+export type Forwarder = (sequence: number) => void | Promise<void>;
+
+/** step() found nothing for the device thread (sequence numbers are never this). */
+const NOTHING_TO_FORWARD = -1;
+
+export class VcpuRunLoop {
+  private readonly run: KvmRunView;
+  private readonly claims: AddressClaims;
+  private readonly channel: ExitChannel;
+  private readonly control: Int32Array;
+  private readonly stats: Float64Array;
+  private readonly waits: WaitCounters = { spinHits: 0, parks: 0 };
+  private readonly runRequest = IOCTL.KVM_RUN;
+
+  constructor(
+    private readonly addon: NativeAddon,
+    private readonly config: VcpuWorkerConfig,
+    private readonly forwardAsync?: Forwarder,
+  ) {
+    this.run = new KvmRunView(addon.view(config.runAddress, config.runSize));
+    this.claims = new AddressClaims(config.claims);
+    const doorbell = new Doorbell(config.doorbell);
+    this.channel = new ExitChannel(config.channel, handOffRingsDoorbell(config.handOff) ? doorbell : undefined);
+    this.control = new Int32Array(config.control);
+    this.stats = new Float64Array(config.stats);
+  }
+
+  /**
+   * Runs until a stop/pause request or a guest event that ends this vCPU.
+   * Synchronous for the shared-memory hand-offs, so an exit costs no promise;
+   * the message-based hand-offs need the event loop and use runAsync.
+   */
+  runSync(): VcpuStop {
+    const spinLimit = this.config.handOff === 'park' ? 0 : this.config.spinLimit;
+    for (;;) {
+      const outcome = this.step();
+      if (typeof outcome !== 'number') return outcome;
+      if (outcome !== NOTHING_TO_FORWARD) {
+        this.channel.waitForCompletion(outcome, spinLimit, this.waits);
+        this.stats[VCPU_STAT_INDEX.spinHits] = this.waits.spinHits;
+        this.stats[VCPU_STAT_INDEX.parks] = this.waits.parks;
+      }
+    }
+  }
+
+  /** The same loop for hand-offs that need the worker's event loop to answer. */
+  async runAsync(): Promise<VcpuStop> {
+    const forward = this.forwardAsync;
+    if (!forward) throw new Error(`hand-off ${this.config.handOff} needs a forwarder`);
+    for (;;) {
+      const outcome = this.step();
+      if (typeof outcome !== 'number') return outcome;
+      if (outcome !== NOTHING_TO_FORWARD) {
+        await forward(outcome);
+        if (!this.channel.isComplete(outcome)) this.channel.waitForCompletion(outcome, 0, this.waits);
+      }
+    }
+  }
+
+  /**
+   * One KVM_RUN and the handling of its exit on this thread. Returns why the
+   * loop must end, the sequence number of an access handed to the device
+   * thread, or NOTHING_TO_FORWARD.
+   */
+  private step(): VcpuStop | number {
+    const result = this.addon.run(this.config.vcpuFd, this.runRequest);
+    let outcome: VcpuStop | number = NOTHING_TO_FORWARD;
+    if (result < 0) {
+      const stop = this.onRunError(-result);
+      if (stop) return stop;
+    } else {
+      this.stats[VCPU_STAT_INDEX.kvmRuns]++;
+      const reason = this.run.exitReason;
+      if (reason === EXIT.IO || reason === EXIT.MMIO) {
+        if (this.isClaimed(reason)) {
+          this.stats[VCPU_STAT_INDEX.forwarded]++;
+          outcome = this.channel.handOff();
+        }
+      } else {
+        this.stats[VCPU_STAT_INDEX.otherExits]++;
+        const stop = this.onOtherExit(reason);
+        if (stop) return stop;
+      }
+    }
+    const request = Atomics.load(this.control, 0);
+    if (request !== VCPU_REQUEST.none) {
+      // A stop with an access in flight: let the device thread finish it, so
+      // the instruction completes before the vCPU's state is looked at.
+      if (typeof outcome === 'number' && outcome !== NOTHING_TO_FORWARD) return outcome;
+      return this.honourRequest(request);
+    }
+    return outcome;
+  }
+
+  /** True when a device claims the access; unclaimed ones are answered here. */
+  private isClaimed(reason: number): boolean {
+    const run = this.run;
+    if (reason === EXIT.IO) {
+      this.stats[VCPU_STAT_INDEX.ioExits]++;
+      if (this.claims.portClaimed(run.ioPort)) return true;
+      if (!run.ioIsWrite) run.ioData().fill(0xff);
+    } else {
+      this.stats[VCPU_STAT_INDEX.mmioExits]++;
+      if (this.claims.mmioClaimed(run.mmioAddress)) return true;
+      if (!run.mmioIsWrite) run.mmioData().fill(0xff);
+    }
+    // Reads nobody claims return all ones, as a PC bus with no device answers.
+    this.stats[VCPU_STAT_INDEX.unclaimed]++;
+    return false;
+  }
+
+  private onRunError(errno: number): VcpuStop | undefined {
+    if (errno === ERRNO.EINTR || errno === ERRNO.EAGAIN) {
+      this.stats[VCPU_STAT_INDEX.interrupted]++;
+      const request = Atomics.load(this.control, 0);
+      if (request !== VCPU_REQUEST.none) return this.honourRequest(request);
+      return undefined; // a waiting AP or a stray signal: run again
+    }
+    const error = new KvmError('KVM_RUN', errno, `vCPU ${this.config.vcpuId}`);
+    return { kind: 'run-failed', errno, message: error.message };
+  }
+
+  private honourRequest(request: number): VcpuStop {
+    this.run.immediateExit = false;
+    Atomics.store(this.control, 0, VCPU_REQUEST.none);
+    return request === VCPU_REQUEST.pause ? { kind: 'paused' } : { kind: 'stopped' };
+  }
+
+  private onOtherExit(reason: number): VcpuStop | undefined {
+    const run = this.run;
+    switch (reason) {
+      case EXIT.HLT:
+        return { kind: 'halted' };
+      case EXIT.SHUTDOWN:
+        return { kind: 'shutdown' };
+      case EXIT.INTR:
+        return undefined;
+      case EXIT.IRQ_WINDOW_OPEN:
+        return undefined;
+      case EXIT.FAIL_ENTRY:
+        return { kind: 'fail-entry', hardwareReason: `0x${run.failEntryReason.toString(16)}` };
+      case EXIT.SYSTEM_EVENT:
+        return { kind: 'system-event', type: run.systemEventType };
+      case EXIT.INTERNAL_ERROR:
+        return this.internalError();
+      default:
+        return { kind: 'unhandled-exit', reason };
+    }
+  }
+
+  private internalError(): VcpuStop {
+    const run = this.run;
+    const suberror = run.internalSuberror;
+    const data = run.internalData();
+    let insnBytes: number[] | undefined;
+    // For emulation failures KVM may include the instruction bytes it could
+    // not emulate; the flag word says whether it did.
+    if (suberror === INTERNAL_ERROR.EMULATION && data.length >= 1
+      && (data[0] & INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) !== 0n) {
+      const size = Math.min(run.bytes[KVM_RUN.emulation_insn_size], 15);
+      insnBytes = Array.from(run.bytes.subarray(KVM_RUN.emulation_insn_bytes, KVM_RUN.emulation_insn_bytes + size));
+    }
+    return { kind: 'internal-error', suberror, data: data.map((d) => `0x${d.toString(16)}`), insnBytes };
+  }
+}
+
+/** Only the shared-memory hand-offs wake the device thread through the doorbell. */
+export function handOffRingsDoorbell(mode: HandOffMode): boolean {
+  return mode === 'spin-park' || mode === 'park';
+}
