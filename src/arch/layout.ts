@@ -36,7 +36,7 @@ export const PDE_START = 0xb000;
 export const SETUP_DATA_START = 0x10000;
 export const SETUP_DATA_END = 0x20000;
 
-/** Kernel command line; it may use the space up to the kernel at 1 MiB. */
+/** Kernel command line; it may use the space up to the EBDA (the MP table), or less if the kernel says so. */
 export const CMDLINE_START = 0x20000;
 
 /** End of conventional low RAM; the EBDA (with the MP table) starts here. */
