@@ -78,6 +78,7 @@ export async function main(argv: string[]): Promise<number> {
       spinLimit: options.spinLimit,
       serialOutput: sink ? (bytes) => sink.write(bytes) : undefined,
       rtcBase: options.rtcBase,
+      kvmDevice: process.env.TSVMM_KVM_DEVICE,
     });
     const running = machine;
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -60,6 +60,8 @@ export interface MachineConfig {
   serialOutput?: (bytes: Uint8Array) => void;
   /** The RTC's idea of "now" at boot, in ms since the epoch (default: the host clock). */
   rtcBase?: number;
+  /** The KVM device node (default /dev/kvm). */
+  kvmDevice?: string;
   /** Devices a caller adds before the VM starts (tests, benchmarks). */
   extraIoDevices?: ExtraDevice[];
   extraMmioDevices?: ExtraDevice[];
@@ -100,7 +102,7 @@ export class Machine {
 
   /** Builds the whole VM; nothing runs until run(). */
   static async create(config: MachineConfig): Promise<Machine> {
-    const kvm = Kvm.open();
+    const kvm = Kvm.open(config.kvmDevice);
     let vm: Vm | undefined;
     try {
       const maxVcpus = Math.min(kvm.maxVcpus(), MAX_MPTABLE_CPUS);

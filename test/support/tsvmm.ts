@@ -1,0 +1,76 @@
+// Runs the built tsvmm CLI (dist/main.js) as a user would, for KVM tests.
+
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const candidate = path.join(dir, 'package.json');
+    if (fs.existsSync(candidate) && JSON.parse(fs.readFileSync(candidate, 'utf8')).name === 'tsvmm') return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error('package root not found');
+    dir = parent;
+  }
+}
+
+export const ROOT = packageRoot();
+export const MAIN = path.join(ROOT, 'dist', 'main.js');
+
+export function guest(name: string): string {
+  return path.join(ROOT, 'guests', 'out', `${name}.elf`);
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+export interface RunOptions {
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  /** Called with the accumulated stdout; return true to send SIGTERM. */
+  stopWhen?: (stdout: string) => boolean;
+  nodeArgs?: string[];
+}
+
+/** Runs `node dist/main.js ...args`; never rejects. */
+export function runTsvmm(args: string[], options: RunOptions = {}): Promise<RunResult> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    let stopSent = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('latin1');
+      if (!stopSent && options.stopWhen?.(stdout)) {
+        stopSent = true;
+        child.kill('SIGTERM');
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8'); });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, timedOut });
+    });
+  });
+}
+
+/** The result in a form that explains a failed assertion. */
+export function explain(result: RunResult): string {
+  return `exit ${result.code}${result.signal ? ` signal ${result.signal}` : ''}${result.timedOut ? ' (timed out)' : ''}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`;
+}
