@@ -9,7 +9,7 @@
 
 import { performance } from 'node:perf_hooks';
 import type { Bus } from '../devices/bus';
-import { Doorbell, ExitChannel } from '../shared/exit-channel';
+import { DOORBELL_SLOT, Doorbell, ExitChannel } from '../shared/exit-channel';
 import { EXIT } from '../shared/kvm-abi';
 import { KvmRunView } from '../shared/kvm-run';
 
@@ -33,6 +33,14 @@ export const DEFAULT_DEVICE_LOOP_OPTIONS: DeviceLoopOptions = {
   poll: true,
 };
 
+/** Where served accesses go. */
+export interface DeviceTargets {
+  io: Bus;
+  mmio: Bus;
+  /** The userspace IOAPIC's EOI input (split irqchip only). */
+  endOfInterrupt?: (vector: number) => void;
+}
+
 export class DeviceLoop {
   private running = false;
   private parked = false;
@@ -43,8 +51,7 @@ export class DeviceLoop {
   constructor(
     private readonly doorbell: Doorbell,
     private readonly vcpus: ServedVcpu[],
-    private readonly io: Bus,
-    private readonly mmio: Bus,
+    private readonly targets: DeviceTargets,
     private readonly options: DeviceLoopOptions = DEFAULT_DEVICE_LOOP_OPTIONS,
   ) {}
 
@@ -86,6 +93,7 @@ export class DeviceLoop {
 
   /** Performs the access described in a vCPU's kvm_run, in place. */
   private serveAccess(run: KvmRunView): void {
+    const { io, mmio } = this.targets;
     if (run.exitReason === EXIT.IO) {
       const data = run.ioData();
       const size = run.ioSize;
@@ -94,13 +102,15 @@ export class DeviceLoop {
       // String I/O (rep ins/outs) arrives as one exit with `count` elements.
       for (let offset = 0; offset < data.length; offset += size) {
         const element = data.subarray(offset, offset + size);
-        if (write) this.io.write(port, element);
-        else this.io.read(port, element);
+        if (write) io.write(port, element);
+        else io.read(port, element);
       }
     } else if (run.exitReason === EXIT.MMIO) {
       const data = run.mmioData();
-      if (run.mmioIsWrite) this.mmio.write(run.mmioAddress, data);
-      else this.mmio.read(run.mmioAddress, data);
+      if (run.mmioIsWrite) mmio.write(run.mmioAddress, data);
+      else mmio.read(run.mmioAddress, data);
+    } else if (run.exitReason === EXIT.IOAPIC_EOI) {
+      this.targets.endOfInterrupt?.(run.eoiVector);
     }
   }
 
@@ -136,7 +146,7 @@ export class DeviceLoop {
     }
     this.parked = true;
     this.parks++;
-    const waited = Atomics.waitAsync(this.doorbell.words, 0, seen);
+    const waited = Atomics.waitAsync(this.doorbell.words, DOORBELL_SLOT.rings, seen);
     const resume = () => {
       this.parked = false;
       this.doorbell.endPark();

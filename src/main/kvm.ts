@@ -3,7 +3,7 @@
 // naming the ioctl and keeping the errno.
 
 import {
-  CAP, ENABLE_CAP, IOCTL, IRQFD, IRQ_LEVEL, IoctlName, KVM_API_VERSION, MAP_SHARED, MEMORY_REGION,
+  CAP, ENABLE_CAP, IOCTL, IRQFD, IRQ_LEVEL, IoctlName, KVM_API_VERSION, MAP_SHARED, MEMORY_REGION, MSI,
   O_RDWR, PROT_READ, PROT_WRITE, SIZEOF,
 } from '../shared/kvm-abi';
 import {
@@ -146,6 +146,22 @@ export class Vm {
     dv.setUint32(IRQ_LEVEL.level, level ? 1 : 0, true);
     ioctl(this.fd, 'KVM_IRQ_LINE', bytes, `irq ${irq}`);
   }
+
+  /**
+   * Injects a message-signalled interrupt into the in-kernel local APICs (the
+   * userspace IOAPIC's output with the split irqchip). Returns false when the
+   * interrupt was blocked, e.g. masked by the guest.
+   */
+  signalMsi(address: number, data: number): boolean {
+    const bytes = this.msiBuffer;
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(MSI.address_lo, address >>> 0, true);
+    dv.setUint32(MSI.address_hi, Math.floor(address / 0x1_0000_0000) >>> 0, true);
+    dv.setUint32(MSI.data, data >>> 0, true);
+    return ioctl(this.fd, 'KVM_SIGNAL_MSI', bytes) > 0;
+  }
+
+  private readonly msiBuffer = new Uint8Array(SIZEOF.kvm_msi);
 
   createVcpu(id: number): Vcpu {
     return new Vcpu(this, id, ioctl(this.fd, 'KVM_CREATE_VCPU', id, `vCPU ${id}`));

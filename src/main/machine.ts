@@ -4,6 +4,7 @@
 // exit hand-off). crosvm's x86_64 build_vm is the model.
 
 import { randomBytes } from 'node:crypto';
+import * as os from 'node:os';
 import { Bus } from '../devices/bus';
 import type { BusDevice, InterruptLine } from '../devices/bus-device';
 import { CMOS_BASE_PORT, CMOS_PORT_COUNT, Cmos } from '../devices/cmos';
@@ -67,6 +68,8 @@ export interface MachineConfig {
   extraMmioDevices?: ExtraDevice[];
 }
 
+const MIB = 1024 * 1024;
+
 /** Legacy UARTs as a PC has them; only COM1 is connected to the host. */
 const SERIAL_PORTS = [
   { base: 0x3f8, irq: 4, name: 'com1' },
@@ -105,6 +108,10 @@ export class Machine {
     const kvm = Kvm.open(config.kvmDevice);
     let vm: Vm | undefined;
     try {
+      const hostMemory = os.totalmem();
+      if (config.memBytes > hostMemory) {
+        throw new MachineConfigError(`--mem ${config.memBytes / MIB} MiB is more than this host's ${Math.floor(hostMemory / MIB)} MiB of RAM; use a smaller --mem`);
+      }
       const maxVcpus = Math.min(kvm.maxVcpus(), MAX_MPTABLE_CPUS);
       if (config.cpus > maxVcpus) {
         throw new MachineConfigError(`--cpus ${config.cpus} is more than this host and tsvmm's MP table allow (${maxVcpus}); use --cpus ${maxVcpus} or fewer`);
@@ -214,7 +221,7 @@ export class Machine {
       spinLimit: this.config.spinLimit ?? DEFAULT_SPIN_LIMIT,
     })));
     const mode = this.config.handOff;
-    this.deviceLoop = new DeviceLoop(this.doorbell, this.threads, this.ioBus, this.mmioBus, {
+    this.deviceLoop = new DeviceLoop(this.doorbell, this.threads, { io: this.ioBus, mmio: this.mmioBus }, {
       ...DEFAULT_DEVICE_LOOP_OPTIONS,
       poll: mode === 'spin-park' || mode === 'park',
     });

@@ -35,6 +35,7 @@ export const SIZEOF = {
   kvm_mp_state: 4,
   kvm_segment: 24,
   kvm_dtable: 16,
+  kvm_msi: 32,
 } as const;
 
 /** ioctl request numbers, named as in <linux/kvm.h>. */
@@ -53,6 +54,7 @@ export const IOCTL = {
   KVM_IRQFD: iow(0x76, SIZEOF.kvm_irqfd),
   KVM_CREATE_PIT2: iow(0x77, SIZEOF.kvm_pit_config),
   KVM_ENABLE_CAP: iow(0xa3, SIZEOF.kvm_enable_cap),
+  KVM_SIGNAL_MSI: iow(0xa5, SIZEOF.kvm_msi),
   KVM_RUN: io(0x80),
   KVM_GET_REGS: ior(0x81, SIZEOF.kvm_regs),
   KVM_SET_REGS: iow(0x82, SIZEOF.kvm_regs),
@@ -81,6 +83,7 @@ export const CAP = {
   KVM_CAP_MAX_VCPUS: 66,
   KVM_CAP_SPLIT_IRQCHIP: 121,
   KVM_CAP_IMMEDIATE_EXIT: 136,
+  KVM_CAP_SIGNAL_MSI: 77,
 } as const;
 
 export const KVM_API_VERSION = 12;
@@ -173,6 +176,7 @@ export const KVM_RUN = {
   system_event_ndata: 36,
   system_event_data: 40,
   hw_exit_reason: 32,
+  eoi_vector: 32,
 } as const;
 
 /** struct kvm_regs: 18 u64 in this order. */
@@ -222,6 +226,9 @@ export const IRQFD = { fd: 0, gsi: 4, flags: 8, resamplefd: 12 } as const;
 
 /** struct kvm_enable_cap field offsets. */
 export const ENABLE_CAP = { cap: 0, flags: 4, args: 8 } as const;
+
+/** struct kvm_msi field offsets. */
+export const MSI = { address_lo: 0, address_hi: 4, data: 8, flags: 12, devid: 16 } as const;
 
 /** struct kvm_irq_level field offsets. */
 export const IRQ_LEVEL = { irq: 0, level: 4 } as const;

@@ -46,6 +46,9 @@ export class KvmRunView {
   // KVM_EXIT_FAIL_ENTRY
   get failEntryReason(): bigint { return this.data.getBigUint64(KVM_RUN.fail_entry_reason, true); }
 
+  // KVM_EXIT_IOAPIC_EOI (split irqchip: the guest ended a level-triggered interrupt)
+  get eoiVector(): number { return this.bytes[KVM_RUN.eoi_vector]; }
+
   // KVM_EXIT_SYSTEM_EVENT
   get systemEventType(): number { return this.data.getUint32(KVM_RUN.system_event_type, true); }
 }

@@ -91,6 +91,11 @@ export class VcpuRunLoop {
           this.stats[VCPU_STAT_INDEX.forwarded]++;
           outcome = this.channel.handOff();
         }
+      } else if (reason === EXIT.IOAPIC_EOI) {
+        // Only with the split irqchip: the userspace IOAPIC on the device
+        // thread must see the EOI to clear the entry's remote IRR.
+        this.stats[VCPU_STAT_INDEX.otherExits]++;
+        outcome = this.channel.handOff();
       } else {
         this.stats[VCPU_STAT_INDEX.otherExits]++;
         const stop = this.onOtherExit(reason);
