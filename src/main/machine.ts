@@ -69,6 +69,8 @@ export interface MachineConfig {
 }
 
 const MIB = 1024 * 1024;
+/** How soon to offer COM1 host input again when its FIFO was full. */
+const INPUT_RETRY_MS = 5;
 
 /** Legacy UARTs as a PC has them; only COM1 is connected to the host. */
 const SERIAL_PORTS = [
@@ -91,6 +93,7 @@ export class Machine {
   private ending?: GuestExit;
   private finished?: (exit: GuestExit) => void;
   private pendingInput: Uint8Array[] = [];
+  private inputRetry?: NodeJS.Timeout;
   private com1!: Serial;
   private closed = false;
 
@@ -274,6 +277,12 @@ export class Machine {
       const accepted = this.com1.enqueueInput(next);
       if (accepted < next.length) {
         this.pendingInput[0] = next.subarray(accepted);
+        // The guest's reads call feedInput again; a guest that cleared its
+        // FIFO instead never reads it empty, so look again in a moment too.
+        if (!this.inputRetry) {
+          this.inputRetry = setTimeout(() => { this.inputRetry = undefined; this.feedInput(); }, INPUT_RETRY_MS);
+          this.inputRetry.unref();
+        }
         return;
       }
       this.pendingInput.shift();
@@ -293,6 +302,7 @@ export class Machine {
     if (this.closed) return;
     this.closed = true;
     this.deviceLoop?.stop();
+    if (this.inputRetry) clearTimeout(this.inputRetry);
     await Promise.all(this.threads.map((thread) => thread.terminate()));
     const addon = native();
     for (const fd of this.eventFds) addon.close(fd);

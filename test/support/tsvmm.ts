@@ -36,6 +36,10 @@ export interface RunOptions {
   /** Called with the accumulated stdout; return true to send SIGTERM. */
   stopWhen?: (stdout: string) => boolean;
   nodeArgs?: string[];
+  /** Text written to stdin once stdout contains the trigger (each pair once, in order). */
+  respond?: Array<[trigger: string, input: string]>;
+  /** Signal sent instead of SIGTERM when stopWhen fires. */
+  stopSignal?: NodeJS.Signals;
 }
 
 /** Runs `node dist/main.js ...args`; never rejects. */
@@ -45,20 +49,24 @@ export function runTsvmm(args: string[], options: RunOptions = {}): Promise<RunR
     const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN, ...args], {
       cwd: ROOT,
       env: { ...process.env, ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [options.respond ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
+    const responses = [...(options.respond ?? [])];
     let stdout = '';
     let stderr = '';
     let timedOut = false;
     let stopSent = false;
-    child.stdout.on('data', (chunk: Buffer) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
       stdout += chunk.toString('latin1');
+      while (responses.length > 0 && stdout.includes(responses[0][0])) {
+        child.stdin?.write(responses.shift()![1]);
+      }
       if (!stopSent && options.stopWhen?.(stdout)) {
         stopSent = true;
-        child.kill('SIGTERM');
+        child.kill(options.stopSignal ?? 'SIGTERM');
       }
     });
-    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8'); });
+    child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8'); });
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');

@@ -1,0 +1,56 @@
+// COM1 as a console: host input reaches the guest through the UART's receive
+// interrupt, signals stop the VM cleanly, and Ctrl-A x on a terminal quits
+// and gives the terminal back as it was.
+
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { MAIN, explain, guest, runTsvmm } from '../support/tsvmm';
+
+test('stdin reaches the guest: lines come back upper-cased, "quit" resets with exit 0', async () => {
+  const result = await runTsvmm(['--kernel', guest('echo')], {
+    respond: [['echo: ready\n', 'hello world\nquit\n']],
+  });
+  assert.is(result.code, 0, explain(result));
+  assert.is(result.stdout, 'echo: ready\necho: HELLO WORLD\necho: bye\n', explain(result));
+});
+
+for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+  test(`${signal} stops an idle guest on every vCPU and exits ${code}`, async () => {
+    const started = Date.now();
+    const result = await runTsvmm(['--kernel', guest('echo'), '--cpus', '4'], {
+      stopWhen: (stdout) => stdout.includes('echo: ready\n'),
+      stopSignal: signal,
+    });
+    assert.is(result.code, code, explain(result));
+    assert.is(result.stderr, `tsvmm: stopped by ${signal}\n`, explain(result));
+    assert.ok(Date.now() - started < 15_000, 'stopped promptly');
+  });
+}
+
+test('Ctrl-A x on a terminal quits with exit 0 and restores the terminal mode', () => {
+  if (spawnSync('sh', ['-c', 'command -v script'], { stdio: 'ignore' }).status !== 0) {
+    console.log('not checked: util-linux script(1) is not installed');
+    return;
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvmm-tty-'));
+  const before = path.join(dir, 'before');
+  const after = path.join(dir, 'after');
+  // script(1) gives tsvmm a pseudo-terminal; the escape arrives once the
+  // guest is up (the sleep), as a person would type it.
+  const inner = `stty -g > ${before}; ${process.execPath} ${MAIN} --kernel ${guest('echo')}; echo "exit=$?"; stty -g > ${after}`;
+  const result = spawnSync('sh', ['-c', `(sleep 3; printf '\\001x') | script -qec '${inner}' /dev/null`], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  const output = result.stdout.replace(/\r/g, '');
+  assert.match(output, /echo: ready\n/, output);
+  assert.match(output, /exit=0\n/, output);
+  assert.is(fs.readFileSync(after, 'utf8'), fs.readFileSync(before, 'utf8'), 'terminal settings restored');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test.run();
