@@ -6,9 +6,10 @@
 // no exception machinery, and TypeScript turns the errno into a KvmError that
 // names the ioctl. They throw TypeError only for malformed arguments.
 //
-// The addon is loaded by the main thread and by every vCPU worker. It keeps no
-// per-environment state besides the mappings an environment asked to own; the
-// kick signal handler is process-wide and installed once.
+// The addon is loaded by the main thread and by every vCPU worker. Each
+// environment (thread) has its own instance data: the mappings it created,
+// unmapped by an environment cleanup hook if the thread ends without doing it.
+// The kick signal handler is process-wide and installed once.
 
 #include <napi.h>
 
@@ -23,8 +24,10 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <algorithm>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -48,6 +51,22 @@ void InstallKickHandler() {
     if (sigaction(KickSignal(), &action, nullptr) != 0) kick_handler_errno = errno;
   });
 }
+
+// Mappings created through one environment; unmapped when it is torn down.
+struct EnvironmentState {
+  struct Mapping {
+    void* address;
+    size_t length;
+  };
+  std::vector<Mapping> mappings;
+};
+
+void CleanupEnvironment(Napi::Env, EnvironmentState* state) {
+  for (const auto& mapping : state->mappings) munmap(mapping.address, mapping.length);
+  delete state;
+}
+
+EnvironmentState* StateOf(Napi::Env env) { return env.GetInstanceData<EnvironmentState>(); }
 
 int64_t ToInt64(const Napi::Value& value, const char* what) {
   if (value.IsNumber()) return value.As<Napi::Number>().Int64Value();
@@ -162,6 +181,7 @@ Napi::Value Mmap(const Napi::CallbackInfo& info) {
   if (env.IsExceptionPending()) return env.Null();
   void* address = mmap(nullptr, static_cast<size_t>(length), prot, flags, fd, offset);
   if (address == MAP_FAILED) return Napi::Number::New(env, -errno);
+  StateOf(env)->mappings.push_back({address, static_cast<size_t>(length)});
   return Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(address)));
 }
 
@@ -171,7 +191,15 @@ Napi::Value Munmap(const Napi::CallbackInfo& info) {
   uint64_t address = ToUint64(info[0], "address");
   int64_t length = ToInt64(info[1], "length");
   if (env.IsExceptionPending()) return env.Null();
-  return Result(env, munmap(reinterpret_cast<void*>(address), static_cast<size_t>(length)));
+  void* pointer = reinterpret_cast<void*>(address);
+  int rc = munmap(pointer, static_cast<size_t>(length));
+  if (rc == 0) {
+    auto& mappings = StateOf(env)->mappings;
+    mappings.erase(std::remove_if(mappings.begin(), mappings.end(),
+                                  [pointer](const EnvironmentState::Mapping& m) { return m.address == pointer; }),
+                   mappings.end());
+  }
+  return Result(env, rc);
 }
 
 // view(address, length) -> ArrayBuffer over existing memory, without copying
@@ -242,6 +270,9 @@ Napi::Value StrError(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InstallKickHandler();
+  // Per-environment state; node-addon-api frees it through the finalizer,
+  // which runs when the environment (main thread or worker) is torn down.
+  env.SetInstanceData<EnvironmentState, CleanupEnvironment>(new EnvironmentState());
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("ioctl", Napi::Function::New(env, Ioctl, "ioctl"));
