@@ -99,7 +99,7 @@ export function parseCli(argv: string[]): CliOptions {
     });
   } catch (error) {
     // node:util's messages are already one line; add the way out.
-    const text = (error as Error).message.replace(/\.$/, '');
+    const text = (error as Error).message.split('\n').map((line) => line.trim()).join(' ').replace(/\.$/, '');
     throw new UsageError(`${text}; see --help`);
   }
   const values = parsed.values;

@@ -1,0 +1,96 @@
+// The exit channel's protocol: sequence numbers, the parked flags, and a real
+// cross-thread hand-off (a worker plays the vCPU and blocks in Atomics.wait).
+
+import { Worker } from 'node:worker_threads';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { CHANNEL_SLOT, DOORBELL_SLOT, Doorbell, ExitChannel } from '../../src/shared/exit-channel';
+
+test('a hand-off is pending for the device side until completed', () => {
+  const doorbell = new Doorbell();
+  const vcpuSide = new ExitChannel(undefined, doorbell);
+  const deviceSide = new ExitChannel(vcpuSide.buffer);
+  assert.is(deviceSide.pendingSequence(), undefined);
+  const sequence = vcpuSide.handOff();
+  assert.is(sequence, 1);
+  assert.is(deviceSide.pendingSequence(), 1);
+  assert.is(vcpuSide.isComplete(1), false);
+  deviceSide.complete(1);
+  assert.is(deviceSide.pendingSequence(), undefined);
+  assert.is(vcpuSide.isComplete(1), true);
+  assert.is(vcpuSide.handOff(), 2);
+  assert.is(Atomics.load(doorbell.words, DOORBELL_SLOT.rings), 2, 'every hand-off rings the doorbell');
+});
+
+test('sequence numbers stay positive and wrap before 2^30', () => {
+  const channel = new ExitChannel();
+  Atomics.store(channel.words, CHANNEL_SLOT.requested, 0x3fff_fffe);
+  const wrapped = new ExitChannel(channel.buffer);
+  assert.is(wrapped.handOff(), 0x3fff_ffff);
+  assert.is(wrapped.handOff(), 1);
+});
+
+test('a completed hand-off found while spinning counts as a spin hit, not a park', () => {
+  const channel = new ExitChannel();
+  const sequence = channel.handOff();
+  channel.complete(sequence);
+  const counters = { spinHits: 0, parks: 0 };
+  channel.waitForCompletion(sequence, 100, counters);
+  assert.equal(counters, { spinHits: 1, parks: 0 });
+});
+
+test('with the device thread parked the vCPU parks at once instead of spinning', () => {
+  const doorbell = new Doorbell();
+  doorbell.beginPark();
+  const channel = new ExitChannel(undefined, doorbell);
+  const sequence = channel.handOff();
+  channel.complete(sequence); // completed already: the park returns at once
+  const counters = { spinHits: 0, parks: 0 };
+  channel.waitForCompletion(sequence, 1_000_000, counters);
+  assert.equal(counters, { spinHits: 0, parks: 1 });
+  assert.is(Atomics.load(channel.words, CHANNEL_SLOT.vcpuParked), 0, 'the parked flag is cleared after waking');
+});
+
+test('a parked device thread is woken by the doorbell (Atomics.waitAsync)', async () => {
+  const doorbell = new Doorbell();
+  const seen = doorbell.beginPark();
+  const waited = Atomics.waitAsync(doorbell.words, DOORBELL_SLOT.rings, seen, 5000);
+  assert.ok(waited.async);
+  new ExitChannel(undefined, doorbell).handOff();
+  assert.is(await waited.value, 'ok');
+  doorbell.endPark();
+  assert.is(doorbell.deviceParked, false);
+});
+
+test('cross-thread: a vCPU worker parked in Atomics.wait is woken by complete()', async () => {
+  const channel = new ExitChannel();
+  // The worker hands off, parks at once (spin limit 0), and reports what it saw.
+  const source = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { ExitChannel } = require(workerData.module);
+    const channel = new ExitChannel(workerData.buffer);
+    const counters = { spinHits: 0, parks: 0 };
+    const sequence = channel.handOff();
+    channel.waitForCompletion(sequence, 0, counters);
+    parentPort.postMessage({ sequence, counters });
+  `;
+  const worker = new Worker(source, {
+    eval: true,
+    workerData: { buffer: channel.buffer, module: require.resolve('../../src/shared/exit-channel') },
+  });
+  const reply = new Promise<{ sequence: number; counters: { parks: number } }>((resolve) => worker.once('message', resolve));
+  // Wait until the worker has handed off and is parked, then complete.
+  const deadline = Date.now() + 5000;
+  while (Atomics.load(channel.words, CHANNEL_SLOT.vcpuParked) !== 1 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  assert.is(Atomics.load(channel.words, CHANNEL_SLOT.vcpuParked), 1, 'the worker parked');
+  const sequence = channel.pendingSequence();
+  assert.is(sequence, 1);
+  channel.complete(sequence!);
+  const { counters } = await reply;
+  assert.is(counters.parks, 1);
+  await worker.terminate();
+});
+
+test.run();
