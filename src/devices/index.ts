@@ -7,3 +7,4 @@ export * from './serial';
 export * from './cmos';
 export * from './i8042';
 export * from './pit';
+export * from './ioapic';

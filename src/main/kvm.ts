@@ -3,7 +3,8 @@
 // naming the ioctl and keeping the errno.
 
 import {
-  CAP, ENABLE_CAP, IOCTL, IRQFD, IRQ_LEVEL, IoctlName, KVM_API_VERSION, MAP_SHARED, MEMORY_REGION, MSI,
+  CAP, ENABLE_CAP, IOCTL, IRQFD, IRQ_LEVEL, IRQ_ROUTING_ENTRY, IoctlName, KVM_API_VERSION, KVM_IRQ_ROUTING_MSI,
+  KVM_PIT_SPEAKER_DUMMY, MAP_SHARED, MEMORY_REGION, MSI,
   O_RDWR, PROT_READ, PROT_WRITE, SIZEOF,
 } from '../shared/kvm-abi';
 import {
@@ -113,8 +114,35 @@ export class Vm {
     ioctl(this.fd, 'KVM_CREATE_IRQCHIP');
   }
 
+  /**
+   * The in-kernel PIT, with port 0x61 emulated too: Linux and the test guests
+   * time the TSC against PIT channel 2, whose gate and output live there.
+   */
   createPit2(): void {
-    ioctl(this.fd, 'KVM_CREATE_PIT2', new Uint8Array(SIZEOF.kvm_pit_config));
+    const config = new Uint8Array(SIZEOF.kvm_pit_config);
+    new DataView(config.buffer).setUint32(0, KVM_PIT_SPEAKER_DUMMY, true);
+    ioctl(this.fd, 'KVM_CREATE_PIT2', config);
+  }
+
+  /**
+   * Replaces the GSI routing table with MSI routes (split irqchip: one per
+   * IOAPIC pin that is unmasked). KVM scans these routes to know which
+   * vectors are level-triggered IOAPIC interrupts whose EOI it must report
+   * with KVM_EXIT_IOAPIC_EOI.
+   */
+  setMsiRoutes(routes: ReadonlyArray<{ gsi: number; address: number; data: number }>): void {
+    const bytes = new Uint8Array(SIZEOF.kvm_irq_routing + routes.length * SIZEOF.kvm_irq_routing_entry);
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(0, routes.length, true);
+    routes.forEach((route, i) => {
+      const at = SIZEOF.kvm_irq_routing + i * SIZEOF.kvm_irq_routing_entry;
+      dv.setUint32(at + IRQ_ROUTING_ENTRY.gsi, route.gsi, true);
+      dv.setUint32(at + IRQ_ROUTING_ENTRY.type, KVM_IRQ_ROUTING_MSI, true);
+      dv.setUint32(at + IRQ_ROUTING_ENTRY.msi_address_lo, route.address >>> 0, true);
+      dv.setUint32(at + IRQ_ROUTING_ENTRY.msi_address_hi, Math.floor(route.address / 0x1_0000_0000) >>> 0, true);
+      dv.setUint32(at + IRQ_ROUTING_ENTRY.msi_data, route.data >>> 0, true);
+    });
+    ioctl(this.fd, 'KVM_SET_GSI_ROUTING', bytes, `${routes.length} MSI routes`);
   }
 
   /** KVM_CAP_SPLIT_IRQCHIP: LAPICs in the kernel, PIC/IOAPIC/PIT in userspace. */

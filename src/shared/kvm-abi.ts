@@ -36,6 +36,8 @@ export const SIZEOF = {
   kvm_segment: 24,
   kvm_dtable: 16,
   kvm_msi: 32,
+  kvm_irq_routing: 8,
+  kvm_irq_routing_entry: 48,
 } as const;
 
 /** ioctl request numbers, named as in <linux/kvm.h>. */
@@ -51,6 +53,7 @@ export const IOCTL = {
   KVM_SET_IDENTITY_MAP_ADDR: iow(0x48, 8),
   KVM_CREATE_IRQCHIP: io(0x60),
   KVM_IRQ_LINE: iow(0x61, SIZEOF.kvm_irq_level),
+  KVM_SET_GSI_ROUTING: iow(0x6a, SIZEOF.kvm_irq_routing),
   KVM_IRQFD: iow(0x76, SIZEOF.kvm_irqfd),
   KVM_CREATE_PIT2: iow(0x77, SIZEOF.kvm_pit_config),
   KVM_ENABLE_CAP: iow(0xa3, SIZEOF.kvm_enable_cap),
@@ -226,6 +229,13 @@ export const IRQFD = { fd: 0, gsi: 4, flags: 8, resamplefd: 12 } as const;
 
 /** struct kvm_enable_cap field offsets. */
 export const ENABLE_CAP = { cap: 0, flags: 4, args: 8 } as const;
+
+/** struct kvm_irq_routing_entry field offsets (the MSI member of its union). */
+export const IRQ_ROUTING_ENTRY = { gsi: 0, type: 4, flags: 8, msi_address_lo: 16, msi_address_hi: 20, msi_data: 24 } as const;
+export const KVM_IRQ_ROUTING_MSI = 2;
+
+/** kvm_pit_config.flags: KVM also emulates port 0x61 (speaker and PIT channel 2 gate/output). */
+export const KVM_PIT_SPEAKER_DUMMY = 1;
 
 /** struct kvm_msi field offsets. */
 export const MSI = { address_lo: 0, address_hi: 4, data: 8, flags: 12, devid: 16 } as const;
