@@ -8,14 +8,18 @@ import * as os from 'node:os';
 import { Bus } from '../devices/bus';
 import type { BusDevice, InterruptLine } from '../devices/bus-device';
 import { CMOS_BASE_PORT, CMOS_PORT_COUNT, Cmos } from '../devices/cmos';
-import { I8042, I8042_BASE_PORT, I8042_PORT_COUNT } from '../devices/i8042';
+import {
+  I8042, I8042_BASE_PORT, I8042_BASE_PORT_WITH_PIT_SPEAKER, I8042_PORT_COUNT, I8042_PORT_COUNT_WITH_PIT_SPEAKER,
+} from '../devices/i8042';
+import { IOAPIC_MMIO_SIZE, Ioapic, ioapicInterruptLine } from '../devices/ioapic';
+import { PIT_BASE_PORT, PIT_PORT_COUNT, PIT_SPEAKER_PORT, Pit, PitSpeakerPort } from '../devices/pit';
 import { ALWAYS_NULL_PORTS, NoDevice, PIT_NULL_PORTS } from '../devices/no-device';
 import { Serial } from '../devices/serial';
 import { byteRegisters } from '../devices/width-adapter';
 import { configureSystem, BootPlan, BootProtocolChoice } from '../arch/configure';
 import { shapeCpuid } from '../arch/cpuid';
 import { setLocalInterrupts } from '../arch/interrupts';
-import { FIRST_ADDR_PAST_32BITS, IDENTITY_MAP_ADDR, TSS_ADDR } from '../arch/layout';
+import { FIRST_ADDR_PAST_32BITS, IDENTITY_MAP_ADDR, IOAPIC_START, TSS_ADDR } from '../arch/layout';
 import { guestMemoryLayout } from '../arch/memory-map';
 import { MAX_MPTABLE_CPUS } from '../arch/mptable';
 import { bootMsrs } from '../arch/msrs';
@@ -24,7 +28,8 @@ import { Doorbell } from '../shared/exit-channel';
 import { DEFAULT_SPIN_LIMIT } from '../shared/exit-channel';
 import { native, check } from '../shared/native';
 import { EFD_NONBLOCK } from '../shared/kvm-abi';
-import type { HandOffMode, VcpuStop } from '../shared/vcpu-protocol';
+import type { HandOffMode } from '../shared/vcpu-protocol';
+import type { Regs } from '../shared/kvm-structs';
 import type { VcpuStatValues } from '../shared/vcpu-stats';
 import { DeviceLoop, DEFAULT_DEVICE_LOOP_OPTIONS } from './device-loop';
 import { describeStop, GuestExit } from './guest-exit';
@@ -92,9 +97,17 @@ export class Machine {
   private deviceLoop?: DeviceLoop;
   private ending?: GuestExit;
   private finished?: (exit: GuestExit) => void;
+  /** Pause bookkeeping: resolved by resume(); counts vCPUs that reported paused. */
+  private resumed: Promise<void> = Promise.resolve();
+  private release?: () => void;
+  private pausedCount = 0;
+  private onPaused?: () => void;
   private pendingInput: Uint8Array[] = [];
   private inputRetry?: NodeJS.Timeout;
   private com1!: Serial;
+  /** The userspace IOAPIC and PIT of the split irqchip. */
+  private ioapic?: Ioapic;
+  private pit?: Pit;
   private closed = false;
 
   private constructor(
@@ -173,7 +186,13 @@ export class Machine {
     }
   }
 
+  /**
+   * The interrupt line of ISA IRQ `gsi`: an irqfd into the in-kernel PIC and
+   * IOAPIC, or with the split irqchip a pulse on the userspace IOAPIC's pin
+   * (the MP table routes ISA IRQ n to pin n).
+   */
   private interruptLine(gsi: number): InterruptLine {
+    if (this.ioapic) return ioapicInterruptLine(this.ioapic, gsi);
     const addon = native();
     const fd = check('eventfd', addon.eventfd(0, EFD_NONBLOCK));
     this.eventFds.push(fd);
@@ -183,6 +202,7 @@ export class Machine {
 
   private attachDevices(): void {
     const io = this.ioBus;
+    if (this.config.splitIrqchip) this.attachSplitIrqchip();
     for (const port of SERIAL_PORTS) {
       const serial = new Serial({
         interrupt: this.interruptLine(port.irq),
@@ -199,13 +219,50 @@ export class Machine {
       memoryBelow4G: below4G,
       memoryAbove4G: above4G,
     })));
-    io.insert(I8042_BASE_PORT, I8042_PORT_COUNT, byteRegisters(new I8042({
+    // With the PIT in userspace, port 0x61 is the PIT's speaker/gate port
+    // and the i8042 starts at 0x62, as crosvm lays it out.
+    const i8042 = new I8042({
       onReset: () => this.end({ code: 0, reason: 'guest reset (i8042)' }),
-    })));
+      basePort: this.pit ? I8042_BASE_PORT_WITH_PIT_SPEAKER : I8042_BASE_PORT,
+    });
+    if (this.pit) io.insert(I8042_BASE_PORT_WITH_PIT_SPEAKER, I8042_PORT_COUNT_WITH_PIT_SPEAKER, byteRegisters(i8042));
+    else io.insert(I8042_BASE_PORT, I8042_PORT_COUNT, byteRegisters(i8042));
     for (const range of ALWAYS_NULL_PORTS) io.insert(range.base, range.length, new NoDevice(range.name));
     if (!this.config.splitIrqchip) io.insert(PIT_NULL_PORTS.base, PIT_NULL_PORTS.length, new NoDevice(PIT_NULL_PORTS.name));
     for (const extra of this.config.extraIoDevices ?? []) io.insert(extra.base, extra.length, extra.device);
     for (const extra of this.config.extraMmioDevices ?? []) this.mmioBus.insert(extra.base, extra.length, extra.device);
+  }
+
+  /** KVM keeps the local APICs; the IOAPIC (MMIO) and the PIT (ports 0x40-0x43, 0x61) live here. */
+  private attachSplitIrqchip(): void {
+    const vm = this.vm;
+    const routes = new Map<number, { gsi: number; address: number; data: number }>();
+    const ioapic = new Ioapic({
+      sendMsi: (address, data) => { vm.signalMsi(address, data); },
+      // Mirror each pin's message into KVM's routing table (QEMU's
+      // ioapic_update_kvm_routes), so level-triggered EOIs come back to us.
+      routeChanged: (pin, route) => {
+        if (route) routes.set(pin, { gsi: pin, ...route });
+        else routes.delete(pin);
+        vm.setMsiRoutes([...routes.values()]);
+      },
+      id: this.vcpus.length, // the MP table gives the IOAPIC the id after the last CPU
+    });
+    this.ioapic = ioapic;
+    this.mmioBus.insert(IOAPIC_START, IOAPIC_MMIO_SIZE, ioapic);
+    const now = () => process.hrtime.bigint();
+    this.pit = new Pit({
+      now,
+      // Node timers have millisecond resolution; the PIT model folds edges
+      // that a late timer missed into one interrupt, as a busy host would.
+      schedule: (delayNs, callback) => {
+        const timer = setTimeout(callback, Number(delayNs / 1_000_000n));
+        return { cancel: () => clearTimeout(timer) };
+      },
+      interrupt: this.interruptLine(0),
+    });
+    this.ioBus.insert(PIT_BASE_PORT, PIT_PORT_COUNT, byteRegisters(this.pit));
+    this.ioBus.insert(PIT_SPEAKER_PORT, 1, byteRegisters(new PitSpeakerPort({ pit: this.pit, now })));
   }
 
   private async spawnThreads(runSize: number): Promise<void> {
@@ -224,7 +281,12 @@ export class Machine {
       spinLimit: this.config.spinLimit ?? DEFAULT_SPIN_LIMIT,
     })));
     const mode = this.config.handOff;
-    this.deviceLoop = new DeviceLoop(this.doorbell, this.threads, { io: this.ioBus, mmio: this.mmioBus }, {
+    const ioapic = this.ioapic;
+    this.deviceLoop = new DeviceLoop(this.doorbell, this.threads, {
+      io: this.ioBus,
+      mmio: this.mmioBus,
+      endOfInterrupt: ioapic ? (vector) => ioapic.endOfInterrupt(vector) : undefined,
+    }, {
       ...DEFAULT_DEVICE_LOOP_OPTIONS,
       poll: mode === 'spin-park' || mode === 'park',
     });
@@ -242,14 +304,58 @@ export class Machine {
     const ended = new Promise<GuestExit>((resolve) => { this.finished = resolve; });
     if (this.ending) this.finished?.(this.ending);
     this.deviceLoop!.start();
-    const runs = this.threads.map((thread) => thread.start().then(
-      (stop) => this.onVcpuStop(thread.vcpuId, stop),
+    const drives = this.threads.map((thread) => this.driveVcpu(thread).catch(
       (error: Error) => this.end({ code: 1, reason: `vCPU ${thread.vcpuId} worker failed: ${error.message}` }),
     ));
     const exit = await ended;
-    await Promise.all(runs);
+    this.resume(); // a paused vCPU must come back to see the stop
+    await Promise.all(drives);
     this.deviceLoop!.stop();
     return exit;
+  }
+
+  /** Runs one vCPU until it stops for good, going round pauses. */
+  private async driveVcpu(thread: VcpuThread): Promise<void> {
+    for (;;) {
+      const stop = await thread.start();
+      if (stop.kind === 'stopped') return;
+      if (stop.kind === 'paused') {
+        this.pausedCount++;
+        this.onPaused?.();
+        await this.resumed;
+        if (this.ending) return;
+        continue;
+      }
+      this.end(describeStop(thread.vcpuId, stop, this.vcpus[thread.vcpuId], this.ram.memory));
+      return;
+    }
+  }
+
+  /** Stops every vCPU outside KVM_RUN; resolves when all are paused. */
+  async pause(): Promise<void> {
+    if (this.ending) return;
+    let release!: () => void;
+    this.resumed = new Promise<void>((resolve) => { release = resolve; });
+    this.release = release;
+    this.pausedCount = 0;
+    const allPaused = new Promise<void>((resolve) => {
+      this.onPaused = () => { if (this.pausedCount === this.threads.length) resolve(); };
+    });
+    for (const thread of this.threads) thread.requestExit('pause');
+    await allPaused;
+    this.onPaused = undefined;
+  }
+
+  /** Lets paused vCPUs run again. */
+  resume(): void {
+    this.release?.();
+    this.release = undefined;
+  }
+
+  /** A vCPU's general-purpose registers, read by its own worker (over comlink); only while paused. */
+  registers(vcpuId: number): Promise<Regs> {
+    if (this.release === undefined) throw new MachineConfigError('registers can be read only while the machine is paused (pause() first)');
+    return this.threads[vcpuId].registers();
   }
 
   /** Ends the guest (from a device, a signal, or a vCPU) and stops every vCPU. */
@@ -258,11 +364,6 @@ export class Machine {
     this.ending = exit;
     for (const thread of this.threads) thread.requestExit('stop');
     this.finished?.(exit);
-  }
-
-  private onVcpuStop(vcpuId: number, stop: VcpuStop): void {
-    if (stop.kind === 'stopped' || stop.kind === 'paused') return;
-    this.end(describeStop(vcpuId, stop, this.vcpus[vcpuId], this.ram.memory));
   }
 
   /** Host input for COM1; what its FIFO cannot take now waits for the guest to read. */
@@ -302,6 +403,7 @@ export class Machine {
     if (this.closed) return;
     this.closed = true;
     this.deviceLoop?.stop();
+    this.pit?.dispose();
     if (this.inputRetry) clearTimeout(this.inputRetry);
     await Promise.all(this.threads.map((thread) => thread.terminate()));
     const addon = native();
