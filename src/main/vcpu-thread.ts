@@ -12,6 +12,7 @@ import { VCPU_CONTROL_BYTES, VCPU_REQUEST, VCPU_STATS_BYTES, VcpuStatValues, rea
 import type { HandOffMode, VcpuStop, VcpuWorkerApi, VcpuWorkerConfig } from '../shared/vcpu-protocol';
 import type { ClaimedRanges } from '../shared/address-claims';
 import { ExitChannel } from '../shared/exit-channel';
+import type { Regs } from '../shared/kvm-structs';
 
 const WORKER_FILE = path.join(__dirname, '..', 'vcpu-worker', 'worker.js');
 
@@ -86,6 +87,11 @@ export class VcpuThread {
     Atomics.store(this.control, 0, VCPU_REQUEST[kind]);
     this.run.immediateExit = true;
     native().kick(this.thread);
+  }
+
+  /** The vCPU's registers, read by its worker; only between runs. */
+  registers(): Promise<Regs> {
+    return this.api.registers();
   }
 
   stats(): VcpuStatValues {

@@ -3,6 +3,7 @@
 
 import type { MessagePort } from 'node:worker_threads';
 import type { ClaimedRanges } from './address-claims';
+import type { Regs } from './kvm-structs';
 
 /**
  * How a forwarded exit reaches the device thread:
@@ -48,6 +49,8 @@ export interface VcpuWorkerApi {
   init(config: VcpuWorkerConfig): bigint;
   /** Runs the guest until a stop request or a guest event that ends this vCPU. */
   run(): Promise<VcpuStop>;
+  /** KVM_GET_REGS on this vCPU; only between runs. */
+  registers(): Regs;
 }
 
 /** The device thread's side of the comlink hand-off. */

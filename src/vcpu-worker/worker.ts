@@ -6,7 +6,9 @@
 import { parentPort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
-import { native } from '../shared/native';
+import { IOCTL, SIZEOF } from '../shared/kvm-abi';
+import { decodeRegs, Regs } from '../shared/kvm-structs';
+import { check, native } from '../shared/native';
 import type { DeviceRpcApi, VcpuStop, VcpuWorkerApi, VcpuWorkerConfig } from '../shared/vcpu-protocol';
 import { Forwarder, VcpuRunLoop } from './run-loop';
 
@@ -14,6 +16,9 @@ if (!parentPort) throw new Error('the vCPU worker must run inside a worker_threa
 
 let loop: VcpuRunLoop | undefined;
 let mode: VcpuWorkerConfig['handOff'] = 'spin-park';
+let running = false;
+let vcpuFd = -1;
+let vcpuId = -1;
 
 function forwarderFor(config: VcpuWorkerConfig): Forwarder | undefined {
   const port = config.devicePort;
@@ -35,12 +40,25 @@ const api: VcpuWorkerApi = {
   init(config: VcpuWorkerConfig): bigint {
     const addon = native();
     mode = config.handOff;
+    vcpuFd = config.vcpuFd;
+    vcpuId = config.vcpuId;
     loop = new VcpuRunLoop(addon, config, forwarderFor(config));
     return addon.currentThread();
   },
   async run(): Promise<VcpuStop> {
     if (!loop) throw new Error('run() before init()');
-    return mode === 'spin-park' || mode === 'park' ? loop.runSync() : loop.runAsync();
+    running = true;
+    try {
+      return mode === 'spin-park' || mode === 'park' ? loop.runSync() : loop.runAsync();
+    } finally {
+      running = false;
+    }
+  },
+  registers(): Regs {
+    if (!loop || running) throw new Error('registers() needs an initialised vCPU that is not running');
+    const bytes = new Uint8Array(SIZEOF.kvm_regs);
+    check('KVM_GET_REGS', native().ioctl(vcpuFd, IOCTL.KVM_GET_REGS, bytes), `vCPU ${vcpuId}`);
+    return decodeRegs(bytes);
   },
 };
 
