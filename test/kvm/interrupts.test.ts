@@ -21,13 +21,6 @@ const QEMU_TIMEOUT_MS = 30_000;
 const QEMU_ARGS = ['-accel', 'kvm', '-M', 'pc', '-m', '128', '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio'];
 /** SeaBIOS prints this (without a newline) just before it jumps to the guest's PVH entry. */
 const SEABIOS_BANNER_END = 'Booting from ROM..';
-/**
- * Set to true once the machine builder wires the userspace IOAPIC, PIC and
- * PIT behind --split-irqchip (KVM_SIGNAL_MSI, KVM_EXIT_IOAPIC_EOI); until
- * then the split runs are reported as not checked.
- */
-const SPLIT_IRQCHIP_WIRED = true;
-
 const EXPECTED: Record<string, string> = {
   'irq-ioapic': 'irq-ioapic: 0123456789\nirq-ioapic: 10 interrupts on vector 0x34\n',
   pit: 'pit: 100 ticks\npit: rate ok\n',
@@ -114,19 +107,11 @@ for (const name of Object.keys(EXPECTED)) {
     });
   }
 
-  if (SPLIT_IRQCHIP_WIRED) {
-    test(`${name} under tsvmm --split-irqchip (userspace IOAPIC/PIC/PIT): the same output as QEMU, exit 0`, async () => {
-      const result = await runTsvmm(['--split-irqchip', '--kernel', guestFile(name)]);
-      assert.is(result.code, 0, explain(result));
-      assert.is(result.stdout, EXPECTED[name], explain(result));
-      assert.is(result.stderr, '', explain(result));
-    });
-  }
-}
-
-if (!SPLIT_IRQCHIP_WIRED) {
-  test('IOAPIC guests under tsvmm --split-irqchip', () => {
-    console.log('not checked: --split-irqchip does not yet route interrupts through the userspace IOAPIC (SPLIT_IRQCHIP_WIRED)');
+  test(`${name} under tsvmm --split-irqchip (userspace IOAPIC and PIT): the same output as QEMU, exit 0`, async () => {
+    const result = await runTsvmm(['--split-irqchip', '--kernel', guestFile(name)]);
+    assert.is(result.code, 0, explain(result));
+    assert.is(result.stdout, EXPECTED[name], explain(result));
+    assert.is(result.stderr, '', explain(result));
   });
 }
 
