@@ -64,6 +64,8 @@ export class Bus {
   /** Writes that no device claimed (dropped). */
   unclaimedWrites = 0;
   private readonly entries: Entry[] = [];
+  /** The entry of the last access that found a device (see entryAt). */
+  private lastHit: Entry | undefined;
 
   constructor(kind: BusKind) {
     this.kind = kind;
@@ -100,32 +102,45 @@ export class Bus {
 
   /** The device owning `address`, its base and the offset of `address` from that base; undefined if nobody claims it. */
   find(address: number): BusTarget | undefined {
-    const entry = this.entries[this.firstIndexAbove(address) - 1];
-    if (!entry || address >= entry.base + entry.length) return undefined;
-    return { device: entry.device, base: entry.base, offset: address - entry.base };
+    const entry = this.entryAt(address);
+    return entry ? { device: entry.device, base: entry.base, offset: address - entry.base } : undefined;
   }
 
   /** Dispatches a read; returns false (and fills data with 0xff) when nobody claims `address`. */
   read(address: number, data: Uint8Array): boolean {
-    const target = this.find(address);
-    if (!target) {
+    const entry = this.entryAt(address);
+    if (!entry) {
       data.fill(UNCLAIMED_READ_BYTE);
       this.unclaimedReads++;
       return false;
     }
-    target.device.read(target.offset, data);
+    entry.device.read(address - entry.base, data);
     return true;
   }
 
   /** Dispatches a write; returns false (and drops it) when nobody claims `address`. */
   write(address: number, data: Uint8Array): boolean {
-    const target = this.find(address);
-    if (!target) {
+    const entry = this.entryAt(address);
+    if (!entry) {
       this.unclaimedWrites++;
       return false;
     }
-    target.device.write(target.offset, data);
+    entry.device.write(address - entry.base, data);
     return true;
+  }
+
+  /**
+   * The entry claiming `address`. Accesses come in runs to one device (a
+   * driver polling its status register), so the last hit is checked before
+   * the binary search; this is the device thread's hot path.
+   */
+  private entryAt(address: number): Entry | undefined {
+    const last = this.lastHit;
+    if (last && address >= last.base && address < last.base + last.length) return last;
+    const entry = this.entries[this.firstIndexAbove(address) - 1];
+    if (!entry || address >= entry.base + entry.length) return undefined;
+    this.lastHit = entry;
+    return entry;
   }
 
   /** Every claimed range sorted by base, as plain data for vCPU workers. */

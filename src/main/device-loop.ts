@@ -95,13 +95,14 @@ export class DeviceLoop {
   private serveAccess(run: KvmRunView): void {
     const { io, mmio } = this.targets;
     if (run.exitReason === EXIT.IO) {
-      const data = run.ioData();
       const size = run.ioSize;
       const port = run.ioPort;
       const write = run.ioIsWrite;
+      const start = run.ioDataOffset;
+      const end = start + size * run.ioCount;
       // String I/O (rep ins/outs) arrives as one exit with `count` elements.
-      for (let offset = 0; offset < data.length; offset += size) {
-        const element = data.subarray(offset, offset + size);
+      for (let offset = start; offset < end; offset += size) {
+        const element = run.bytesAt(offset, size);
         if (write) io.write(port, element);
         else io.read(port, element);
       }

@@ -56,10 +56,17 @@ export class Doorbell {
     this.words = new Int32Array(buffer);
   }
 
-  /** vCPU side: announce new work; wakes the device thread only if it sleeps. */
+  /**
+   * vCPU side, after publishing a hand-off: wakes the device thread if it
+   * parked. A polling device thread needs nothing, and skipping the atomic
+   * add keeps every vCPU off this shared cache line. No wake-up is lost:
+   * the vCPU stores `requested` then loads `deviceParked`; the device thread
+   * stores `deviceParked` then re-reads every `requested` (beginPark); with
+   * sequentially consistent atomics one of them sees the other.
+   */
   ring(): void {
-    Atomics.add(this.words, DOORBELL_SLOT.rings, 1);
     if (Atomics.load(this.words, DOORBELL_SLOT.deviceParked) !== 0) {
+      Atomics.add(this.words, DOORBELL_SLOT.rings, 1);
       Atomics.notify(this.words, DOORBELL_SLOT.rings);
     }
   }

@@ -8,10 +8,31 @@ export class KvmRunView {
   readonly bytes: Uint8Array;
   readonly data: DataView;
 
+  /** Views handed out by bytesAt, by (offset, length): exits reuse the same few. */
+  private readonly views = new Map<number, Uint8Array>();
+
   constructor(readonly buffer: ArrayBuffer) {
     this.bytes = new Uint8Array(buffer);
     this.data = new DataView(buffer);
   }
+
+  /**
+   * A view of `length` bytes at `offset` in the page. Cached, because a
+   * typed-array allocation per exit is a measurable part of the exit path
+   * and the same few (offset, length) pairs come back every time.
+   */
+  bytesAt(offset: number, length: number): Uint8Array {
+    const key = offset * 0x10000 + length;
+    let view = this.views.get(key);
+    if (view === undefined) {
+      view = new Uint8Array(this.buffer, offset, length);
+      this.views.set(key, view);
+    }
+    return view;
+  }
+
+  /** Where the data of a port access starts inside the mapping. */
+  get ioDataOffset(): number { return Number(this.data.getBigUint64(KVM_RUN.io_data_offset, true)); }
 
   get exitReason(): number { return this.data.getUint32(KVM_RUN.exit_reason, true); }
 
@@ -25,15 +46,14 @@ export class KvmRunView {
   get ioCount(): number { return this.data.getUint32(KVM_RUN.io_count, true); }
   /** The data of a port access: size x count bytes inside the kvm_run mapping. */
   ioData(): Uint8Array {
-    const offset = Number(this.data.getBigUint64(KVM_RUN.io_data_offset, true));
-    return new Uint8Array(this.buffer, offset, this.ioSize * this.ioCount);
+    return this.bytesAt(this.ioDataOffset, this.ioSize * this.ioCount);
   }
 
   // KVM_EXIT_MMIO
   get mmioAddress(): number { return Number(this.data.getBigUint64(KVM_RUN.mmio_phys_addr, true)); }
   get mmioLength(): number { return this.data.getUint32(KVM_RUN.mmio_len, true); }
   get mmioIsWrite(): boolean { return this.bytes[KVM_RUN.mmio_is_write] !== 0; }
-  mmioData(): Uint8Array { return new Uint8Array(this.buffer, KVM_RUN.mmio_data, this.mmioLength); }
+  mmioData(): Uint8Array { return this.bytesAt(KVM_RUN.mmio_data, this.mmioLength); }
 
   // KVM_EXIT_INTERNAL_ERROR
   get internalSuberror(): number { return this.data.getUint32(KVM_RUN.internal_suberror, true); }
