@@ -46,8 +46,14 @@ const MAX_SEQUENCE = 0x3fff_ffff;
 /** How a vCPU waits for the device thread's answer. */
 export type WaitStrategy = 'spin-park' | 'park';
 
-/** Spin iterations before parking; one iteration is an Atomics.load, a few ns. */
-export const DEFAULT_SPIN_LIMIT = 20_000;
+/**
+ * The most spin iterations before parking; one iteration is an Atomics.load,
+ * about 8 ns here, so ~30 us: a device thread that has a core answers in
+ * well under a microsecond, and one that has none will not answer sooner.
+ */
+export const DEFAULT_SPIN_LIMIT = 4_000;
+/** The least a vCPU spins once spinning keeps failing: a quick look, then park. */
+export const MIN_SPIN = 64;
 
 export class Doorbell {
   readonly words: Int32Array;
@@ -96,10 +102,24 @@ export class Doorbell {
   }
 }
 
-/** Counters the vCPU side keeps about its waits (read by the stats path). */
+/**
+ * What the vCPU side keeps about its waits: the counters the stats path reads
+ * and the current spin budget.
+ */
 export interface WaitCounters {
   spinHits: number;
   parks: number;
+  /**
+   * Spin iterations to try next time. It adapts like an adaptive mutex: it
+   * doubles after an answer found while spinning and halves after a park, so
+   * spinning stops when the device thread is off-CPU (more runnable threads
+   * than cores) and comes back when it has a core again.
+   */
+  spinBudget: number;
+}
+
+export function waitCounters(spinLimit: number): WaitCounters {
+  return { spinHits: 0, parks: 0, spinBudget: spinLimit };
 }
 
 export class ExitChannel {
@@ -136,20 +156,23 @@ export class ExitChannel {
 
   /**
    * Blocks the vCPU thread until hand-off `sequence` is complete: spins up to
-   * `spinLimit` loads, then parks. A device thread that was parked when the
+   * its adaptive budget (at most `spinLimit` loads), then parks. A device thread that was parked when the
    * access was handed over needs a futex wake-up (tens of microseconds) before
    * it can answer, so spinning would be wasted and the vCPU parks at once.
    */
   waitForCompletion(sequence: number, spinLimit: number, counters: WaitCounters): void {
     const words = this.words;
     const deviceAsleep = this.doorbell?.deviceParked ?? false;
-    if (!deviceAsleep) {
-      for (let i = 0; i < spinLimit; i++) {
+    if (!deviceAsleep && spinLimit > 0) {
+      const budget = counters.spinBudget;
+      for (let i = 0; i < budget; i++) {
         if (Atomics.load(words, CHANNEL_SLOT.completed) === sequence) {
           counters.spinHits++;
+          counters.spinBudget = Math.min(spinLimit, budget * 2);
           return;
         }
       }
+      counters.spinBudget = Math.max(Math.min(MIN_SPIN, spinLimit), budget >> 1);
     }
     counters.parks++;
     Atomics.store(words, CHANNEL_SLOT.vcpuParked, 1);

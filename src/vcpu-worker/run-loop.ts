@@ -3,7 +3,7 @@
 // through the exit channel, everything else is answered here.
 
 import { AddressClaims } from '../shared/address-claims';
-import { ExitChannel, Doorbell, WaitCounters } from '../shared/exit-channel';
+import { ExitChannel, Doorbell, WaitCounters, waitCounters } from '../shared/exit-channel';
 import {
   EXIT, INTERNAL_ERROR, INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, IOCTL, KVM_RUN,
 } from '../shared/kvm-abi';
@@ -24,7 +24,7 @@ export class VcpuRunLoop {
   private readonly channel: ExitChannel;
   private readonly control: Int32Array;
   private readonly stats: Float64Array;
-  private readonly waits: WaitCounters = { spinHits: 0, parks: 0 };
+  private readonly waits: WaitCounters;
   private readonly runRequest = IOCTL.KVM_RUN;
 
   constructor(
@@ -38,6 +38,7 @@ export class VcpuRunLoop {
     this.channel = new ExitChannel(config.channel, handOffRingsDoorbell(config.handOff) ? doorbell : undefined);
     this.control = new Int32Array(config.control);
     this.stats = new Float64Array(config.stats);
+    this.waits = waitCounters(config.spinLimit);
   }
 
   /**

@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CHANNEL_SLOT, DOORBELL_SLOT, Doorbell, ExitChannel } from '../../src/shared/exit-channel';
+import { CHANNEL_SLOT, DOORBELL_SLOT, Doorbell, ExitChannel, MIN_SPIN, waitCounters } from '../../src/shared/exit-channel';
 
 test('a hand-off is pending for the device side until completed', () => {
   const doorbell = new Doorbell();
@@ -38,9 +38,46 @@ test('a completed hand-off found while spinning counts as a spin hit, not a park
   const channel = new ExitChannel();
   const sequence = channel.handOff();
   channel.complete(sequence);
-  const counters = { spinHits: 0, parks: 0 };
+  const counters = waitCounters(100);
+  counters.spinBudget = 40;
   channel.waitForCompletion(sequence, 100, counters);
-  assert.equal(counters, { spinHits: 1, parks: 0 });
+  assert.equal(counters, { spinHits: 1, parks: 0, spinBudget: 80 }, 'a hit doubles the budget');
+  channel.complete(channel.handOff());
+  channel.waitForCompletion(2, 100, counters);
+  assert.is(counters.spinBudget, 100, 'never above the limit');
+});
+
+/** A worker that plays the device thread: it completes each hand-off once the vCPU side has parked. */
+function completeWhenParked(channel: ExitChannel, count: number): Worker {
+  const source = `
+    const { workerData } = require('node:worker_threads');
+    const { ExitChannel, CHANNEL_SLOT } = require(workerData.module);
+    const channel = new ExitChannel(workerData.buffer);
+    for (let done = 0; done < workerData.count; done++) {
+      while (Atomics.load(channel.words, CHANNEL_SLOT.vcpuParked) !== 1) {}
+      let sequence;
+      while ((sequence = channel.pendingSequence()) === undefined) {}
+      channel.complete(sequence);
+      while (Atomics.load(channel.words, CHANNEL_SLOT.vcpuParked) !== 0) {}
+    }
+  `;
+  return new Worker(source, {
+    eval: true,
+    workerData: { buffer: channel.buffer, count, module: require.resolve('../../src/shared/exit-channel') },
+  });
+}
+
+test('a park halves the spin budget, down to a floor', async () => {
+  const channel = new ExitChannel();
+  const device = completeWhenParked(channel, 2);
+  const counters = waitCounters(4000);
+  channel.waitForCompletion(channel.handOff(), 4000, counters);
+  assert.is(counters.parks, 1);
+  assert.is(counters.spinBudget, 2000, 'halved after the park');
+  counters.spinBudget = 70;
+  channel.waitForCompletion(channel.handOff(), 4000, counters);
+  assert.is(counters.spinBudget, MIN_SPIN, 'halving stops at the floor');
+  await device.terminate();
 });
 
 test('with the device thread parked the vCPU parks at once instead of spinning', () => {
@@ -49,9 +86,9 @@ test('with the device thread parked the vCPU parks at once instead of spinning',
   const channel = new ExitChannel(undefined, doorbell);
   const sequence = channel.handOff();
   channel.complete(sequence); // completed already: the park returns at once
-  const counters = { spinHits: 0, parks: 0 };
+  const counters = waitCounters(1_000_000);
   channel.waitForCompletion(sequence, 1_000_000, counters);
-  assert.equal(counters, { spinHits: 0, parks: 1 });
+  assert.equal(counters, { spinHits: 0, parks: 1, spinBudget: 1_000_000 }, 'no spin, so the budget is kept');
   assert.is(Atomics.load(channel.words, CHANNEL_SLOT.vcpuParked), 0, 'the parked flag is cleared after waking');
 });
 
@@ -73,7 +110,7 @@ test('cross-thread: a vCPU worker parked in Atomics.wait is woken by complete()'
     const { parentPort, workerData } = require('node:worker_threads');
     const { ExitChannel } = require(workerData.module);
     const channel = new ExitChannel(workerData.buffer);
-    const counters = { spinHits: 0, parks: 0 };
+    const counters = { spinHits: 0, parks: 0, spinBudget: 0 };
     const sequence = channel.handOff();
     channel.waitForCompletion(sequence, 0, counters);
     parentPort.postMessage({ sequence, counters });
