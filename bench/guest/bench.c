@@ -1,0 +1,368 @@
+/*
+ * The exit-path bench guest. One source, three programs (bench/guest/Makefile):
+ *
+ *   exit-bench.elf  (BENCH_EXIT)  times one exit of each kind with the TSC
+ *   smp-bench.elf   (BENCH_SMP)   every CPU does forwarded reads at once
+ *   idle.elf        (BENCH_IDLE)  prints one line, then sti; hlt forever
+ *
+ * Output lines (parsed by the bench scripts):
+ *   bench: tsc-hz=2596000000 source=pit
+ *   bench: <kind> median=22104 p90=23011 min=21877 n=2000
+ *   smp: cpus=N iters=I wall-cycles=W per-exit-median=M per-exit-max=X
+ *   idle: boot                (first thing guest_main does: the startup bench's "first byte")
+ *   idle: ready cpus=N
+ *
+ * Every sample is lfence; rdtsc; lfence; <one access>; lfence; rdtsc; lfence,
+ * so it is the guest-visible cost of one exit round trip (plus ~50 cycles of
+ * rdtsc/lfence, nothing next to a ~20,000-cycle exit).
+ */
+#include "guest.h"
+#include "smp.h"
+
+/* ---- What the accesses hit ---- */
+/* A port no device claims in tsvmm, the C reference or QEMU's -M pc -nodefaults. */
+#define UNCLAIMED_PORT 0x300
+/* COM1's scratch register: a real device, served on tsvmm's device thread. */
+#define SCRATCH_PORT (COM1_BASE + 7)
+/* The register-file device the runners put at the start of the MMIO gap (unassigned in QEMU). */
+#define DEVICE_MMIO 0xd0000000UL
+/* An address in the MMIO gap nobody claims. */
+#define UNCLAIMED_MMIO 0xd0100000UL
+
+#define WARMUP 200
+#ifndef ITERATIONS
+#define ITERATIONS 2000
+#endif
+#ifndef SMP_ITERATIONS
+#define SMP_ITERATIONS 2000
+#endif
+#define STRING_BYTES 16
+
+/* ---- PIT channel 0, read by latching (KVM's in-kernel PIT serves 0x40-0x43 in every runner;
+ * port 0x61, which channel 2 calibration needs, is in the kernel only with KVM_PIT_SPEAKER_DUMMY) ---- */
+#define PIT_CH0_DATA 0x40
+#define PIT_COMMAND 0x43
+#define PIT_HZ 1193182
+#define PIT_CH0_RATE 0x34	/* channel 0, lobyte/hibyte, mode 2 (rate generator), binary */
+#define PIT_CH0_ONESHOT 0x30	/* channel 0, lobyte/hibyte, mode 0 (one shot), binary */
+#define PIT_CH0_LATCH 0x00	/* counter latch command for channel 0 */
+#define CALIBRATE_MS 50
+
+/* ---- The local APIC (for starting APs) ---- */
+#define LAPIC_ID 0x020
+#define LAPIC_SVR 0x0f0
+#define LAPIC_ICR_LOW 0x300
+#define LAPIC_ICR_HIGH 0x310
+#define SVR_ENABLE 0x100
+#define SPURIOUS_VECTOR 0xff
+#define ICR_ALL_EXCLUDING_SELF 0x000c0000
+#define ICR_LEVEL_ASSERT 0x00004000
+#define ICR_DELIVERY_PENDING 0x00001000
+#define ICR_INIT 0x00000500
+#define ICR_STARTUP 0x00000600
+
+/* ---- The 8259 PICs, masked so an idle guest takes no stray interrupt ---- */
+#define PIC_MASTER_DATA 0x21
+#define PIC_SLAVE_DATA 0xa1
+
+static inline uint64_t tsc_fenced(void)
+{
+	__asm__ volatile("lfence" : : : "memory");
+	uint64_t t = rdtsc();
+	__asm__ volatile("lfence" : : : "memory");
+	return t;
+}
+
+/* ---- TSC frequency ---- */
+static const char *tsc_source = "none";
+
+static uint16_t pit_ch0_count(void)
+{
+	outb(PIT_COMMAND, PIT_CH0_LATCH);
+	uint8_t lo = inb(PIT_CH0_DATA);
+	uint8_t hi = inb(PIT_CH0_DATA);
+	return (uint16_t)(lo | (hi << 8));
+}
+
+/* Counts PIT ticks (1.193182 MHz) against TSC cycles for CALIBRATE_MS; 0 if the PIT does not count. */
+static uint64_t pit_calibrate_tsc(void)
+{
+	const uint32_t want = PIT_HZ / 1000 * CALIBRATE_MS;
+	outb(PIT_COMMAND, PIT_CH0_RATE);
+	outb(PIT_CH0_DATA, 0);	/* reload 0 = 65536 ticks (55 ms) between wraps */
+	outb(PIT_CH0_DATA, 0);
+	uint16_t prev = pit_ch0_count();
+	uint64_t start = tsc_fenced();
+	uint32_t ticks = 0;
+	uint64_t cycles = 0;
+	for (uint32_t i = 0; i < 1000000 && ticks < want; i++) {
+		uint16_t now = pit_ch0_count();
+		ticks += (uint16_t)(prev - now);	/* counts down; a read every few us never misses a wrap */
+		prev = now;
+		cycles = tsc_fenced() - start;
+	}
+	/* Leave channel 0 quiet: one shot, terminal count once, no periodic IRQ 0. */
+	outb(PIT_COMMAND, PIT_CH0_ONESHOT);
+	outb(PIT_CH0_DATA, 0xff);
+	outb(PIT_CH0_DATA, 0xff);
+	if (ticks < want)
+		return 0;
+	uint64_t hz = cycles * PIT_HZ / ticks;
+	return hz >= 100000000ULL ? hz : 0;
+}
+
+static uint64_t tsc_hz(void)
+{
+	uint32_t a, b, c, d, max, hvmax;
+	cpuid(0, 0, &max, &b, &c, &d);
+	if (max >= 0x15) {
+		cpuid(0x15, 0, &a, &b, &c, &d);
+		if (a && b && c) {
+			tsc_source = "cpuid-0x15";
+			return (uint64_t)c * b / a;
+		}
+	}
+	cpuid(0x40000000, 0, &hvmax, &b, &c, &d);
+	if (hvmax >= 0x40000010 && hvmax < 0x40000100) {
+		cpuid(0x40000010, 0, &a, &b, &c, &d);
+		if (a) {
+			tsc_source = "cpuid-0x40000010";
+			return (uint64_t)a * 1000;
+		}
+	}
+	uint64_t hz = pit_calibrate_tsc();
+	if (hz) {
+		tsc_source = "pit";
+		return hz;
+	}
+	if (max >= 0x16) {
+		cpuid(0x16, 0, &a, &b, &c, &d);
+		if (a & 0xffff) {
+			tsc_source = "cpuid-0x16";
+			return (uint64_t)(a & 0xffff) * 1000000;
+		}
+	}
+	return 0;
+}
+
+static uint64_t hz;
+
+/* ---- Starting the APs (the approach of guests/smp; its trampoline.S is linked in) ---- */
+volatile uint32_t ap_online;
+extern const char smp_trampoline_start[], smp_trampoline_end[], smp_trampoline_cr3[];
+
+static uint32_t lapic_read(uint32_t reg) { return mmio_read32(LAPIC_BASE + reg); }
+static void lapic_write(uint32_t reg, uint32_t v) { mmio_write32(LAPIC_BASE + reg, v); }
+
+static void delay_us(uint64_t us)
+{
+	uint64_t end = rdtsc() + (hz ? hz : 4000000000ULL) / 1000000 * us;
+	while (rdtsc() < end)
+		cpu_relax();
+}
+
+static void send_ipi(uint32_t icr_low)
+{
+	lapic_write(LAPIC_ICR_HIGH, 0);
+	lapic_write(LAPIC_ICR_LOW, icr_low);
+	for (int i = 0; i < 100000 && (lapic_read(LAPIC_ICR_LOW) & ICR_DELIVERY_PENDING); i++)
+		cpu_relax();
+}
+
+/* CPUID.1:EBX[23:16], 0 counting as 1 (QEMU reports it with -smp N,sockets=1,cores=N). */
+__attribute__((unused)) static uint32_t cpus_expected(void)
+{
+	uint32_t a, b, c, d;
+	cpuid(1, 0, &a, &b, &c, &d);
+	uint32_t n = (b >> 16) & 0xff;
+	if (!(d & (1u << 28)) || n == 0)
+		n = 1;
+	return n;
+}
+
+/* Starts every AP into ap_main and waits up to 2 s for expected - 1 check-ins; returns CPUs online. */
+__attribute__((unused)) static uint32_t start_aps(uint32_t expected)
+{
+	if (expected <= 1)
+		return 1;
+	size_t size = (size_t)(smp_trampoline_end - smp_trampoline_start);
+	memcpy((void *)TRAMPOLINE_BASE, smp_trampoline_start, size);
+	*(volatile uint32_t *)(TRAMPOLINE_BASE + (smp_trampoline_cr3 - smp_trampoline_start)) = (uint32_t)read_cr3();
+	lapic_write(LAPIC_SVR, SVR_ENABLE | SPURIOUS_VECTOR);
+	send_ipi(ICR_ALL_EXCLUDING_SELF | ICR_LEVEL_ASSERT | ICR_INIT);
+	delay_us(10000);
+	for (int i = 0; i < 2; i++) {
+		send_ipi(ICR_ALL_EXCLUDING_SELF | ICR_LEVEL_ASSERT | ICR_STARTUP | SIPI_VECTOR);
+		delay_us(200);
+	}
+	uint64_t deadline = rdtsc() + (hz ? hz : 4000000000ULL) * 2;
+	while (ap_online < expected - 1 && rdtsc() < deadline)
+		cpu_relax();
+	return ap_online + 1;
+}
+
+/* ---- Sorting and summarising samples ---- */
+__attribute__((unused)) static void sort_u64(uint64_t *v, uint32_t n)
+{
+	/* Shell sort (Ciura gaps): no recursion, fast enough for a few thousand samples. */
+	static const uint32_t gaps[] = { 701, 301, 132, 57, 23, 10, 4, 1 };
+	for (unsigned g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
+		uint32_t gap = gaps[g];
+		for (uint32_t i = gap; i < n; i++) {
+			uint64_t t = v[i];
+			uint32_t j = i;
+			for (; j >= gap && v[j - gap] > t; j -= gap)
+				v[j] = v[j - gap];
+			v[j] = t;
+		}
+	}
+}
+
+#if defined(BENCH_EXIT)
+static uint64_t samples[ITERATIONS];
+static uint8_t string_buf[STRING_BYTES] = "0123456789abcdef";
+
+enum kind {
+	PORT_WRITE_UNCLAIMED,
+	PORT_READ_UNCLAIMED,
+	PORT_WRITE_DEVICE,
+	PORT_READ_DEVICE,
+	PORT_STRING_DEVICE,
+	MMIO_READ_UNCLAIMED,
+	MMIO_WRITE_UNCLAIMED,
+	MMIO_READ_DEVICE,
+	MMIO_WRITE_DEVICE,
+	KIND_COUNT
+};
+static const char *const kind_names[KIND_COUNT] = {
+	"port-write-unclaimed",
+	"port-read-unclaimed",
+	"port-write-device",
+	"port-read-device",
+	"port-outsb16-device",
+	"mmio-read-unclaimed",
+	"mmio-write-unclaimed",
+	"mmio-read-device",
+	"mmio-write-device",
+};
+
+static volatile uint32_t sink;
+
+/* One timed access of 'kind'. */
+static uint64_t one(enum kind kind, uint32_t i)
+{
+	uint64_t t0 = tsc_fenced();
+	switch (kind) {
+	case PORT_WRITE_UNCLAIMED: outb(UNCLAIMED_PORT, (uint8_t)i); break;
+	case PORT_READ_UNCLAIMED: sink = inb(UNCLAIMED_PORT); break;
+	case PORT_WRITE_DEVICE: outb(SCRATCH_PORT, (uint8_t)i); break;
+	case PORT_READ_DEVICE: sink = inb(SCRATCH_PORT); break;
+	case PORT_STRING_DEVICE: {
+		const void *src = string_buf;
+		size_t n = STRING_BYTES;
+		__asm__ volatile("rep outsb" : "+S"(src), "+c"(n) : "d"((uint16_t)SCRATCH_PORT) : "memory");
+		break;
+	}
+	case MMIO_READ_UNCLAIMED: sink = mmio_read32(UNCLAIMED_MMIO); break;
+	case MMIO_WRITE_UNCLAIMED: mmio_write32(UNCLAIMED_MMIO, i); break;
+	case MMIO_READ_DEVICE: sink = mmio_read32(DEVICE_MMIO + 8); break;
+	case MMIO_WRITE_DEVICE: mmio_write32(DEVICE_MMIO + 8, i); break;
+	default: break;
+	}
+	return tsc_fenced() - t0;
+}
+
+static void bench_exits(void)
+{
+	/* Sanity: the device and the scratch register must hold what was written. */
+	outb(SCRATCH_PORT, 0x5a);
+	mmio_write32(DEVICE_MMIO + 8, 0x12345678);
+	printf("bench: check scratch=0x%x mmio-device=0x%x mmio-unclaimed=0x%x port-unclaimed=0x%x\n",
+	       inb(SCRATCH_PORT), mmio_read32(DEVICE_MMIO + 8), mmio_read32(UNCLAIMED_MMIO), inb(UNCLAIMED_PORT));
+	for (unsigned k = 0; k < KIND_COUNT; k++) {
+		for (uint32_t i = 0; i < WARMUP; i++)
+			one((enum kind)k, i);
+		for (uint32_t i = 0; i < ITERATIONS; i++)
+			samples[i] = one((enum kind)k, i);
+		uint64_t sum = 0;
+		for (uint32_t i = 0; i < ITERATIONS; i++)
+			sum += samples[i];
+		sort_u64(samples, ITERATIONS);
+		printf("bench: %s median=%lu p90=%lu min=%lu mean=%lu n=%u\n", kind_names[k],
+		       samples[ITERATIONS / 2], samples[ITERATIONS * 9 / 10], samples[0], sum / ITERATIONS,
+		       (unsigned)ITERATIONS);
+	}
+}
+#endif
+
+/* The trampoline (linked into every variant) calls ap_main. */
+static volatile uint32_t go;
+static volatile uint32_t done;
+static volatile uint64_t cpu_cycles[MAX_APS + 1];
+
+#if defined(BENCH_SMP)
+/* Every CPU: SMP_ITERATIONS forwarded reads of the scratch register; returns the cycles they took. */
+static uint64_t smp_work(void)
+{
+	uint64_t t0 = tsc_fenced();
+	for (uint32_t i = 0; i < SMP_ITERATIONS; i++)
+		(void)inb(SCRATCH_PORT);
+	return tsc_fenced() - t0;
+}
+#endif
+
+void ap_main(uint32_t slot);
+void ap_main(uint32_t slot)
+{
+	lock_xadd32(&ap_online, 1);
+#if defined(BENCH_SMP)
+	while (!go)
+		cpu_relax();
+	cpu_cycles[slot + 1] = smp_work();
+	lock_xadd32(&done, 1);
+#else
+	(void)slot;
+#endif
+	halt_forever();
+}
+
+void guest_main(void)
+{
+#if defined(BENCH_IDLE)
+	printf("idle: boot\n");
+	uint32_t expected = cpus_expected();
+	if (expected > 1)
+		hz = tsc_hz();
+	uint32_t n = start_aps(expected);
+	printf("idle: ready cpus=%u\n", n);
+	outb(PIC_MASTER_DATA, 0xff);
+	outb(PIC_SLAVE_DATA, 0xff);
+	for (;;)
+		sti_hlt();
+#elif defined(BENCH_SMP)
+	hz = tsc_hz();
+	printf("bench: tsc-hz=%lu source=%s\n", hz, tsc_source);
+	uint32_t expected = cpus_expected();
+	uint32_t n = start_aps(expected);
+	if (n > MAX_APS + 1)
+		n = MAX_APS + 1;
+	uint64_t t0 = tsc_fenced();
+	go = 1;
+	cpu_cycles[0] = smp_work();
+	lock_xadd32(&done, 1);
+	while (done < n)
+		cpu_relax();
+	uint64_t wall = tsc_fenced() - t0;
+	uint64_t per[MAX_APS + 1];
+	for (uint32_t i = 0; i < n; i++)
+		per[i] = cpu_cycles[i] / SMP_ITERATIONS;
+	sort_u64(per, n);
+	printf("smp: cpus=%u expected=%u iters=%u wall-cycles=%lu per-exit-median=%lu per-exit-max=%lu\n",
+	       n, expected, (unsigned)SMP_ITERATIONS, wall, per[n / 2], per[n - 1]);
+#else
+	hz = tsc_hz();
+	printf("bench: tsc-hz=%lu source=%s\n", hz, tsc_source);
+	bench_exits();
+	printf("bench: done\n");
+#endif
+}
