@@ -144,8 +144,10 @@ export function writeBootParams(mem: GuestMemory, opts: BootParamsOptions): void
   page.setUint32(SETUP_HEADER.kernel_alignment, BOOT_KERNEL_ALIGNMENT, true);
 
   setSplitU64(page, SETUP_HEADER.cmd_line_ptr, BOOT_PARAMS.ext_cmd_line_ptr, opts.commandLine.address);
-  // cmdline_size means "at most this many characters without the NUL" (boot.rst); this line's length is a true bound.
-  page.setUint32(SETUP_HEADER.cmdline_size, opts.commandLine.length, true);
+  // cmdline_size is the kernel's own limit for a bzImage (boot.rst: the
+  // loader reads it), so the image's value stays. An ELF vmlinux brings no
+  // header: then, as crosvm and Firecracker do, it is this line's length.
+  if (opts.setupHeader === undefined) page.setUint32(SETUP_HEADER.cmdline_size, opts.commandLine.length, true);
 
   if (opts.initrd !== undefined) {
     setSplitU64(page, SETUP_HEADER.ramdisk_image, BOOT_PARAMS.ext_ramdisk_image, opts.initrd.address);

@@ -104,7 +104,7 @@ test("a bzImage's header is copied to 0x1f1 first, then the loader's fields over
   assert.is(u8(mem, 0x211), 0x21, 'loadflags keep the image bits and LOADED_HIGH');
   assert.is(u8(mem, 0x210), 0xff);
   assert.is(u32(mem, 0x230), 0x1000000, 'kernel_alignment overwritten');
-  assert.is(u32(mem, 0x238), 100, 'cmdline_size overwritten with this line');
+  assert.is(u32(mem, 0x238), 2047, "cmdline_size: the image's own limit is kept");
   assert.is(u32(mem, 0x26c), 0, 'nothing past the header end 0x26c');
   assert.is(u8(mem, 0x1f0), 0, 'nothing before 0x1f1');
 });
