@@ -4,6 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { BootConfigError } from '../arch/configure';
 import { KvmError } from '../shared/native';
 import { parseCli, USAGE, UsageError, CliOptions } from './cli-args';
@@ -123,6 +124,10 @@ function report(exit: GuestExit, options: CliOptions, machine: Machine): void {
   if (options.stats) {
     const lines = machine.stats().map((stats, id) => `vcpu${id}: ${Object.entries(stats).map(([k, v]) => `${k}=${v}`).join(' ')}`);
     const device = machine.deviceStats;
-    process.stderr.write(`${lines.join('\n')}\ndevice thread: served=${device.served} parks=${device.parks}\n`);
+    // performance.now() counts from process start on the main thread.
+    const processStartNs = Number(process.hrtime.bigint()) - performance.now() * 1e6;
+    const firstRun = machine.stats()[0]?.firstRunNs ?? 0;
+    const startup = firstRun > 0 ? `\nstart-up: first guest instruction ${((firstRun - processStartNs) / 1e6).toFixed(1)} ms after process start` : '';
+    process.stderr.write(`${lines.join('\n')}\ndevice thread: served=${device.served} parks=${device.parks}${startup}\n`);
   }
 }

@@ -4,6 +4,7 @@
 // exit hand-off). crosvm's x86_64 build_vm is the model.
 
 import { randomBytes } from 'node:crypto';
+import type { Worker } from 'node:worker_threads';
 import * as os from 'node:os';
 import { Bus } from '../devices/bus';
 import type { BusDevice, InterruptLine } from '../devices/bus-device';
@@ -123,6 +124,7 @@ export class Machine {
   static async create(config: MachineConfig): Promise<Machine> {
     const kvm = Kvm.open(config.kvmDevice);
     let vm: Vm | undefined;
+    let workers: Worker[] = [];
     try {
       const hostMemory = os.totalmem();
       if (config.memBytes > hostMemory) {
@@ -132,6 +134,7 @@ export class Machine {
       if (config.cpus > maxVcpus) {
         throw new MachineConfigError(`--cpus ${config.cpus} is more than this host and tsvmm's MP table allow (${maxVcpus}); use --cpus ${maxVcpus} or fewer`);
       }
+      workers = Array.from({ length: config.cpus }, (_, id) => VcpuThread.startWorker(id));
       vm = kvm.createVm();
       vm.setTssAddress(TSS_ADDR);
       vm.setIdentityMapAddress(IDENTITY_MAP_ADDR);
@@ -157,9 +160,10 @@ export class Machine {
       const machine = new Machine(config, kvm, vm, ram, vcpus, boot);
       machine.configureVcpus(kvm.supportedCpuid());
       machine.attachDevices();
-      await machine.spawnThreads(kvm.vcpuMmapSize());
+      await machine.spawnThreads(kvm.vcpuMmapSize(), workers);
       return machine;
     } catch (error) {
+      await Promise.all(workers.map((worker) => worker.terminate()));
       vm?.close();
       kvm.close();
       throw error;
@@ -265,7 +269,7 @@ export class Machine {
     this.ioBus.insert(PIT_SPEAKER_PORT, 1, byteRegisters(new PitSpeakerPort({ pit: this.pit, now })));
   }
 
-  private async spawnThreads(runSize: number): Promise<void> {
+  private async spawnThreads(runSize: number, workers: Worker[]): Promise<void> {
     const claims = {
       ports: this.ioBus.ranges().map(({ base, length }) => ({ base, length })),
       mmio: this.mmioBus.ranges().map(({ base, length }) => ({ base, length })),
@@ -279,7 +283,7 @@ export class Machine {
       claims,
       handOff: this.config.handOff,
       spinLimit: this.config.spinLimit ?? DEFAULT_SPIN_LIMIT,
-    })));
+    }, workers[vcpu.id])));
     const mode = this.config.handOff;
     const ioapic = this.ioapic;
     this.deviceLoop = new DeviceLoop(this.doorbell, this.threads, {

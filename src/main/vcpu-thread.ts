@@ -45,8 +45,17 @@ export class VcpuThread {
     this.devicePort = devicePort;
   }
 
-  static async spawn(options: VcpuThreadOptions): Promise<VcpuThread> {
-    const worker = new Worker(WORKER_FILE, { name: `vcpu${options.vcpuId}` });
+  /**
+   * Starts a worker thread before its vCPU is ready. A worker takes tens of
+   * milliseconds to boot its isolate; starting it first lets that overlap
+   * with building the VM on the main thread.
+   */
+  static startWorker(vcpuId: number): Worker {
+    return new Worker(WORKER_FILE, { name: `vcpu${vcpuId}` });
+  }
+
+  /** Hands a started worker its vCPU; resolves once the worker has mapped it. */
+  static async spawn(options: VcpuThreadOptions, worker = VcpuThread.startWorker(options.vcpuId)): Promise<VcpuThread> {
     const api = Comlink.wrap<VcpuWorkerApi>(nodeEndpoint(worker));
     const channelBuffer = new ExitChannel().buffer;
     const control = new SharedArrayBuffer(VCPU_CONTROL_BYTES);

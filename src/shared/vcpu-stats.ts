@@ -12,6 +12,7 @@ export const VCPU_STAT_NAMES = [
   'parks', // hand-offs for which the vCPU had to sleep
   'interrupted', // KVM_RUN returned EINTR/EAGAIN
   'otherExits', // every other exit reason
+  'firstRunNs', // process.hrtime of the first KVM_RUN (the guest's first instruction), 0 before
 ] as const;
 export type VcpuStatName = (typeof VCPU_STAT_NAMES)[number];
 export type VcpuStatValues = Record<VcpuStatName, number>;

@@ -47,6 +47,7 @@ export class VcpuRunLoop {
    * the message-based hand-offs need the event loop and use runAsync.
    */
   runSync(): VcpuStop {
+    this.noteFirstRun();
     const spinLimit = this.config.handOff === 'park' ? 0 : this.config.spinLimit;
     for (;;) {
       const outcome = this.step();
@@ -61,6 +62,7 @@ export class VcpuRunLoop {
 
   /** The same loop for hand-offs that need the worker's event loop to answer. */
   async runAsync(): Promise<VcpuStop> {
+    this.noteFirstRun();
     const forward = this.forwardAsync;
     if (!forward) throw new Error(`hand-off ${this.config.handOff} needs a forwarder`);
     for (;;) {
@@ -111,6 +113,11 @@ export class VcpuRunLoop {
       return this.honourRequest(request);
     }
     return outcome;
+  }
+
+  /** For start-up measurements: when this vCPU first entered the guest. */
+  private noteFirstRun(): void {
+    if (this.stats[VCPU_STAT_INDEX.firstRunNs] === 0) this.stats[VCPU_STAT_INDEX.firstRunNs] = Number(process.hrtime.bigint());
   }
 
   /** True when a device claims the access; unclaimed ones are answered here. */
