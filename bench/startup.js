@@ -125,16 +125,26 @@ function idleRun(runner, cpus, { measureIdle }) {
   });
 }
 
-/** Spawns `node dist/main.js --kernel guests/out/hello.elf` style runs: spawn to first byte and to exit. */
+/**
+ * Spawns `node dist/main.js --kernel guests/out/hello.elf` style runs: spawn to first byte and to exit.
+ * tsvmm runs with --stats, which reports when the boot vCPU first entered KVM_RUN (the guest's
+ * first instruction) counted from the process's own start.
+ */
 function wholeRun(runner, elf) {
   return new Promise((resolve) => {
     const [cmd, args] = commandFor(runner, elf, 1);
+    if (runner === 'tsvmm') args.push('--stats');
     const t0 = process.hrtime.bigint();
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const ms = () => Number(process.hrtime.bigint() - t0) / 1e6;
     let firstByteMs;
+    let stderr = '';
     child.stdout.on('data', () => { if (firstByteMs === undefined) firstByteMs = ms(); });
-    child.on('close', (code) => resolve({ firstByteMs, totalMs: ms(), code }));
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('close', (code) => {
+      const match = stderr.match(/start-up: first guest instruction ([\d.]+) ms after process start/);
+      resolve({ firstByteMs, totalMs: ms(), code, firstInstructionMs: match ? Number(match[1]) : undefined });
+    });
   });
 }
 
@@ -210,9 +220,10 @@ async function main(options = {}) {
         r.idleCpuPercent.toFixed(3), r.sigtermToExitMs.toFixed(1), r.exitSignal ? `signal ${r.exitSignal}` : `code ${r.exitCode}`]);
     }
   }
-  const tsFirst = med(whole.tsvmm, 'firstByteMs');
+  const tsFirst = med(whole.tsvmm, 'firstInstructionMs');
+  const nodeFloor = med(nodeBaseline, 'firstByteMs');
   const targets = [
-    { target: 'start to first guest instruction < 100 ms (spawn -> first serial byte of hello.elf, tsvmm)', value: tsFirst, limit: 100, met: tsFirst < 100, shown: `${tsFirst.toFixed(1)} ms (in-process: create ${inprocRow.createMs.toFixed(1)} ms + run ${inprocRow.runToFirstByteMs.toFixed(1)} ms)` },
+    { target: 'start to first guest instruction < 100 ms (tsvmm --stats: process start -> first KVM_RUN, hello.elf)', value: tsFirst, limit: 100, met: tsFirst < 100, shown: `${tsFirst.toFixed(1)} ms (Node start + loading tsvmm alone: ${nodeFloor.toFixed(1)} ms; in-process Machine.create ${inprocRow.createMs.toFixed(1)} ms)` },
   ];
   for (const cpus of [1, 8]) {
     const r = idle[`tsvmm/${cpus}`];
