@@ -11,7 +11,6 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -25,6 +24,7 @@ import { loadBzImage } from '../../src/arch/bzimage';
 import { writeMpTable } from '../../src/arch/mptable';
 import { RNG_SEED_BYTES, SETUP_RNG_SEED } from '../../src/arch/setup-data';
 import { CMDLINE_START, SETUP_DATA_START, ZERO_PAGE_START } from '../../src/arch/layout';
+import { QEMU_MISSING, findQemu, runQemu } from '../support/qemu';
 import { explain, guest, ROOT, runTsvmm, RunResult } from '../support/tsvmm';
 
 const MIB = 1024 * 1024;
@@ -283,24 +283,13 @@ test('bzimage with --initrd --mem 64: the ramdisk goes to the top of RAM, above 
 // ---- The guest's parsing code against QEMU's tables (PVH entry, SeaBIOS's MP table in the BIOS ROM) ----
 
 test('bootinfo under QEMU: its hvm_start_info, the initrd module and SeaBIOS\'s MP table parse, checksums ok', async () => {
-  const qemu = ['/usr/bin', '/usr/local/bin'].map((dir) => path.join(dir, 'qemu-system-x86_64')).find((file) => fs.existsSync(file));
+  const qemu = findQemu();
   if (qemu === undefined) {
-    console.log('not checked: qemu-system-x86_64 is not installed (Debian: apt-get install qemu-system-x86)');
+    console.log(QEMU_MISSING);
     return;
   }
-  const output = await new Promise<string>((resolve) => {
-    const child = spawn(qemu, ['-accel', 'kvm', '-M', 'pc', '-m', '128', '-kernel', BOOTINFO, '-append', 'hello pvh', '-initrd', INITRD,
-      '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let text = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
-    child.stdout.on('data', (chunk: Buffer) => { text += chunk.toString('latin1'); });
-    child.on('close', () => {
-      clearTimeout(timer);
-      // eslint-disable-next-line no-control-regex
-      const clean = text.replace(/\x1b\[[0-9;?]*[a-zA-Z]|\x1b[a-zA-Z]/g, '').replace(/\r/g, '');
-      resolve(clean.slice(clean.indexOf('bootinfo: ')));
-    });
-  });
+  const run = await runQemu(qemu, BOOTINFO, ['-append', 'hello pvh', '-initrd', INITRD]);
+  const output = run.output.slice(run.output.indexOf('bootinfo: '));
   const has = (pattern: RegExp): void => assert.match(output, pattern, output);
   has(/^bootinfo: protocol pvh start_info 0x[0-9a-f]{16}\n/);
   has(/\nbootinfo: pvh magic 336ec578 version 1 flags 00000000 nr_modules 1 rsdp_paddr 0x[0-9a-f]{16}\n/);

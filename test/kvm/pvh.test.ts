@@ -10,7 +10,6 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -20,15 +19,14 @@ import { guestMemoryLayout } from '../../src/arch/memory-map';
 import { BASE_COMMAND_LINE } from '../../src/arch/cmdline';
 import { placeInitrd } from '../../src/arch/initrd';
 import { loadElf } from '../../src/arch/elf';
+import { QEMU_MISSING, findQemu, runQemu } from '../support/qemu';
 import { explain, guest, runTsvmm } from '../support/tsvmm';
 
 const MIB = 1024 * 1024;
 const PVH_INFO = guest('pvh-info');
-const QEMU = 'qemu-system-x86_64';
+/** QEMU_BASE_ARGS's -m: both VMMs get the same RAM. */
 const MEM_MIB = 128;
 const RUN_TIMEOUT_MS = 30_000;
-/** SeaBIOS prints this (no newline) on COM1 just before it enters the PVH entry. */
-const SEABIOS_BANNER_END = 'Booting from ROM..';
 
 const INITRD_SIZE = 12345;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvmm-pvh-'));
@@ -68,46 +66,6 @@ function lines(text: string): string[] {
   return all;
 }
 
-/** The full path of an executable on PATH, or undefined. */
-function which(command: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (!dir) continue;
-    const candidate = path.join(dir, command);
-    try {
-      fs.accessSync(candidate, fs.constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-/** QEMU's COM1 output after SeaBIOS's banner, without escape sequences or carriage returns. */
-function runQemu(qemu: string, args: string[]): Promise<{ output: string; status: number | null; timedOut: boolean; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, RUN_TIMEOUT_MS);
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
-    child.on('error', reject);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      const raw = Buffer.concat(stdout).toString('latin1');
-      // eslint-disable-next-line no-control-regex
-      const clean = raw.replace(/\x1b\[[0-9;?]*[a-zA-Z]|\x1b[a-zA-Z]/g, '').replace(/\r/g, '');
-      const at = clean.indexOf(SEABIOS_BANNER_END);
-      resolve({ output: at < 0 ? clean : clean.slice(at + SEABIOS_BANNER_END.length), status, timedOut, stderr: Buffer.concat(stderr).toString('utf8') });
-    });
-  });
-}
-
 test('pvh-info under tsvmm: magic and version, base command line + " hello pvh", the initrd as one module, memmap = e820Map(128 MiB)', async () => {
   const result = await runTsvmm(['--kernel', PVH_INFO, '--mem', String(MEM_MIB), '--cmdline', 'hello pvh', '--initrd', INITRD], { timeoutMs: RUN_TIMEOUT_MS });
   assert.is(result.code, 0, explain(result));
@@ -135,15 +93,14 @@ test('pvh-info under tsvmm: magic and version, base command line + " hello pvh",
 });
 
 test('pvh-info under QEMU and tsvmm: the same ABI lines, the module of the initrd\'s size; QEMU passes -append as is', async () => {
-  const qemu = which(QEMU);
+  const qemu = findQemu();
   if (qemu === undefined) {
-    console.log(`not checked: ${QEMU} is not installed (Debian: apt-get install qemu-system-x86)`);
+    console.log(QEMU_MISSING);
     return;
   }
   const [ours, theirs] = [
     await runTsvmm(['--kernel', PVH_INFO, '--mem', String(MEM_MIB), '--cmdline', 'hello pvh', '--initrd', INITRD], { timeoutMs: RUN_TIMEOUT_MS }),
-    await runQemu(qemu, ['-accel', 'kvm', '-M', 'pc', '-m', String(MEM_MIB), '-kernel', PVH_INFO, '-append', 'hello pvh', '-initrd', INITRD,
-      '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio']),
+    await runQemu(qemu, PVH_INFO, ['-append', 'hello pvh', '-initrd', INITRD]),
   ];
   const why = `--- QEMU (status ${theirs.status}${theirs.timedOut ? ', timed out' : ''})\n${theirs.output}\n${theirs.stderr}\n--- tsvmm\n${explain(ours)}`;
   assert.not.ok(theirs.timedOut, why);

@@ -18,8 +18,11 @@ export function packageRoot(): string {
 export const ROOT = packageRoot();
 export const MAIN = path.join(ROOT, 'dist', 'main.js');
 
+/** guests/out/<name>.elf, which the build makes; a missing one says how to get it. */
 export function guest(name: string): string {
-  return path.join(ROOT, 'guests', 'out', `${name}.elf`);
+  const file = path.join(ROOT, 'guests', 'out', `${name}.elf`);
+  if (!fs.existsSync(file)) throw new Error(`${file} is missing: build the guests with \`make -C guests\` (npm run build does)`);
+  return file;
 }
 
 export interface RunResult {

@@ -1,0 +1,78 @@
+// QEMU as the reference VMM for the test guests: find it, boot a guest with
+// KVM, and return what the guest wrote to COM1 (SeaBIOS's banner and the
+// terminal escape codes removed).
+
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export const QEMU = 'qemu-system-x86_64';
+/** A PC with 128 MiB and COM1 on stdio: what the guests' checks assume. */
+export const QEMU_BASE_ARGS = ['-accel', 'kvm', '-M', 'pc', '-m', '128', '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio'];
+/** A guest runs in about 3 s under QEMU (mostly SeaBIOS); QEMU is killed after this long. */
+export const QEMU_TIMEOUT_MS = 30_000;
+/** SeaBIOS prints this (without a newline) just before it jumps to the guest's PVH entry. */
+const SEABIOS_BANNER_END = 'Booting from ROM..';
+
+export const QEMU_MISSING = `not checked: ${QEMU} is not installed (apt-get install qemu-system-x86)`;
+
+/** The full path of an executable on PATH, or undefined. */
+export function which(command: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, command);
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      return candidate;
+    } catch {
+      // not in this directory
+    }
+  }
+  return undefined;
+}
+
+/** QEMU's path, or undefined when it is not installed. */
+export function findQemu(): string | undefined {
+  return which(QEMU);
+}
+
+export interface QemuRun {
+  /** The guest's serial output after SeaBIOS's banner, without escape sequences or carriage returns. */
+  output: string;
+  /** Its lines, without the empty string after the final newline. */
+  lines: string[];
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  stderr: string;
+}
+
+/** Boots `kernel` under QEMU with KVM (`extraArgs` before -kernel) and collects COM1. */
+export function runQemu(qemu: string, kernel: string, extraArgs: string[] = [], timeoutMs = QEMU_TIMEOUT_MS): Promise<QemuRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(qemu, [...QEMU_BASE_ARGS, ...extraArgs, '-kernel', kernel], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      // eslint-disable-next-line no-control-regex
+      let output = Buffer.concat(stdout).toString('latin1').replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[A-Za-z]/g, '').replace(/\r/g, '');
+      const banner = output.lastIndexOf(SEABIOS_BANNER_END);
+      if (banner >= 0) output = output.slice(banner + SEABIOS_BANNER_END.length);
+      const lines = output.split('\n');
+      if (lines[lines.length - 1] === '') lines.pop();
+      resolve({ output, lines, status, signal, timedOut, stderr: Buffer.concat(stderr).toString('utf8') });
+    });
+  });
+}
