@@ -201,11 +201,4 @@ async function main(options = {}) {
 
 module.exports = { main, KINDS };
 
-if (require.main === module) {
-  const args = process.argv.slice(2);
-  const roundsAt = args.indexOf('--rounds');
-  main({ rounds: roundsAt >= 0 ? Number(args[roundsAt + 1]) : 3, qemu: !args.includes('--no-qemu') }).then(
-    () => process.exit(0),
-    (error) => { process.stderr.write(`exit-latency: ${error.stack || error}\n`); process.exit(1); },
-  );
-}
+lib.runIfMain(module, 'exit-latency', main);

@@ -183,7 +183,22 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * Runs a bench script's main() when that file is the program (`node bench/<script>.js`), with the
+ * options every script takes: `--rounds N` (default 3) and `--no-qemu`.
+ */
+function runIfMain(scriptModule, name, main) {
+  if (require.main !== scriptModule) return;
+  const args = process.argv.slice(2);
+  const roundsAt = args.indexOf('--rounds');
+  main({ rounds: roundsAt >= 0 ? Number(args[roundsAt + 1]) : 3, qemu: !args.includes('--no-qemu') }).then(
+    () => process.exit(0),
+    (error) => { process.stderr.write(`${name}: ${error.stack || error}\n`); process.exit(1); },
+  );
+}
+
 module.exports = {
+  runIfMain,
   ROOT, OUT, GUEST, REF_VMM, QEMU, MEM_MIB, REGFILE_BASE,
   log, ensureBuilt, qemuVersion, runProcess, qemuArgs, registerFile, runTsvmm,
   parseBench, median, machineInfo, formatTable, markdownTable, sleep,
