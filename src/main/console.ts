@@ -119,3 +119,46 @@ export class ConsoleInput {
     (this.stdin as unknown as { unref?: () => void }).unref?.();
   }
 }
+
+/** How soon to offer COM1 host input again when its FIFO was full. */
+const INPUT_RETRY_MS = 5;
+
+/**
+ * Host input waiting for COM1's receive FIFO. What the FIFO cannot take now
+ * is offered again when the guest reads it empty (feed), and after a short
+ * delay too, for a guest that clears its FIFO instead of reading it.
+ */
+export class SerialInputQueue {
+  private pending: Uint8Array[] = [];
+  private retry?: NodeJS.Timeout;
+
+  /** `accept` offers bytes to the UART and returns how many it took. */
+  constructor(private readonly accept: (bytes: Uint8Array) => number) {}
+
+  push(bytes: Uint8Array): void {
+    this.pending.push(bytes);
+    this.feed();
+  }
+
+  feed(): void {
+    while (this.pending.length > 0) {
+      const next = this.pending[0];
+      const accepted = this.accept(next);
+      if (accepted < next.length) {
+        this.pending[0] = next.subarray(accepted);
+        if (!this.retry) {
+          this.retry = setTimeout(() => { this.retry = undefined; this.feed(); }, INPUT_RETRY_MS);
+          this.retry.unref();
+        }
+        return;
+      }
+      this.pending.shift();
+    }
+  }
+
+  dispose(): void {
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = undefined;
+    this.pending = [];
+  }
+}

@@ -6,35 +6,23 @@
 import { randomBytes } from 'node:crypto';
 import type { Worker } from 'node:worker_threads';
 import * as os from 'node:os';
-import { Bus } from '../devices/bus';
-import type { BusDevice, InterruptLine } from '../devices/bus-device';
-import { CMOS_BASE_PORT, CMOS_PORT_COUNT, Cmos } from '../devices/cmos';
-import {
-  I8042, I8042_BASE_PORT, I8042_BASE_PORT_WITH_PIT_SPEAKER, I8042_PORT_COUNT, I8042_PORT_COUNT_WITH_PIT_SPEAKER,
-} from '../devices/i8042';
-import { IOAPIC_MMIO_SIZE, Ioapic, ioapicInterruptLine } from '../devices/ioapic';
-import { PIT_BASE_PORT, PIT_PORT_COUNT, PIT_SPEAKER_PORT, Pit, PitSpeakerPort } from '../devices/pit';
-import { ALWAYS_NULL_PORTS, NoDevice, PIT_NULL_PORTS } from '../devices/no-device';
-import { Serial } from '../devices/serial';
-import { byteRegisters } from '../devices/width-adapter';
 import { configureSystem, BootPlan, BootProtocolChoice } from '../arch/configure';
 import { shapeCpuid } from '../arch/cpuid';
 import { setLocalInterrupts } from '../arch/interrupts';
-import { FIRST_ADDR_PAST_32BITS, IDENTITY_MAP_ADDR, IOAPIC_START, TSS_ADDR } from '../arch/layout';
+import { FIRST_ADDR_PAST_32BITS, IDENTITY_MAP_ADDR, TSS_ADDR } from '../arch/layout';
 import { guestMemoryLayout } from '../arch/memory-map';
 import { MAX_MPTABLE_CPUS } from '../arch/mptable';
 import { bootMsrs } from '../arch/msrs';
 import { bootFpu, bootRegs, bootSregs, pvhBootRegs, pvhBootSregs } from '../arch/regs';
-import { Doorbell } from '../shared/exit-channel';
-import { DEFAULT_SPIN_LIMIT } from '../shared/exit-channel';
-import { native, check } from '../shared/native';
-import { EFD_NONBLOCK } from '../shared/kvm-abi';
+import { DEFAULT_SPIN_LIMIT, Doorbell } from '../shared/exit-channel';
 import type { HandOffMode } from '../shared/vcpu-protocol';
 import type { Regs } from '../shared/kvm-structs';
 import type { VcpuStatValues } from '../shared/vcpu-stats';
 import { DeviceLoop, DEFAULT_DEVICE_LOOP_OPTIONS } from './device-loop';
 import { describeStop, GuestExit } from './guest-exit';
 import { GuestRam } from './guest-ram';
+import { SerialInputQueue } from './console';
+import { ExtraDevice, Platform } from './platform';
 import { Kvm, Vcpu, Vm } from './kvm';
 import { VcpuThread } from './vcpu-thread';
 import * as Comlink from 'comlink';
@@ -47,11 +35,7 @@ export class MachineConfigError extends Error {
   }
 }
 
-export interface ExtraDevice {
-  base: number;
-  length: number;
-  device: BusDevice;
-}
+export type { ExtraDevice } from './platform';
 
 export interface MachineConfig {
   kernel: Uint8Array;
@@ -75,25 +59,13 @@ export interface MachineConfig {
 }
 
 const MIB = 1024 * 1024;
-/** How soon to offer COM1 host input again when its FIFO was full. */
-const INPUT_RETRY_MS = 5;
-
-/** Legacy UARTs as a PC has them; only COM1 is connected to the host. */
-const SERIAL_PORTS = [
-  { base: 0x3f8, irq: 4, name: 'com1' },
-  { base: 0x2f8, irq: 3, name: 'com2' },
-  { base: 0x3e8, irq: 4, name: 'com3' },
-  { base: 0x2e8, irq: 3, name: 'com4' },
-] as const;
-const SERIAL_PORT_COUNT = 8;
 /** IOAPIC pins KVM emulates with the split irqchip (the MP table's pins). */
 const IOAPIC_PINS = 24;
 
 export class Machine {
-  private readonly ioBus = new Bus('io');
-  private readonly mmioBus = new Bus('mmio');
   private readonly doorbell = new Doorbell();
-  private readonly eventFds: number[] = [];
+  private platform!: Platform;
+  private readonly input = new SerialInputQueue((bytes) => this.platform.com1.enqueueInput(bytes));
   private threads: VcpuThread[] = [];
   private deviceLoop?: DeviceLoop;
   private ending?: GuestExit;
@@ -103,12 +75,6 @@ export class Machine {
   private release?: () => void;
   private pausedCount = 0;
   private onPaused?: () => void;
-  private pendingInput: Uint8Array[] = [];
-  private inputRetry?: NodeJS.Timeout;
-  private com1!: Serial;
-  /** The userspace IOAPIC and PIT of the split irqchip. */
-  private ioapic?: Ioapic;
-  private pit?: Pit;
   private closed = false;
 
   private constructor(
@@ -190,90 +156,26 @@ export class Machine {
     }
   }
 
-  /**
-   * The interrupt line of ISA IRQ `gsi`: an irqfd into the in-kernel PIC and
-   * IOAPIC, or with the split irqchip a pulse on the userspace IOAPIC's pin
-   * (the MP table routes ISA IRQ n to pin n).
-   */
-  private interruptLine(gsi: number): InterruptLine {
-    if (this.ioapic) return ioapicInterruptLine(this.ioapic, gsi);
-    const addon = native();
-    const fd = check('eventfd', addon.eventfd(0, EFD_NONBLOCK));
-    this.eventFds.push(fd);
-    this.vm.registerIrqfd(fd, gsi);
-    return { trigger: () => { addon.eventfdWrite(fd, 1); } };
-  }
-
   private attachDevices(): void {
-    const io = this.ioBus;
-    if (this.config.splitIrqchip) this.attachSplitIrqchip();
-    for (const port of SERIAL_PORTS) {
-      const serial = new Serial({
-        interrupt: this.interruptLine(port.irq),
-        output: port.name === 'com1' ? this.config.serialOutput : undefined,
-        inputDrained: port.name === 'com1' ? () => this.feedInput() : undefined,
-      });
-      if (port.name === 'com1') this.com1 = serial;
-      io.insert(port.base, SERIAL_PORT_COUNT, byteRegisters(serial));
-    }
-    const [below4G, above4G] = splitMemory(this.config.memBytes, this.ram.slots);
-    const rtcOffset = this.config.rtcBase === undefined ? 0 : this.config.rtcBase - Date.now();
-    io.insert(CMOS_BASE_PORT, CMOS_PORT_COUNT, byteRegisters(new Cmos({
-      now: () => Date.now() + rtcOffset,
-      memoryBelow4G: below4G,
-      memoryAbove4G: above4G,
-    })));
-    // With the PIT in userspace, port 0x61 is the PIT's speaker/gate port
-    // and the i8042 starts at 0x62, as crosvm lays it out.
-    const i8042 = new I8042({
+    const [memoryBelow4G, memoryAbove4G] = splitMemory(this.config.memBytes, this.ram.slots);
+    this.platform = new Platform({
+      vm: this.vm,
+      vcpuCount: this.vcpus.length,
+      memoryBelow4G,
+      memoryAbove4G,
+      splitIrqchip: this.config.splitIrqchip,
+      serialOutput: this.config.serialOutput,
+      serialInputDrained: () => this.input.feed(),
+      rtcBase: this.config.rtcBase,
       onReset: () => this.end({ code: 0, reason: 'guest reset (i8042)' }),
-      basePort: this.pit ? I8042_BASE_PORT_WITH_PIT_SPEAKER : I8042_BASE_PORT,
+      extraIoDevices: this.config.extraIoDevices,
+      extraMmioDevices: this.config.extraMmioDevices,
     });
-    if (this.pit) io.insert(I8042_BASE_PORT_WITH_PIT_SPEAKER, I8042_PORT_COUNT_WITH_PIT_SPEAKER, byteRegisters(i8042));
-    else io.insert(I8042_BASE_PORT, I8042_PORT_COUNT, byteRegisters(i8042));
-    for (const range of ALWAYS_NULL_PORTS) io.insert(range.base, range.length, new NoDevice(range.name));
-    if (!this.config.splitIrqchip) io.insert(PIT_NULL_PORTS.base, PIT_NULL_PORTS.length, new NoDevice(PIT_NULL_PORTS.name));
-    for (const extra of this.config.extraIoDevices ?? []) io.insert(extra.base, extra.length, extra.device);
-    for (const extra of this.config.extraMmioDevices ?? []) this.mmioBus.insert(extra.base, extra.length, extra.device);
-  }
-
-  /** KVM keeps the local APICs; the IOAPIC (MMIO) and the PIT (ports 0x40-0x43, 0x61) live here. */
-  private attachSplitIrqchip(): void {
-    const vm = this.vm;
-    const routes = new Map<number, { gsi: number; address: number; data: number }>();
-    const ioapic = new Ioapic({
-      sendMsi: (address, data) => { vm.signalMsi(address, data); },
-      // Mirror each pin's message into KVM's routing table (QEMU's
-      // ioapic_update_kvm_routes), so level-triggered EOIs come back to us.
-      routeChanged: (pin, route) => {
-        if (route) routes.set(pin, { gsi: pin, ...route });
-        else routes.delete(pin);
-        vm.setMsiRoutes([...routes.values()]);
-      },
-      id: this.vcpus.length, // the MP table gives the IOAPIC the id after the last CPU
-    });
-    this.ioapic = ioapic;
-    this.mmioBus.insert(IOAPIC_START, IOAPIC_MMIO_SIZE, ioapic);
-    const now = () => process.hrtime.bigint();
-    this.pit = new Pit({
-      now,
-      // Node timers have millisecond resolution; the PIT model folds edges
-      // that a late timer missed into one interrupt, as a busy host would.
-      schedule: (delayNs, callback) => {
-        const timer = setTimeout(callback, Number(delayNs / 1_000_000n));
-        return { cancel: () => clearTimeout(timer) };
-      },
-      interrupt: this.interruptLine(0),
-    });
-    this.ioBus.insert(PIT_BASE_PORT, PIT_PORT_COUNT, byteRegisters(this.pit));
-    this.ioBus.insert(PIT_SPEAKER_PORT, 1, byteRegisters(new PitSpeakerPort({ pit: this.pit, now })));
   }
 
   private async spawnThreads(runSize: number, workers: Worker[]): Promise<void> {
-    const claims = {
-      ports: this.ioBus.ranges().map(({ base, length }) => ({ base, length })),
-      mmio: this.mmioBus.ranges().map(({ base, length }) => ({ base, length })),
-    };
+    const platform = this.platform;
+    const claims = platform.claims();
     this.threads = await Promise.all(this.vcpus.map((vcpu) => VcpuThread.spawn({
       vcpuId: vcpu.id,
       vcpuFd: vcpu.fd,
@@ -285,11 +187,10 @@ export class Machine {
       spinLimit: this.config.spinLimit ?? DEFAULT_SPIN_LIMIT,
     }, workers[vcpu.id])));
     const mode = this.config.handOff;
-    const ioapic = this.ioapic;
     this.deviceLoop = new DeviceLoop(this.doorbell, this.threads, {
-      io: this.ioBus,
-      mmio: this.mmioBus,
-      endOfInterrupt: ioapic ? (vector) => ioapic.endOfInterrupt(vector) : undefined,
+      io: platform.io,
+      mmio: platform.mmio,
+      endOfInterrupt: platform.endOfInterrupt,
     }, {
       ...DEFAULT_DEVICE_LOOP_OPTIONS,
       poll: mode === 'spin-park' || mode === 'park',
@@ -372,26 +273,7 @@ export class Machine {
 
   /** Host input for COM1; what its FIFO cannot take now waits for the guest to read. */
   sendInput(bytes: Uint8Array): void {
-    this.pendingInput.push(bytes);
-    this.feedInput();
-  }
-
-  private feedInput(): void {
-    while (this.pendingInput.length > 0) {
-      const next = this.pendingInput[0];
-      const accepted = this.com1.enqueueInput(next);
-      if (accepted < next.length) {
-        this.pendingInput[0] = next.subarray(accepted);
-        // The guest's reads call feedInput again; a guest that cleared its
-        // FIFO instead never reads it empty, so look again in a moment too.
-        if (!this.inputRetry) {
-          this.inputRetry = setTimeout(() => { this.inputRetry = undefined; this.feedInput(); }, INPUT_RETRY_MS);
-          this.inputRetry.unref();
-        }
-        return;
-      }
-      this.pendingInput.shift();
-    }
+    this.input.push(bytes);
   }
 
   stats(): VcpuStatValues[] {
@@ -407,11 +289,9 @@ export class Machine {
     if (this.closed) return;
     this.closed = true;
     this.deviceLoop?.stop();
-    this.pit?.dispose();
-    if (this.inputRetry) clearTimeout(this.inputRetry);
+    this.input.dispose();
     await Promise.all(this.threads.map((thread) => thread.terminate()));
-    const addon = native();
-    for (const fd of this.eventFds) addon.close(fd);
+    this.platform?.dispose();
     for (const vcpu of this.vcpus) vcpu.close();
     this.vm.close();
     this.kvm.close();
