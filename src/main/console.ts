@@ -123,6 +123,12 @@ export class ConsoleInput {
 /** How soon to offer COM1 host input again when its FIFO was full. */
 const INPUT_RETRY_MS = 5;
 
+function retryAfterDelay(callback: () => void): { cancel(): void } {
+  const timer = setTimeout(callback, INPUT_RETRY_MS);
+  timer.unref(); // held-back input alone does not keep tsvmm alive
+  return { cancel: () => clearTimeout(timer) };
+}
+
 /**
  * Host input waiting for COM1's receive FIFO. What the FIFO cannot take now
  * is offered again when the guest reads it empty (feed), and after a short
@@ -130,10 +136,16 @@ const INPUT_RETRY_MS = 5;
  */
 export class SerialInputQueue {
   private pending: Uint8Array[] = [];
-  private retry?: NodeJS.Timeout;
+  private retry?: { cancel(): void };
 
-  /** `accept` offers bytes to the UART and returns how many it took. */
-  constructor(private readonly accept: (bytes: Uint8Array) => number) {}
+  /**
+   * `accept` offers bytes to the UART and returns how many it took;
+   * `later` runs a callback after a short delay (a timer, or a test's hand).
+   */
+  constructor(
+    private readonly accept: (bytes: Uint8Array) => number,
+    private readonly later: (callback: () => void) => { cancel(): void } = retryAfterDelay,
+  ) {}
 
   push(bytes: Uint8Array): void {
     this.pending.push(bytes);
@@ -146,10 +158,7 @@ export class SerialInputQueue {
       const accepted = this.accept(next);
       if (accepted < next.length) {
         this.pending[0] = next.subarray(accepted);
-        if (!this.retry) {
-          this.retry = setTimeout(() => { this.retry = undefined; this.feed(); }, INPUT_RETRY_MS);
-          this.retry.unref();
-        }
+        this.retry ??= this.later(() => { this.retry = undefined; this.feed(); });
         return;
       }
       this.pending.shift();
@@ -157,7 +166,7 @@ export class SerialInputQueue {
   }
 
   dispose(): void {
-    if (this.retry) clearTimeout(this.retry);
+    this.retry?.cancel();
     this.retry = undefined;
     this.pending = [];
   }

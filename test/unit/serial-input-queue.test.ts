@@ -33,15 +33,31 @@ test('what the FIFO cannot take waits, in order, and is offered again after the 
   queue.dispose();
 });
 
-test('held-back input is offered again after a short delay even if nobody drains', async () => {
+test('held-back input is offered again after a delay even if nobody drains; one retry at a time', () => {
   const uart = fifo(2);
-  const queue = new SerialInputQueue(uart.accept);
+  const retries: Array<() => void> = [];
+  const queue = new SerialInputQueue(uart.accept, (callback) => {
+    retries.push(callback);
+    return { cancel: () => undefined };
+  });
   queue.push(Uint8Array.of(1, 2, 3));
+  queue.push(Uint8Array.of(4));
   assert.equal(uart.received, [1, 2]);
+  assert.is(retries.length, 1, 'a second push while waiting schedules nothing more');
   uart.drain(); // the FIFO was cleared, without a read that would call feed()
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  assert.equal(uart.received, [1, 2, 3]);
+  retries.shift()!();
+  assert.equal(uart.received, [1, 2, 3, 4]);
+  assert.is(retries.length, 0, 'nothing left to retry');
   queue.dispose();
+});
+
+test('dispose cancels a pending retry', () => {
+  const uart = fifo(1);
+  let cancelled = false;
+  const queue = new SerialInputQueue(uart.accept, () => ({ cancel: () => { cancelled = true; } }));
+  queue.push(Uint8Array.of(1, 2));
+  queue.dispose();
+  assert.ok(cancelled);
 });
 
 test.run();
