@@ -17,6 +17,7 @@
  * rdtsc/lfence, nothing next to a ~20,000-cycle exit).
  */
 #include "guest.h"
+#include "interrupts.h"
 #include "smp.h"
 
 /* ---- What the accesses hit ---- */
@@ -38,112 +39,9 @@
 #endif
 #define STRING_BYTES 16
 
-/* ---- PIT channel 0, read by latching (KVM's in-kernel PIT serves 0x40-0x43 in every runner;
- * port 0x61, which channel 2 calibration needs, is in the kernel only with KVM_PIT_SPEAKER_DUMMY) ---- */
-#define PIT_CH0_DATA 0x40
-#define PIT_COMMAND 0x43
-#define PIT_HZ 1193182
-#define PIT_CH0_RATE 0x34	/* channel 0, lobyte/hibyte, mode 2 (rate generator), binary */
-#define PIT_CH0_ONESHOT 0x30	/* channel 0, lobyte/hibyte, mode 0 (one shot), binary */
-#define PIT_CH0_LATCH 0x00	/* counter latch command for channel 0 */
-#define CALIBRATE_MS 50
-
-/* ---- The local APIC (for starting APs) ---- */
-#define LAPIC_ID 0x020
-#define LAPIC_SVR 0x0f0
-#define LAPIC_ICR_LOW 0x300
-#define LAPIC_ICR_HIGH 0x310
-#define SVR_ENABLE 0x100
-#define SPURIOUS_VECTOR 0xff
-#define ICR_ALL_EXCLUDING_SELF 0x000c0000
-#define ICR_LEVEL_ASSERT 0x00004000
-#define ICR_DELIVERY_PENDING 0x00001000
-#define ICR_INIT 0x00000500
-#define ICR_STARTUP 0x00000600
-
-/* ---- The 8259 PICs, masked so an idle guest takes no stray interrupt ---- */
-#define PIC_MASTER_DATA 0x21
-#define PIC_SLAVE_DATA 0xa1
-
-static inline uint64_t tsc_fenced(void)
-{
-	__asm__ volatile("lfence" : : : "memory");
-	uint64_t t = rdtsc();
-	__asm__ volatile("lfence" : : : "memory");
-	return t;
-}
-
-/* ---- TSC frequency ---- */
+/* ---- TSC frequency: tsc_hz_detect() (guests/common/tsc.c). 0 means unknown and is printed
+ * as such, so the bench scripts fall back to the host's clock rather than to a guess. ---- */
 static const char *tsc_source = "none";
-
-static uint16_t pit_ch0_count(void)
-{
-	outb(PIT_COMMAND, PIT_CH0_LATCH);
-	uint8_t lo = inb(PIT_CH0_DATA);
-	uint8_t hi = inb(PIT_CH0_DATA);
-	return (uint16_t)(lo | (hi << 8));
-}
-
-/* Counts PIT ticks (1.193182 MHz) against TSC cycles for CALIBRATE_MS; 0 if the PIT does not count. */
-static uint64_t pit_calibrate_tsc(void)
-{
-	const uint32_t want = PIT_HZ / 1000 * CALIBRATE_MS;
-	outb(PIT_COMMAND, PIT_CH0_RATE);
-	outb(PIT_CH0_DATA, 0);	/* reload 0 = 65536 ticks (55 ms) between wraps */
-	outb(PIT_CH0_DATA, 0);
-	uint16_t prev = pit_ch0_count();
-	uint64_t start = tsc_fenced();
-	uint32_t ticks = 0;
-	uint64_t cycles = 0;
-	for (uint32_t i = 0; i < 1000000 && ticks < want; i++) {
-		uint16_t now = pit_ch0_count();
-		ticks += (uint16_t)(prev - now);	/* counts down; a read every few us never misses a wrap */
-		prev = now;
-		cycles = tsc_fenced() - start;
-	}
-	/* Leave channel 0 quiet: one shot, terminal count once, no periodic IRQ 0. */
-	outb(PIT_COMMAND, PIT_CH0_ONESHOT);
-	outb(PIT_CH0_DATA, 0xff);
-	outb(PIT_CH0_DATA, 0xff);
-	if (ticks < want)
-		return 0;
-	uint64_t hz = cycles * PIT_HZ / ticks;
-	return hz >= 100000000ULL ? hz : 0;
-}
-
-static uint64_t tsc_hz(void)
-{
-	uint32_t a, b, c, d, max, hvmax;
-	cpuid(0, 0, &max, &b, &c, &d);
-	if (max >= 0x15) {
-		cpuid(0x15, 0, &a, &b, &c, &d);
-		if (a && b && c) {
-			tsc_source = "cpuid-0x15";
-			return (uint64_t)c * b / a;
-		}
-	}
-	cpuid(0x40000000, 0, &hvmax, &b, &c, &d);
-	if (hvmax >= 0x40000010 && hvmax < 0x40000100) {
-		cpuid(0x40000010, 0, &a, &b, &c, &d);
-		if (a) {
-			tsc_source = "cpuid-0x40000010";
-			return (uint64_t)a * 1000;
-		}
-	}
-	uint64_t hz = pit_calibrate_tsc();
-	if (hz) {
-		tsc_source = "pit";
-		return hz;
-	}
-	if (max >= 0x16) {
-		cpuid(0x16, 0, &a, &b, &c, &d);
-		if (a & 0xffff) {
-			tsc_source = "cpuid-0x16";
-			return (uint64_t)(a & 0xffff) * 1000000;
-		}
-	}
-	return 0;
-}
 
 static uint64_t hz;
 
@@ -151,21 +49,10 @@ static uint64_t hz;
 volatile uint32_t ap_online;
 extern const char smp_trampoline_start[], smp_trampoline_end[], smp_trampoline_cr3[];
 
-static uint32_t lapic_read(uint32_t reg) { return mmio_read32(LAPIC_BASE + reg); }
-static void lapic_write(uint32_t reg, uint32_t v) { mmio_write32(LAPIC_BASE + reg, v); }
-
 static void delay_us(uint64_t us)
 {
-	uint64_t end = rdtsc() + (hz ? hz : 4000000000ULL) / 1000000 * us;
+	uint64_t end = rdtsc() + (hz ? hz : TSC_HZ_FALLBACK) / 1000000 * us;
 	while (rdtsc() < end)
-		cpu_relax();
-}
-
-static void send_ipi(uint32_t icr_low)
-{
-	lapic_write(LAPIC_ICR_HIGH, 0);
-	lapic_write(LAPIC_ICR_LOW, icr_low);
-	for (int i = 0; i < 100000 && (lapic_read(LAPIC_ICR_LOW) & ICR_DELIVERY_PENDING); i++)
 		cpu_relax();
 }
 
@@ -188,14 +75,14 @@ __attribute__((unused)) static uint32_t start_aps(uint32_t expected)
 	size_t size = (size_t)(smp_trampoline_end - smp_trampoline_start);
 	memcpy((void *)TRAMPOLINE_BASE, smp_trampoline_start, size);
 	*(volatile uint32_t *)(TRAMPOLINE_BASE + (smp_trampoline_cr3 - smp_trampoline_start)) = (uint32_t)read_cr3();
-	lapic_write(LAPIC_SVR, SVR_ENABLE | SPURIOUS_VECTOR);
-	send_ipi(ICR_ALL_EXCLUDING_SELF | ICR_LEVEL_ASSERT | ICR_INIT);
+	lapic_write(LAPIC_SVR, SVR_APIC_ENABLE | SPURIOUS_VECTOR);
+	lapic_send_ipi(ICR_ALL_EXCLUDING_SELF | ICR_LEVEL_ASSERT | ICR_INIT);
 	delay_us(10000);
 	for (int i = 0; i < 2; i++) {
-		send_ipi(ICR_ALL_EXCLUDING_SELF | ICR_LEVEL_ASSERT | ICR_STARTUP | SIPI_VECTOR);
+		lapic_send_ipi(ICR_ALL_EXCLUDING_SELF | ICR_LEVEL_ASSERT | ICR_STARTUP | SIPI_VECTOR);
 		delay_us(200);
 	}
-	uint64_t deadline = rdtsc() + (hz ? hz : 4000000000ULL) * 2;
+	uint64_t deadline = rdtsc() + (hz ? hz : TSC_HZ_FALLBACK) * 2;
 	while (ap_online < expected - 1 && rdtsc() < deadline)
 		cpu_relax();
 	return ap_online + 1;
@@ -251,7 +138,7 @@ static volatile uint32_t sink;
 /* One timed access of 'kind'. */
 static uint64_t one(enum kind kind, uint32_t i)
 {
-	uint64_t t0 = tsc_fenced();
+	uint64_t t0 = rdtsc_fenced();
 	switch (kind) {
 	case PORT_WRITE_UNCLAIMED: outb(UNCLAIMED_PORT, (uint8_t)i); break;
 	case PORT_READ_UNCLAIMED: sink = inb(UNCLAIMED_PORT); break;
@@ -269,7 +156,7 @@ static uint64_t one(enum kind kind, uint32_t i)
 	case MMIO_WRITE_DEVICE: mmio_write32(DEVICE_MMIO + 8, i); break;
 	default: break;
 	}
-	return tsc_fenced() - t0;
+	return rdtsc_fenced() - t0;
 }
 
 static void bench_exits(void)
@@ -304,10 +191,10 @@ static volatile uint64_t cpu_cycles[MAX_APS + 1];
 /* Every CPU: SMP_ITERATIONS forwarded reads of the scratch register; returns the cycles they took. */
 static uint64_t smp_work(void)
 {
-	uint64_t t0 = tsc_fenced();
+	uint64_t t0 = rdtsc_fenced();
 	for (uint32_t i = 0; i < SMP_ITERATIONS; i++)
 		(void)inb(SCRATCH_PORT);
-	return tsc_fenced() - t0;
+	return rdtsc_fenced() - t0;
 }
 #endif
 
@@ -332,27 +219,26 @@ void guest_main(void)
 	printf("idle: boot\n");
 	uint32_t expected = cpus_expected();
 	if (expected > 1)
-		hz = tsc_hz();
+		hz = tsc_hz_detect(&tsc_source);
 	uint32_t n = start_aps(expected);
 	printf("idle: ready cpus=%u\n", n);
-	outb(PIC_MASTER_DATA, 0xff);
-	outb(PIC_SLAVE_DATA, 0xff);
+	pic_mask_all(); /* an idle guest takes no stray interrupt */
 	for (;;)
 		sti_hlt();
 #elif defined(BENCH_SMP)
-	hz = tsc_hz();
+	hz = tsc_hz_detect(&tsc_source);
 	printf("bench: tsc-hz=%lu source=%s\n", hz, tsc_source);
 	uint32_t expected = cpus_expected();
 	uint32_t n = start_aps(expected);
 	if (n > MAX_APS + 1)
 		n = MAX_APS + 1;
-	uint64_t t0 = tsc_fenced();
+	uint64_t t0 = rdtsc_fenced();
 	go = 1;
 	cpu_cycles[0] = smp_work();
 	lock_xadd32(&done, 1);
 	while (done < n)
 		cpu_relax();
-	uint64_t wall = tsc_fenced() - t0;
+	uint64_t wall = rdtsc_fenced() - t0;
 	uint64_t per[MAX_APS + 1];
 	for (uint32_t i = 0; i < n; i++)
 		per[i] = cpu_cycles[i] / SMP_ITERATIONS;
@@ -360,7 +246,7 @@ void guest_main(void)
 	printf("smp: cpus=%u expected=%u iters=%u wall-cycles=%lu per-exit-median=%lu per-exit-max=%lu\n",
 	       n, expected, (unsigned)SMP_ITERATIONS, wall, per[n / 2], per[n - 1]);
 #else
-	hz = tsc_hz();
+	hz = tsc_hz_detect(&tsc_source);
 	printf("bench: tsc-hz=%lu source=%s\n", hz, tsc_source);
 	bench_exits();
 	printf("bench: done\n");

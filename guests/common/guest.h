@@ -29,6 +29,12 @@ void guest_main(void);
 #define I8042_RESET 0xfe	/* i8042 command: pulse the CPU reset line */
 #define LAPIC_BASE 0xfee00000UL	/* the local APIC's xAPIC MMIO page */
 #define IOAPIC_BASE 0xfec00000UL
+#define PIT_CH0_DATA 0x40	/* 8254 channel 0 counter (IRQ 0) */
+#define PIT_COMMAND 0x43	/* 8254 mode/command register */
+#define PIT_CH0_MODE2_LOHI 0x34	/* channel 0, lobyte/hibyte, mode 2 (rate generator), binary */
+#define PIT_CH0_MODE0_LOHI 0x30	/* channel 0, lobyte/hibyte, mode 0 (interrupt on terminal count, once), binary */
+#define PIT_CH0_LATCH 0x00	/* channel 0, counter latch command */
+#define PIT_HZ 1193182		/* the 8254's input clock */
 
 /* ---- Port I/O ---- */
 static inline void outb(uint16_t port, uint8_t value) { __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port)); }
@@ -59,6 +65,14 @@ static inline uint64_t rdtsc(void)
 	uint32_t lo, hi;
 	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
 	return ((uint64_t)hi << 32) | lo;
+}
+/* rdtsc that neither starts before the code ahead of it has finished nor lets the code after it start early. */
+static inline uint64_t rdtsc_fenced(void)
+{
+	__asm__ volatile("lfence" : : : "memory");
+	uint64_t t = rdtsc();
+	__asm__ volatile("lfence" : : : "memory");
+	return t;
 }
 static inline void cpuid(uint32_t leaf, uint32_t subleaf, uint32_t *a, uint32_t *b, uint32_t *c, uint32_t *d)
 {
@@ -97,6 +111,21 @@ void serial_write(const char *s, size_t n);
 void puts_nonl(const char *s);
 int printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int vprintf(const char *fmt, va_list ap);
+
+/* ---- TSC rate (common/tsc.c) ---- */
+/* What tsc_hz() assumes when nothing tells the rate: a high guess, so waits only get longer. */
+#define TSC_HZ_FALLBACK 4000000000ULL
+/*
+ * The TSC's rate in Hz, or 0 when nothing gives it. In this order: CPUID 0x15
+ * (TSC/crystal ratio), the hypervisor's TSC leaf 0x40000010, 50 ms counted on
+ * PIT channel 0, CPUID 0x16 (the nominal base clock, which need not be the
+ * TSC's). *source, when source is not NULL, names the one used: "cpuid-0x15",
+ * "cpuid-0x40000010", "pit", "cpuid-0x16" or "none". Leaves PIT channel 0 in
+ * mode 0 (one interrupt, 55 ms later) when it measured.
+ */
+uint64_t tsc_hz_detect(const char **source);
+/* tsc_hz_detect(), or TSC_HZ_FALLBACK when it gives 0. */
+uint64_t tsc_hz(void);
 
 /* ---- Memory ---- */
 void *memset(void *dst, int c, size_t n);

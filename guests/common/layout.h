@@ -33,4 +33,46 @@
 #define MSR_EFER 0xc0000080
 #define EFER_LME 0x00000100
 
+#ifdef __ASSEMBLER__
+/*
+ * The two ways into long mode, shared by start.S (PVH entry) and the smp
+ * trampoline: both run in 32-bit protected mode on the runtime GDT with
+ * paging off, and differ only in where CR3 comes from and where they go.
+ */
+
+/* 32-bit: flat data segments, PAE, CR3 = cr3 (an operand for movl, no spaces), EFER.LME, paging; then far-jumps to target. */
+.macro ENTER_LONG_MODE cr3:req, target:req
+	movl $SEL_DATA, %eax
+	movl %eax, %ds
+	movl %eax, %es
+	movl %eax, %ss
+	movl %eax, %fs
+	movl %eax, %gs
+	movl %cr4, %eax
+	orl $CR4_PAE, %eax
+	movl %eax, %cr4
+	movl \cr3, %eax
+	movl %eax, %cr3
+	movl $MSR_EFER, %ecx
+	rdmsr
+	orl $EFER_LME, %eax
+	wrmsr
+	movl %cr0, %eax
+	orl $(CR0_PG | CR0_PE), %eax	/* PE is on already; or-ing it again keeps one sequence for both */
+	movl %eax, %cr0
+	ljmp $SEL_CODE64, $\target
+.endm
+
+/* 64-bit: ds, es and ss = the flat data selector; fs and gs null (unused in long mode). Clobbers eax. */
+.macro LOAD_DATA_SEGMENTS64
+	movl $SEL_DATA, %eax
+	movl %eax, %ds
+	movl %eax, %es
+	movl %eax, %ss
+	xorl %eax, %eax
+	movl %eax, %fs
+	movl %eax, %gs
+.endm
+#endif
+
 #endif

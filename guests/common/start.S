@@ -45,25 +45,7 @@ pvh_start32:
 	movl $2, boot_protocol
 	lgdt gdt_desc			/* the low 6 bytes are the 32-bit form */
 	ljmp $SEL_CODE32, $1f
-1:	movl $SEL_DATA, %eax
-	movl %eax, %ds
-	movl %eax, %es
-	movl %eax, %ss
-	movl %eax, %fs
-	movl %eax, %gs
-	movl %cr4, %eax
-	orl $CR4_PAE, %eax
-	movl %eax, %cr4
-	movl $pml4, %eax
-	movl %eax, %cr3
-	movl $MSR_EFER, %ecx
-	rdmsr
-	orl $EFER_LME, %eax
-	wrmsr
-	movl %cr0, %eax
-	orl $(CR0_PG | CR0_PE), %eax
-	movl %eax, %cr0
-	ljmp $SEL_CODE64, $common64
+1:	ENTER_LONG_MODE $pml4, common64
 
 	.code64
 	.type common64, @function
@@ -71,13 +53,7 @@ common64:
 	movl $pml4, %eax		/* our tables: the image at 1 MiB is identity-mapped in both */
 	movq %rax, %cr3
 	lgdt gdt_desc(%rip)
-	movl $SEL_DATA, %eax
-	movl %eax, %ds
-	movl %eax, %es
-	movl %eax, %ss
-	xorl %eax, %eax
-	movl %eax, %fs
-	movl %eax, %gs
+	LOAD_DATA_SEGMENTS64
 	leaq bsp_stack_top(%rip), %rsp
 	pushq $SEL_CODE64
 	leaq 2f(%rip), %rax

@@ -8,16 +8,8 @@
  * need.
  */
 #include "guest.h"
+#include "interrupts.h"
 
-#define PIC1_COMMAND 0x20
-#define PIC1_DATA 0x21
-#define PIC2_COMMAND 0xa0
-#define PIC2_DATA 0xa1
-#define PIC_ICW1_INIT_ICW4 0x11	/* ICW1: edge triggered, cascade, ICW4 follows */
-#define PIC_ICW4_8086 0x01
-#define PIC_EOI 0x20		/* OCW2: non-specific end of interrupt */
-#define PIC1_VECTOR_BASE 0x20
-#define PIC2_VECTOR_BASE 0x28
 #define COM1_IRQ 4
 #define COM1_VECTOR (PIC1_VECTOR_BASE + COM1_IRQ)
 
@@ -28,12 +20,6 @@
 #define UART_LSR_DR 0x01	/* LSR bit 0: data ready */
 #define UART_MCR_OUT2 0x08	/* MCR bit 3: routes the UART interrupt to the PIC on a PC */
 #define UART_MCR_DTR_RTS 0x03
-
-#define LAPIC_SVR 0x0f0
-#define LAPIC_LVT0 0x350
-#define LAPIC_LVT1 0x360
-#define LVT_EXTINT 0x700
-#define LVT_NMI 0x400
 
 #define LINE_MAX 128
 #define RING_SIZE 256
@@ -50,21 +36,7 @@ static void receive_handler(struct isr_frame *frame)
 			ring[ring_head++ % RING_SIZE] = byte;
 	}
 	(void)inb(COM1_BASE + UART_IIR);
-	outb(PIC1_COMMAND, PIC_EOI);
-}
-
-static void pic_init(void)
-{
-	outb(PIC1_COMMAND, PIC_ICW1_INIT_ICW4);
-	outb(PIC2_COMMAND, PIC_ICW1_INIT_ICW4);
-	outb(PIC1_DATA, PIC1_VECTOR_BASE);
-	outb(PIC2_DATA, PIC2_VECTOR_BASE);
-	outb(PIC1_DATA, 1 << 2);
-	outb(PIC2_DATA, 2);
-	outb(PIC1_DATA, PIC_ICW4_8086);
-	outb(PIC2_DATA, PIC_ICW4_8086);
-	outb(PIC1_DATA, (uint8_t)~(1 << COM1_IRQ));
-	outb(PIC2_DATA, 0xff);
+	pic_eoi();
 }
 
 /* Sleeps until the interrupt handler has queued a byte, then returns it. */
@@ -93,10 +65,8 @@ void guest_main(void)
 
 	cli();
 	set_interrupt_handler(COM1_VECTOR, receive_handler);
-	mmio_write32(LAPIC_BASE + LAPIC_SVR, 0x1ff);
-	mmio_write32(LAPIC_BASE + LAPIC_LVT0, LVT_EXTINT);
-	mmio_write32(LAPIC_BASE + LAPIC_LVT1, LVT_NMI);
-	pic_init();
+	lapic_virtual_wire();
+	pic_init((uint8_t)~(1 << COM1_IRQ), PIC_MASK_ALL); /* mask all but IRQ4 */
 	outb(COM1_BASE + UART_FCR, UART_FCR_ENABLE_CLEAR);
 	outb(COM1_BASE + UART_MCR, UART_MCR_DTR_RTS | UART_MCR_OUT2);
 	outb(COM1_BASE + UART_IER, UART_IER_RDI);

@@ -15,7 +15,7 @@
  *   irq-ioapic: 10 interrupts on vector 0x34
  */
 #include "guest.h"
-#include "apic.h"
+#include "interrupts.h"
 
 #define COM1_PIN 4
 #define COM1_VECTOR 0x34

@@ -11,28 +11,14 @@
  *   irq: 10 interrupts on vector 0x24
  */
 #include "guest.h"
+#include "interrupts.h"
 
-#define PIC1_COMMAND 0x20
-#define PIC1_DATA 0x21
-#define PIC2_COMMAND 0xa0
-#define PIC2_DATA 0xa1
-#define PIC_ICW1_INIT_ICW4 0x11	/* ICW1: edge triggered, cascade, ICW4 follows */
-#define PIC_ICW4_8086 0x01
-#define PIC_EOI 0x20		/* OCW2: non-specific end of interrupt */
-#define PIC1_VECTOR_BASE 0x20
-#define PIC2_VECTOR_BASE 0x28
 #define COM1_IRQ 4
 #define COM1_VECTOR (PIC1_VECTOR_BASE + COM1_IRQ)
 
 #define UART_IER_THRI 0x02	/* IER bit 1: THR empty interrupt */
 #define UART_MCR_OUT2 0x08	/* MCR bit 3: routes the UART interrupt to the PIC on a PC */
 #define UART_MCR_DTR_RTS 0x03
-
-#define LAPIC_SVR 0x0f0
-#define LAPIC_LVT0 0x350	/* LINT0, where the PIC's INTR arrives */
-#define LAPIC_LVT1 0x360	/* LINT1, NMI */
-#define LVT_EXTINT 0x700
-#define LVT_NMI 0x400
 
 #define INTERRUPTS 10
 
@@ -45,31 +31,9 @@ static void thre_handler(struct isr_frame *frame)
 	uint8_t iir = inb(COM1_BASE + UART_IIR);
 	if ((iir & 0x0f) != 0x02) /* 0x02: THR empty is the pending cause */
 		bad_iir++;
-	outb(PIC1_COMMAND, PIC_EOI);
+	pic_eoi();
 	last_vector = (uint32_t)frame->vector;
 	count++;
-}
-
-static void pic_init(void)
-{
-	outb(PIC1_COMMAND, PIC_ICW1_INIT_ICW4);
-	outb(PIC2_COMMAND, PIC_ICW1_INIT_ICW4);
-	outb(PIC1_DATA, PIC1_VECTOR_BASE);	/* ICW2 */
-	outb(PIC2_DATA, PIC2_VECTOR_BASE);
-	outb(PIC1_DATA, 1 << 2);		/* ICW3: slave on IRQ2 */
-	outb(PIC2_DATA, 2);			/* ICW3: slave id 2 */
-	outb(PIC1_DATA, PIC_ICW4_8086);
-	outb(PIC2_DATA, PIC_ICW4_8086);
-	outb(PIC1_DATA, (uint8_t)~(1 << COM1_IRQ)); /* mask all but IRQ4 */
-	outb(PIC2_DATA, 0xff);
-}
-
-/* Virtual-wire mode, as an OS sets it up: the local APIC on, LINT0 = ExtINT (the PIC), LINT1 = NMI. */
-static void lapic_virtual_wire(void)
-{
-	mmio_write32(LAPIC_BASE + LAPIC_SVR, 0x1ff);
-	mmio_write32(LAPIC_BASE + LAPIC_LVT0, LVT_EXTINT);
-	mmio_write32(LAPIC_BASE + LAPIC_LVT1, LVT_NMI);
 }
 
 /* Sleeps until at least n interrupts have been counted. */
@@ -93,7 +57,7 @@ void guest_main(void)
 	cli();
 	set_interrupt_handler(COM1_VECTOR, thre_handler);
 	lapic_virtual_wire();
-	pic_init();
+	pic_init((uint8_t)~(1 << COM1_IRQ), PIC_MASK_ALL); /* mask all but IRQ4 */
 	outb(COM1_BASE + UART_MCR, UART_MCR_DTR_RTS | UART_MCR_OUT2);
 	outb(COM1_BASE + UART_IER, UART_IER_THRI); /* THR is empty: interrupt 1 */
 
@@ -104,7 +68,7 @@ void guest_main(void)
 		outb(COM1_BASE + UART_THR, (uint8_t)digits[k - 1]);
 	}
 	cli();
-	outb(PIC1_DATA, 0xff);
+	outb(PIC1_DATA, PIC_MASK_ALL);
 	printf("\n");
 	printf("irq: %u interrupts on vector 0x%x\n", count, last_vector);
 	if (bad_iir)

@@ -29,21 +29,12 @@
  *
  *   pit: IRQ 0 arrived on IOAPIC pin P (N times), but the MP table says pin Q
  *
- * Every wait is bounded by the TSC (3 s at the measured rate).
+ * Every wait is bounded by the TSC (3 s at the rate tsc_hz() gives).
  */
 #include "guest.h"
-#include "../irq-ioapic/apic.h"
+#include "interrupts.h"
 
-#define PIT_CH0_DATA 0x40
-#define PIT_COMMAND 0x43
-#define PIT_CH0_MODE2_LOHI 0x34	/* channel 0, lobyte/hibyte, mode 2 (rate generator), binary */
-#define PIT_CH0_MODE0_LOHI 0x30	/* channel 0, lobyte/hibyte, mode 0 (interrupt on terminal count, once), binary */
-#define PIT_CH0_LATCH 0x00	/* channel 0, counter latch command */
-#define PIT_MODE0_START 0xffff	/* the count calibration loads */
-#define CALIBRATION_PIT_TICKS (PIT_HZ / 100)	/* 10 ms */
-#define PIT_HZ 1193182
 #define PIT_1KHZ_COUNT 1193	/* 1193182 / 1193 = 1000.15 Hz */
-#define FALLBACK_TSC_HZ 4000000000ULL
 
 #define TICKS 100
 #define RATE_MIN_HZ 250
@@ -138,58 +129,6 @@ static void other_handler(struct isr_frame *frame)
 static void spurious_handler(struct isr_frame *frame)
 {
 	(void)frame; /* the local APIC's spurious vector takes no EOI (SDM 11.9) */
-}
-
-/*
- * ---- TSC rate: CPUID 0x15, else 0x16 (as the smp guest), else measured
- * against PIT channel 0. Unlike the smp guest this does not time channel 2
- * through port 0x61: that port is only the PIT's when the VMM emulates it
- * (KVM does only with KVM_PIT_SPEAKER_DUMMY), and an unclaimed port reads
- * 0xff, "done" at once. Channel 0's latched count is always the PIT's. ----
- */
-static uint32_t pit_ch0_latched(void)
-{
-	outb(PIT_COMMAND, PIT_CH0_LATCH);
-	uint32_t low = inb(PIT_CH0_DATA);
-	return low | (uint32_t)inb(PIT_CH0_DATA) << 8;
-}
-
-static uint64_t pit_calibrate_tsc(void)
-{
-	outb(PIT_COMMAND, PIT_CH0_MODE0_LOHI); /* counts down from 0xffff once: 55 ms */
-	outb(PIT_CH0_DATA, 0xff);
-	outb(PIT_CH0_DATA, 0xff);
-	uint64_t start = rdtsc();
-	for (uint32_t i = 0; i < 1000000; i++) {
-		uint32_t elapsed = PIT_MODE0_START - pit_ch0_latched();
-		if (elapsed == 0 && i >= 1000)
-			return 0; /* the count never moves: no PIT (unclaimed ports read 0xff) */
-		if (elapsed >= CALIBRATION_PIT_TICKS && elapsed < PIT_MODE0_START) {
-			uint64_t cycles = rdtsc() - start;
-			uint64_t hz = cycles * PIT_HZ / elapsed;
-			/* an absent PIT reads 0xffff (no time passes) or garbage: accept only >= 100 MHz */
-			return hz >= 100000000ULL ? hz : 0;
-		}
-	}
-	return 0;
-}
-
-static uint64_t tsc_hz(void)
-{
-	uint32_t a, b, c, d, max;
-	cpuid(0, 0, &max, &b, &c, &d);
-	if (max >= 0x15) {
-		cpuid(0x15, 0, &a, &b, &c, &d);
-		if (a && b && c)
-			return (uint64_t)c * b / a;
-	}
-	if (max >= 0x16) {
-		cpuid(0x16, 0, &a, &b, &c, &d);
-		if (a & 0xffff)
-			return (uint64_t)(a & 0xffff) * 1000000;
-	}
-	uint64_t hz = pit_calibrate_tsc();
-	return hz ? hz : FALLBACK_TSC_HZ;
 }
 
 /* ---- MP table ---- */

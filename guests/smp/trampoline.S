@@ -31,25 +31,8 @@ smp_trampoline_start:
 
 	.code32
 tramp32:
-	movl $SEL_DATA, %eax
-	movl %eax, %ds
-	movl %eax, %es
-	movl %eax, %ss
-	movl %eax, %fs
-	movl %eax, %gs
-	movl %cr4, %eax
-	orl $CR4_PAE, %eax
-	movl %eax, %cr4
-	movl TADDR(smp_trampoline_cr3), %eax
-	movl %eax, %cr3
-	movl $MSR_EFER, %ecx
-	rdmsr
-	orl $EFER_LME, %eax
-	wrmsr
-	movl %cr0, %eax
-	orl $CR0_PG, %eax
-	movl %eax, %cr0
-	ljmp $SEL_CODE64, $ap_entry64
+	ENTER_LONG_MODE tramp_cr3_copy, ap_entry64
+	.set tramp_cr3_copy, TADDR(smp_trampoline_cr3)	/* a name: a macro argument cannot hold spaces */
 
 	.balign 8
 tramp_gdtr:				/* lgdtl: 16-bit limit, 32-bit base of the runtime GDT */
@@ -64,13 +47,7 @@ smp_trampoline_end:
 	.code64
 	.type ap_entry64, @function
 ap_entry64:
-	movl $SEL_DATA, %eax
-	movl %eax, %ds
-	movl %eax, %es
-	movl %eax, %ss
-	xorl %eax, %eax
-	movl %eax, %fs
-	movl %eax, %gs
+	LOAD_DATA_SEGMENTS64
 	movl $1, %edi
 	lock xaddl %edi, ap_next_slot(%rip)	/* edi = this AP's slot */
 	cmpl $MAX_APS, %edi
