@@ -52,7 +52,6 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (options.version) {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
     process.stdout.write(`tsvmm ${require('../../package.json').version}\n`);
     return 0;
   }

@@ -30,7 +30,6 @@ export function native(): NativeAddon {
   if (addon === undefined) {
     // node-gyp-build looks in <root>/build and <root>/prebuilds; the compiled
     // file lives in dist/shared or dist-test/src/shared, so find the package root.
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
     const load = require('node-gyp-build') as (dir: string) => NativeAddon;
     addon = load(packageRoot());
   }
@@ -42,7 +41,6 @@ function packageRoot(): string {
   for (;;) {
     const candidate = path.join(dir, 'package.json');
     try {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
       const pkg = require(candidate) as { name?: string };
       if (pkg.name === 'tsvmm') return dir;
     } catch {
