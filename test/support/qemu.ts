@@ -66,7 +66,6 @@ export function runQemu(qemu: string, kernel: string, extraArgs: string[] = [], 
     });
     child.on('close', (status, signal) => {
       clearTimeout(timer);
-      // eslint-disable-next-line no-control-regex
       let output = Buffer.concat(stdout).toString('latin1').replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[A-Za-z]/g, '').replace(/\r/g, '');
       const banner = output.lastIndexOf(SEABIOS_BANNER_END);
       if (banner >= 0) output = output.slice(banner + SEABIOS_BANNER_END.length);
