@@ -62,7 +62,7 @@ function svgChart(results, runners, tscHz) {
   const axisMax = Math.ceil(max / step) * step;
   const x = (v) => left + (v / axisMax) * plotW;
   const parts = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${left + plotW + 170}" height="${height}" font-family="sans-serif" font-size="11">`);
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${left + plotW + 200}" height="${height}" font-family="sans-serif" font-size="11">`);
   parts.push('<rect width="100%" height="100%" fill="white"/>');
   parts.push(`<text x="${left}" y="18" font-size="13" font-weight="bold">Exit round trip as the guest sees it (median, microseconds; lower is better)</text>`);
   for (let v = 0; v <= axisMax; v += step) {
