@@ -45,16 +45,8 @@ static const char *tsc_source = "none";
 
 static uint64_t hz;
 
-/* ---- Starting the APs (the approach of guests/smp; its trampoline.S is linked in) ---- */
+/* ---- Starting the APs (guests/smp's trampoline.S and ap-start.c are linked in) ---- */
 volatile uint32_t ap_online;
-extern const char smp_trampoline_start[], smp_trampoline_end[], smp_trampoline_cr3[];
-
-static void delay_us(uint64_t us)
-{
-	uint64_t end = rdtsc() + (hz ? hz : TSC_HZ_FALLBACK) / 1000000 * us;
-	while (rdtsc() < end)
-		cpu_relax();
-}
 
 /* CPUID.1:EBX[23:16], 0 counting as 1 (QEMU reports it with -smp N,sockets=1,cores=N). */
 __attribute__((unused)) static uint32_t cpus_expected(void)
@@ -70,22 +62,7 @@ __attribute__((unused)) static uint32_t cpus_expected(void)
 /* Starts every AP into ap_main and waits up to 2 s for expected - 1 check-ins; returns CPUs online. */
 __attribute__((unused)) static uint32_t start_aps(uint32_t expected)
 {
-	if (expected <= 1)
-		return 1;
-	size_t size = (size_t)(smp_trampoline_end - smp_trampoline_start);
-	memcpy((void *)TRAMPOLINE_BASE, smp_trampoline_start, size);
-	*(volatile uint32_t *)(TRAMPOLINE_BASE + (smp_trampoline_cr3 - smp_trampoline_start)) = (uint32_t)read_cr3();
-	lapic_write(LAPIC_SVR, SVR_APIC_ENABLE | SPURIOUS_VECTOR);
-	lapic_send_ipi(ICR_ALL_EXCLUDING_SELF | ICR_LEVEL_ASSERT | ICR_INIT);
-	delay_us(10000);
-	for (int i = 0; i < 2; i++) {
-		lapic_send_ipi(ICR_ALL_EXCLUDING_SELF | ICR_LEVEL_ASSERT | ICR_STARTUP | SIPI_VECTOR);
-		delay_us(200);
-	}
-	uint64_t deadline = rdtsc() + (hz ? hz : TSC_HZ_FALLBACK) * 2;
-	while (ap_online < expected - 1 && rdtsc() < deadline)
-		cpu_relax();
-	return ap_online + 1;
+	return smp_start_aps(expected, &ap_online, hz);
 }
 
 /* ---- Sorting and summarising samples ---- */

@@ -16,7 +16,6 @@
 
 volatile uint32_t ap_online;		/* APs that checked in (lock xadd) */
 volatile uint8_t ap_apic_ids[MAX_APS];	/* by slot (ap_next_slot in trampoline.S) */
-extern const char smp_trampoline_start[], smp_trampoline_end[], smp_trampoline_cr3[];
 
 /* Runs on each AP, on its own stack, once it is in long mode. */
 void ap_main(uint32_t slot);
@@ -25,15 +24,6 @@ void ap_main(uint32_t slot)
 	ap_apic_ids[slot] = (uint8_t)(lapic_read(LAPIC_ID) >> 24);
 	lock_xadd32(&ap_online, 1);
 	halt_forever();
-}
-
-static uint64_t hz;
-
-static void delay_us(uint64_t us)
-{
-	uint64_t end = rdtsc() + hz / 1000000 * us;
-	while (rdtsc() < end)
-		cpu_relax();
 }
 
 void guest_main(void)
@@ -45,23 +35,8 @@ void guest_main(void)
 		expected = 1;
 	uint32_t bsp_id = lapic_read(LAPIC_ID) >> 24;
 
-	if (expected > 1) {
-		hz = tsc_hz();
-		size_t size = (size_t)(smp_trampoline_end - smp_trampoline_start);
-		memcpy((void *)TRAMPOLINE_BASE, smp_trampoline_start, size);
-		*(volatile uint32_t *)(TRAMPOLINE_BASE + (smp_trampoline_cr3 - smp_trampoline_start)) = (uint32_t)read_cr3();
-
-		lapic_write(LAPIC_SVR, SVR_APIC_ENABLE | SPURIOUS_VECTOR);
-		lapic_send_ipi(ICR_ALL_EXCLUDING_SELF | ICR_LEVEL_ASSERT | ICR_INIT);
-		delay_us(10000);
-		for (int i = 0; i < 2; i++) {
-			lapic_send_ipi(ICR_ALL_EXCLUDING_SELF | ICR_LEVEL_ASSERT | ICR_STARTUP | SIPI_VECTOR);
-			delay_us(200);
-		}
-		uint64_t deadline = rdtsc() + hz * 2;
-		while (ap_online < expected - 1 && rdtsc() < deadline)
-			cpu_relax();
-	}
+	if (expected > 1)
+		smp_start_aps(expected, &ap_online, tsc_hz());
 
 	uint32_t online = ap_online;
 	if (online > MAX_APS)

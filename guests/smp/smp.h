@@ -1,4 +1,4 @@
-/* Constants shared by smp.c and trampoline.S. */
+/* Constants shared by smp.c, ap-start.c and trampoline.S (and the bench guests). */
 #ifndef SMP_H
 #define SMP_H
 
@@ -10,5 +10,15 @@
 /* At most this many APs get a stack and check in; later ones park. */
 #define MAX_APS 64
 #define AP_STACK_SIZE 0x1000
+
+#ifndef __ASSEMBLER__
+#include <stdint.h>
+/*
+ * Starts every AP (each runs ap_main(slot) once in long mode) and waits up to
+ * 2 s for expected - 1 of them to increment *checked_in. `hz` is the TSC rate
+ * for the delays (0: an assumed 4 GHz). Returns the CPUs online, BSP included.
+ */
+uint32_t smp_start_aps(uint32_t expected, volatile uint32_t *checked_in, uint64_t hz);
+#endif
 
 #endif
