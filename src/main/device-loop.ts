@@ -9,7 +9,7 @@
 
 import { performance } from 'node:perf_hooks';
 import type { Bus } from '../devices/bus';
-import { DOORBELL_SLOT, Doorbell, ExitChannel } from '../shared/exit-channel';
+import { DOORBELL_SLOT, Doorbell, ExitChannel, NO_INTERRUPT, REQUEST_KIND } from '../shared/exit-channel';
 import { EXIT } from '../shared/kvm-abi';
 import { KvmRunView } from '../shared/kvm-run';
 
@@ -42,6 +42,8 @@ export interface DeviceTargets {
   mmio: Bus;
   /** The userspace IOAPIC's EOI input (split irqchip only). */
   endOfInterrupt?: (vector: number) => void;
+  /** The userspace PIC's INTA cycle: the vector to inject, or -1 (split irqchip only). */
+  acknowledgeInterrupt?: () => number;
 }
 
 export class DeviceLoop {
@@ -76,8 +78,7 @@ export class DeviceLoop {
       const { channel } = vcpus[i];
       const sequence = channel.pendingSequence();
       if (sequence !== undefined) {
-        this.serveAccess(vcpus[i].run);
-        channel.complete(sequence);
+        this.serve(vcpus[i], sequence);
         count++;
       }
     }
@@ -89,9 +90,17 @@ export class DeviceLoop {
   serveOne(index: number, sequence: number): void {
     const vcpu = this.vcpus[index];
     if (vcpu.channel.pendingSequence() !== sequence) return;
-    this.serveAccess(vcpu.run);
-    vcpu.channel.complete(sequence);
+    this.serve(vcpu, sequence);
     this.served++;
+  }
+
+  private serve({ channel, run }: ServedVcpu, sequence: number): void {
+    if (channel.requestKind() === REQUEST_KIND.interruptAcknowledge) {
+      channel.complete(sequence, this.targets.acknowledgeInterrupt?.() ?? NO_INTERRUPT);
+    } else {
+      this.serveAccess(run);
+      channel.complete(sequence);
+    }
   }
 
   /** Performs the access described in a vCPU's kvm_run, in place. */

@@ -8,7 +8,9 @@ import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
 import { KvmRunView } from '../shared/kvm-run';
 import { native } from '../shared/native';
-import { VCPU_CONTROL_BYTES, VCPU_REQUEST, VCPU_STATS_BYTES, VcpuStatValues, readVcpuStats } from '../shared/vcpu-stats';
+import {
+  VCPU_CONTROL, VCPU_CONTROL_BYTES, VCPU_REQUEST, VCPU_STATS_BYTES, VcpuStatValues, readVcpuStats,
+} from '../shared/vcpu-stats';
 import type { HandOffMode, VcpuStop, VcpuWorkerApi, VcpuWorkerConfig } from '../shared/vcpu-protocol';
 import type { ClaimedRanges } from '../shared/address-claims';
 import { ExitChannel } from '../shared/exit-channel';
@@ -25,6 +27,7 @@ export interface VcpuThreadOptions {
   claims: ClaimedRanges;
   handOff: HandOffMode;
   spinLimit: number;
+  injectsExtint: boolean;
 }
 
 export class VcpuThread {
@@ -93,7 +96,19 @@ export class VcpuThread {
    * interrupts a KVM_RUN already in progress (a halted vCPU sleeps there).
    */
   requestExit(kind: 'pause' | 'stop'): void {
-    Atomics.store(this.control, 0, VCPU_REQUEST[kind]);
+    Atomics.store(this.control, VCPU_CONTROL.request, VCPU_REQUEST[kind]);
+    this.run.immediateExit = true;
+    native().kick(this.thread);
+  }
+
+  /**
+   * The userspace PIC's INT output for this vCPU. When it rises, the vCPU is
+   * kicked out of KVM_RUN (it may be halted) so that it injects the
+   * interrupt before it runs the guest again.
+   */
+  setExternalInterrupt(asserted: boolean): void {
+    Atomics.store(this.control, VCPU_CONTROL.extintPending, asserted ? 1 : 0);
+    if (!asserted) return;
     this.run.immediateExit = true;
     native().kick(this.thread);
   }

@@ -24,12 +24,27 @@
 export const CHANNEL_SLOT = {
   /** Sequence number of the last access the vCPU handed over. */
   requested: 0,
+  /** What the vCPU asks for (a REQUEST_KIND), written before `requested`. */
+  kind: 1,
   /** Sequence number of the last access the device thread finished. */
   completed: 16,
+  /** The answer to a request that has one (the vector of an INTA), written before `completed`. */
+  result: 17,
   /** 1 while the vCPU sleeps in Atomics.wait on `completed`. */
   vcpuParked: 32,
 } as const;
 const CHANNEL_BYTES = 48 * 4;
+
+/** What a hand-off asks the device thread to do. */
+export const REQUEST_KIND = {
+  /** Serve the I/O, MMIO or EOI exit described in this vCPU's kvm_run. */
+  exit: 0,
+  /** Acknowledge the userspace PIC's interrupt (an INTA cycle); the vector comes back in `result`. */
+  interruptAcknowledge: 1,
+} as const;
+
+/** The `result` of an INTA when the PIC has nothing to deliver after all. */
+export const NO_INTERRUPT = -1;
 
 /** Int32 slots of the doorbell all vCPUs share with the device thread. */
 export const DOORBELL_SLOT = {
@@ -141,8 +156,9 @@ export class ExitChannel {
    * Hands the access in kvm_run to the device thread and returns at once with
    * its sequence number: always positive, wrapping long before 2^31.
    */
-  handOff(): number {
+  handOff(kind: number = REQUEST_KIND.exit): number {
     const sequence = (this.lastRequested % MAX_SEQUENCE) + 1;
+    this.words[CHANNEL_SLOT.kind] = kind; // published by the atomic store of `requested` below
     this.lastRequested = sequence;
     Atomics.store(this.words, CHANNEL_SLOT.requested, sequence);
     this.doorbell?.ring();
@@ -192,8 +208,19 @@ export class ExitChannel {
     return requested !== Atomics.load(this.words, CHANNEL_SLOT.completed) ? requested : undefined;
   }
 
-  /** Device side: hand-off `sequence` is done; wake the vCPU if it sleeps. */
-  complete(sequence: number): void {
+  /** Device side: what hand-off `pendingSequence()` asks for. */
+  requestKind(): number {
+    return this.words[CHANNEL_SLOT.kind];
+  }
+
+  /** The answer of the last completed request (read after isComplete / waitForCompletion). */
+  get result(): number {
+    return this.words[CHANNEL_SLOT.result];
+  }
+
+  /** Device side: hand-off `sequence` is done, with an optional answer; wake the vCPU if it sleeps. */
+  complete(sequence: number, result = 0): void {
+    this.words[CHANNEL_SLOT.result] = result; // published by the atomic store of `completed` below
     Atomics.store(this.words, CHANNEL_SLOT.completed, sequence);
     if (Atomics.load(this.words, CHANNEL_SLOT.vcpuParked) !== 0) {
       Atomics.notify(this.words, CHANNEL_SLOT.completed);

@@ -38,6 +38,7 @@ export const SIZEOF = {
   kvm_msi: 32,
   kvm_irq_routing: 8,
   kvm_irq_routing_entry: 48,
+  kvm_interrupt: 4,
 } as const;
 
 /** ioctl request numbers, named as in <linux/kvm.h>. */
@@ -63,6 +64,7 @@ export const IOCTL = {
   KVM_SET_REGS: iow(0x82, SIZEOF.kvm_regs),
   KVM_GET_SREGS: ior(0x83, SIZEOF.kvm_sregs),
   KVM_SET_SREGS: iow(0x84, SIZEOF.kvm_sregs),
+  KVM_INTERRUPT: iow(0x86, SIZEOF.kvm_interrupt),
   KVM_GET_MSRS: iowr(0x88, SIZEOF.kvm_msrs),
   KVM_SET_MSRS: iow(0x89, SIZEOF.kvm_msrs),
   KVM_GET_FPU: ior(0x8c, SIZEOF.kvm_fpu),

@@ -38,6 +38,16 @@ export class KvmRunView {
 
   set immediateExit(on: boolean) { this.bytes[KVM_RUN.immediate_exit] = on ? 1 : 0; }
   get immediateExit(): boolean { return this.bytes[KVM_RUN.immediate_exit] !== 0; }
+  /**
+   * Clears immediate_exit with a full fence (an atomic store), so that a
+   * load that follows cannot be answered before the clear is visible.
+   */
+  clearImmediateExit(): void { Atomics.store(this.bytes, KVM_RUN.immediate_exit, 0); }
+
+  // Interrupt injection by userspace (a userspace PIC with the split irqchip)
+  set requestInterruptWindow(on: boolean) { this.bytes[KVM_RUN.request_interrupt_window] = on ? 1 : 0; }
+  get readyForInterruptInjection(): boolean { return this.bytes[KVM_RUN.ready_for_interrupt_injection] !== 0; }
+  get interruptsEnabled(): boolean { return this.bytes[KVM_RUN.if_flag] !== 0; }
 
   // KVM_EXIT_IO
   get ioIsWrite(): boolean { return this.bytes[KVM_RUN.io_direction] === IO_DIRECTION_OUT; }

@@ -28,6 +28,8 @@ export interface VcpuWorkerConfig {
   claims: ClaimedRanges;
   handOff: HandOffMode;
   spinLimit: number;
+  /** This vCPU takes the userspace PIC's interrupts (the boot vCPU with the split irqchip). */
+  injectsExtint: boolean;
   /** For post-message and comlink hand-offs: the port to the device thread. */
   devicePort?: MessagePort;
 }

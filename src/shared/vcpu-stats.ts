@@ -26,6 +26,14 @@ export function readVcpuStats(buffer: SharedArrayBuffer): VcpuStatValues {
 
 export const VCPU_STAT_INDEX = Object.fromEntries(VCPU_STAT_NAMES.map((name, i) => [name, i])) as Record<VcpuStatName, number>;
 
+/** Int32 slots of a vCPU's control buffer. */
+export const VCPU_CONTROL = {
+  /** A VCPU_REQUEST the main thread makes of the running vCPU. */
+  request: 0,
+  /** 1 while the userspace PIC's INT output is asserted (the boot vCPU injects it). */
+  extintPending: 1,
+} as const;
+
 /** Control word values the main thread writes to ask a running vCPU to leave KVM_RUN. */
 export const VCPU_REQUEST = {
   none: 0,

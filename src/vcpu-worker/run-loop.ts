@@ -3,13 +3,15 @@
 // through the exit channel, everything else is answered here.
 
 import { AddressClaims } from '../shared/address-claims';
-import { ExitChannel, Doorbell, WaitCounters, waitCounters } from '../shared/exit-channel';
+import {
+  ExitChannel, Doorbell, NO_INTERRUPT, REQUEST_KIND, WaitCounters, waitCounters,
+} from '../shared/exit-channel';
 import {
   EXIT, INTERNAL_ERROR, INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, IOCTL, KVM_RUN,
 } from '../shared/kvm-abi';
 import { KvmRunView } from '../shared/kvm-run';
-import { ERRNO, KvmError, NativeAddon } from '../shared/native';
-import { VCPU_REQUEST, VCPU_STAT_INDEX } from '../shared/vcpu-stats';
+import { ERRNO, KvmError, NativeAddon, check } from '../shared/native';
+import { VCPU_CONTROL, VCPU_REQUEST, VCPU_STAT_INDEX } from '../shared/vcpu-stats';
 import type { HandOffMode, VcpuStop, VcpuWorkerConfig } from '../shared/vcpu-protocol';
 
 /** Forwards one access to the device thread and returns when it is served. */
@@ -50,6 +52,13 @@ export class VcpuRunLoop {
     this.noteFirstRun();
     const spinLimit = this.config.handOff === 'park' ? 0 : this.config.spinLimit;
     for (;;) {
+      if (this.config.injectsExtint) {
+        const acknowledge = this.requestInterruptAcknowledge();
+        if (acknowledge !== undefined) {
+          this.channel.waitForCompletion(acknowledge, spinLimit, this.waits);
+          this.injectAcknowledgedInterrupt();
+        }
+      }
       const outcome = this.step();
       if (typeof outcome !== 'number') return outcome;
       if (outcome !== NOTHING_TO_FORWARD) {
@@ -66,6 +75,14 @@ export class VcpuRunLoop {
     const forward = this.forwardAsync;
     if (!forward) throw new Error(`hand-off ${this.config.handOff} needs a forwarder`);
     for (;;) {
+      if (this.config.injectsExtint) {
+        const acknowledge = this.requestInterruptAcknowledge();
+        if (acknowledge !== undefined) {
+          await forward(acknowledge);
+          if (!this.channel.isComplete(acknowledge)) this.channel.waitForCompletion(acknowledge, 0, this.waits);
+          this.injectAcknowledgedInterrupt();
+        }
+      }
       const outcome = this.step();
       if (typeof outcome !== 'number') return outcome;
       if (outcome !== NOTHING_TO_FORWARD) {
@@ -105,7 +122,7 @@ export class VcpuRunLoop {
         if (stop) return stop;
       }
     }
-    const request = Atomics.load(this.control, 0);
+    const request = Atomics.load(this.control, VCPU_CONTROL.request);
     if (request !== VCPU_REQUEST.none) {
       // A stop with an access in flight: let the device thread finish it, so
       // the instruction completes before the vCPU's state is looked at.
@@ -114,6 +131,37 @@ export class VcpuRunLoop {
     }
     return outcome;
   }
+
+  /**
+   * Before KVM_RUN on the vCPU that takes the userspace PIC's interrupts:
+   * when the PIC asserts INT and the guest can take an interrupt now, asks
+   * the device thread for the INTA cycle (returns the hand-off to wait for);
+   * when it cannot yet, asks KVM to exit as soon as it can
+   * (KVM_EXIT_IRQ_WINDOW_OPEN), as QEMU does for its userspace PIC.
+   */
+  private requestInterruptAcknowledge(): number | undefined {
+    const run = this.run;
+    if (Atomics.load(this.control, VCPU_CONTROL.extintPending) === 0) {
+      run.requestInterruptWindow = false;
+      return undefined;
+    }
+    if (run.readyForInterruptInjection && run.interruptsEnabled) {
+      run.requestInterruptWindow = false;
+      return this.channel.handOff(REQUEST_KIND.interruptAcknowledge);
+    }
+    run.requestInterruptWindow = true;
+    return undefined;
+  }
+
+  /** KVM_INTERRUPT with the vector the PIC's INTA cycle gave (none if INT dropped meanwhile). */
+  private injectAcknowledgedInterrupt(): void {
+    const vector = this.channel.result;
+    if (vector === NO_INTERRUPT) return;
+    new DataView(this.interruptBuffer.buffer).setUint32(0, vector, true);
+    check('KVM_INTERRUPT', this.addon.ioctl(this.config.vcpuFd, IOCTL.KVM_INTERRUPT, this.interruptBuffer), `vCPU ${this.config.vcpuId} vector ${vector}`);
+  }
+
+  private readonly interruptBuffer = new Uint8Array(4);
 
   /** For start-up measurements: when this vCPU first entered the guest. */
   private noteFirstRun(): void {
@@ -140,7 +188,12 @@ export class VcpuRunLoop {
   private onRunError(errno: number): VcpuStop | undefined {
     if (errno === ERRNO.EINTR || errno === ERRNO.EAGAIN) {
       this.stats[VCPU_STAT_INDEX.interrupted]++;
-      const request = Atomics.load(this.control, 0);
+      // A kick for an interrupt to inject sets immediate_exit without a
+      // request. Clear it first and look at the request after: a stop that
+      // lands in between is then either seen here or still has
+      // immediate_exit set for the next KVM_RUN.
+      this.run.clearImmediateExit();
+      const request = Atomics.load(this.control, VCPU_CONTROL.request);
       if (request !== VCPU_REQUEST.none) return this.honourRequest(request);
       return undefined; // a waiting AP or a stray signal: run again
     }
@@ -150,7 +203,7 @@ export class VcpuRunLoop {
 
   private honourRequest(request: number): VcpuStop {
     this.run.immediateExit = false;
-    Atomics.store(this.control, 0, VCPU_REQUEST.none);
+    Atomics.store(this.control, VCPU_CONTROL.request, VCPU_REQUEST.none);
     return request === VCPU_REQUEST.pause ? { kind: 'paused' } : { kind: 'stopped' };
   }
 

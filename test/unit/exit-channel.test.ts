@@ -4,7 +4,12 @@
 import { Worker } from 'node:worker_threads';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CHANNEL_SLOT, DOORBELL_SLOT, Doorbell, ExitChannel, MIN_SPIN, waitCounters } from '../../src/shared/exit-channel';
+import {
+  CHANNEL_SLOT, DOORBELL_SLOT, Doorbell, ExitChannel, MIN_SPIN, NO_INTERRUPT, REQUEST_KIND, waitCounters,
+} from '../../src/shared/exit-channel';
+import { DeviceLoop } from '../../src/main/device-loop';
+import { Bus } from '../../src/devices/bus';
+import { KvmRunView } from '../../src/shared/kvm-run';
 
 test('a hand-off is pending for the device side until completed', () => {
   const doorbell = new Doorbell();
@@ -24,6 +29,36 @@ test('a hand-off is pending for the device side until completed', () => {
   deviceSide.complete(2);
   vcpuSide.handOff();
   assert.is(Atomics.load(doorbell.words, DOORBELL_SLOT.rings), 1, 'a parked device thread is rung');
+});
+
+test('an INTA request carries its kind there and its vector back', () => {
+  const vcpuSide = new ExitChannel();
+  const deviceSide = new ExitChannel(vcpuSide.buffer);
+  const sequence = vcpuSide.handOff(REQUEST_KIND.interruptAcknowledge);
+  assert.is(deviceSide.requestKind(), REQUEST_KIND.interruptAcknowledge);
+  deviceSide.complete(sequence, 0x24);
+  assert.ok(vcpuSide.isComplete(sequence));
+  assert.is(vcpuSide.result, 0x24);
+  vcpuSide.handOff();
+  assert.is(deviceSide.requestKind(), REQUEST_KIND.exit, 'a plain hand-off is an exit to serve');
+});
+
+test('the device loop answers an INTA from the PIC, or NO_INTERRUPT without one', () => {
+  const channel = new ExitChannel();
+  const run = new KvmRunView(new ArrayBuffer(3 * 4096));
+  let acknowledged = 0;
+  const withPic = new DeviceLoop(new Doorbell(), [{ channel, run }], {
+    io: new Bus('io'), mmio: new Bus('mmio'), acknowledgeInterrupt: () => { acknowledged++; return 0x21; },
+  });
+  let sequence = channel.handOff(REQUEST_KIND.interruptAcknowledge);
+  assert.is(withPic.serveAll(), 1);
+  assert.ok(channel.isComplete(sequence));
+  assert.is(channel.result, 0x21);
+  assert.is(acknowledged, 1);
+  const withoutPic = new DeviceLoop(new Doorbell(), [{ channel, run }], { io: new Bus('io'), mmio: new Bus('mmio') });
+  sequence = channel.handOff(REQUEST_KIND.interruptAcknowledge);
+  withoutPic.serveAll();
+  assert.is(channel.result, NO_INTERRUPT);
 });
 
 test('sequence numbers stay positive and wrap before 2^30', () => {
