@@ -168,6 +168,7 @@ export class Machine {
       serialInputDrained: () => this.input.feed(),
       rtcBase: this.config.rtcBase,
       onReset: () => this.end({ code: 0, reason: 'guest reset (i8042)' }),
+      onPicInt: (asserted) => this.threads[0]?.setExternalInterrupt(asserted),
       extraIoDevices: this.config.extraIoDevices,
       extraMmioDevices: this.config.extraMmioDevices,
     });
@@ -185,12 +186,15 @@ export class Machine {
       claims,
       handOff: this.config.handOff,
       spinLimit: this.config.spinLimit ?? DEFAULT_SPIN_LIMIT,
+      // With the split irqchip the PIC is ours, and its INT line goes to the boot vCPU's LINT0.
+      injectsExtint: this.config.splitIrqchip && vcpu.id === 0,
     }, workers[vcpu.id])));
     const mode = this.config.handOff;
     this.deviceLoop = new DeviceLoop(this.doorbell, this.threads, {
       io: platform.io,
       mmio: platform.mmio,
       endOfInterrupt: platform.endOfInterrupt,
+      acknowledgeInterrupt: platform.acknowledgeInterrupt,
     }, {
       ...DEFAULT_DEVICE_LOOP_OPTIONS,
       poll: mode === 'spin-park' || mode === 'park',

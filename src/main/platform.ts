@@ -1,7 +1,7 @@
 // The PC platform devices of a tsvmm machine on their buses, as crosvm's
 // x86_64 setup_legacy_devices lays them out: four 16550A UARTs (only COM1
 // reaches the host), the CMOS/RTC, the i8042, the no-device ranges, and with
-// the split irqchip the userspace IOAPIC and PIT. It also decides how a
+// the split irqchip the userspace PIC, IOAPIC and PIT. It also decides how a
 // device's interrupt reaches KVM (irqfd, or the userspace IOAPIC).
 
 import type { ClaimedRanges } from '../shared/address-claims';
@@ -16,7 +16,11 @@ import {
 } from '../devices/i8042';
 import { IOAPIC_MMIO_SIZE, Ioapic, ioapicInterruptLine } from '../devices/ioapic';
 import { ALWAYS_NULL_PORTS, NoDevice, PIT_NULL_PORTS } from '../devices/no-device';
+import {
+  PIC_CASCADE_IRQ, PIC_ELCR_BASE_PORT, PIC_ELCR_PORT_COUNT, PIC_MASTER_BASE_PORT, PIC_PORT_COUNT, PIC_SLAVE_BASE_PORT, Pic,
+} from '../devices/pic';
 import { PIT_BASE_PORT, PIT_PORT_COUNT, PIT_SPEAKER_PORT, Pit, PitSpeakerPort } from '../devices/pit';
+import { NO_INTERRUPT } from '../shared/exit-channel';
 import { Serial } from '../devices/serial';
 import { byteRegisters } from '../devices/width-adapter';
 import type { Vm } from './kvm';
@@ -50,6 +54,8 @@ export interface PlatformOptions {
   rtcBase?: number;
   /** The guest pulsed the reset line through the i8042. */
   onReset: () => void;
+  /** The userspace PIC's INT output changed (split irqchip; it goes to the boot vCPU's LINT0). */
+  onPicInt?: (asserted: boolean) => void;
   extraIoDevices?: ExtraDevice[];
   extraMmioDevices?: ExtraDevice[];
 }
@@ -58,7 +64,8 @@ export class Platform {
   readonly io = new Bus('io');
   readonly mmio = new Bus('mmio');
   readonly com1: Serial;
-  /** The userspace IOAPIC and PIT of the split irqchip. */
+  /** The userspace PIC, IOAPIC and PIT of the split irqchip. */
+  readonly pic?: Pic;
   readonly ioapic?: Ioapic;
   readonly pit?: Pit;
   private readonly eventFds: number[] = [];
@@ -66,6 +73,7 @@ export class Platform {
   constructor(private readonly options: PlatformOptions) {
     const io = this.io;
     if (options.splitIrqchip) {
+      this.pic = this.createPic();
       this.ioapic = this.createIoapic();
       this.pit = this.createPit();
     }
@@ -109,6 +117,12 @@ export class Platform {
     };
   }
 
+  /** The PIC's INTA cycle for the vCPU that injects its interrupts: the vector, or NO_INTERRUPT. */
+  get acknowledgeInterrupt(): (() => number) | undefined {
+    const pic = this.pic;
+    return pic ? () => (pic.intAsserted ? pic.acknowledge() : NO_INTERRUPT) : undefined;
+  }
+
   /** Where KVM_EXIT_IOAPIC_EOI goes: the userspace IOAPIC, if there is one. */
   get endOfInterrupt(): ((vector: number) => void) | undefined {
     const ioapic = this.ioapic;
@@ -125,16 +139,32 @@ export class Platform {
 
   /**
    * The interrupt line of ISA IRQ `gsi`: an irqfd into the in-kernel PIC and
-   * IOAPIC, or with the split irqchip a pulse on the userspace IOAPIC's pin
-   * (the MP table routes ISA IRQ n to pin n).
+   * IOAPIC, or with the split irqchip an edge on both userspace controllers,
+   * wired as on a PC: the PIC's IRQ n and the IOAPIC's pin n (the MP table
+   * routes ISA IRQ n to pin n). The guest masks the one it does not use.
    */
   private interruptLine(gsi: number): InterruptLine {
-    if (this.ioapic) return ioapicInterruptLine(this.ioapic, gsi);
+    const { pic, ioapic } = this;
+    if (ioapic && pic) {
+      const toIoapic = ioapicInterruptLine(ioapic, gsi);
+      // IRQ 2 is the PIC's cascade input; no ISA device can drive it.
+      if (gsi === PIC_CASCADE_IRQ) return toIoapic;
+      return { trigger: () => { pic.pulse(gsi); toIoapic.trigger(); } };
+    }
     const addon = native();
     const fd = check('eventfd', addon.eventfd(0, EFD_NONBLOCK));
     this.eventFds.push(fd);
     this.options.vm.registerIrqfd(fd, gsi);
     return { trigger: () => { addon.eventfdWrite(fd, 1); } };
+  }
+
+  /** The two cascaded 8259s (and their ELCR); their INT output goes to the boot vCPU. */
+  private createPic(): Pic {
+    const pic = new Pic({ onIntChange: (asserted) => this.options.onPicInt?.(asserted) });
+    this.io.insert(PIC_MASTER_BASE_PORT, PIC_PORT_COUNT, byteRegisters(pic.masterPorts));
+    this.io.insert(PIC_SLAVE_BASE_PORT, PIC_PORT_COUNT, byteRegisters(pic.slavePorts));
+    this.io.insert(PIC_ELCR_BASE_PORT, PIC_ELCR_PORT_COUNT, byteRegisters(pic.elcrPorts));
+    return pic;
   }
 
   /** KVM keeps the local APICs; this IOAPIC turns pin changes into MSIs for them. */

@@ -32,6 +32,15 @@ for (const cpus of [1, 2, 8]) {
   }
 }
 
+test('cmos: the RTC starts at --rtc-base (BCD, 24 h) and the CMOS reports the memory above 16 MiB', async () => {
+  const result = await runTsvmm(['--kernel', guest('cmos'), '--rtc-base', '2026-11-26T08:15:42', '--mem', '256']);
+  assert.is(result.code, 0, explain(result));
+  // The clock runs from the base; the guest reads it well within a second of boot.
+  assert.match(result.stdout, /^cmos: 2026-11-26 08:15:4[23] \(bcd, 24h\)\n/, explain(result));
+  // (256 MiB - 16 MiB) / 64 KiB = 3840 = 0xf00 (CMOS registers 0x34/0x35).
+  assert.match(result.stdout, /\ncmos: mem above 16M: 0xf00\n$/, explain(result));
+});
+
 test('fault: a triple fault ends the VM with exit 3 and a diagnostic naming vCPU, exit, RIP and bytes', async () => {
   const result = await runTsvmm(['--kernel', guest('fault'), '--boot-protocol', 'linux']);
   assert.is(result.code, 3, explain(result));

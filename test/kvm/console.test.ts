@@ -10,13 +10,15 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MAIN, explain, guest, runTsvmm } from '../support/tsvmm';
 
-test('stdin reaches the guest: lines come back upper-cased, "quit" resets with exit 0', async () => {
-  const result = await runTsvmm(['--kernel', guest('echo')], {
-    respond: [['echo: ready\n', 'hello world\nquit\n']],
+for (const irqchip of [[], ['--split-irqchip']]) {
+  test(`stdin reaches the guest${irqchip.length ? ' (split irqchip: userspace PIC)' : ''}: lines come back upper-cased, "quit" resets with exit 0`, async () => {
+    const result = await runTsvmm(['--kernel', guest('echo'), ...irqchip], {
+      respond: [['echo: ready\n', 'hello world\nquit\n']],
+    });
+    assert.is(result.code, 0, explain(result));
+    assert.is(result.stdout, 'echo: ready\necho: HELLO WORLD\necho: bye\n', explain(result));
   });
-  assert.is(result.code, 0, explain(result));
-  assert.is(result.stdout, 'echo: ready\necho: HELLO WORLD\necho: bye\n', explain(result));
-});
+}
 
 for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
   test(`${signal} stops an idle guest on every vCPU and exits ${code}`, async () => {

@@ -45,7 +45,7 @@ for (const name of Object.keys(EXPECTED)) {
     });
   }
 
-  test(`${name} under tsvmm --split-irqchip (userspace IOAPIC and PIT): the same output as QEMU, exit 0`, async () => {
+  test(`${name} under tsvmm --split-irqchip (userspace PIC, IOAPIC and PIT): the same output as QEMU, exit 0`, async () => {
     const result = await runTsvmm(['--split-irqchip', '--kernel', guest(name)]);
     assert.is(result.code, 0, explain(result));
     assert.is(result.stdout, EXPECTED[name], explain(result));
@@ -57,6 +57,23 @@ test('pit with two vCPUs: IRQ 0 still reaches the boot CPU (APIC 0) on the MP ta
   const result = await runTsvmm(['--kernel', guest('pit'), '--cpus', '2']);
   assert.is(result.code, 0, explain(result));
   assert.is(result.stdout, EXPECTED.pit, explain(result));
+});
+
+// The 8259 path with the split irqchip: the PIC is tsvmm's, its INT goes to
+// the boot vCPU, which injects the acknowledged vector with KVM_INTERRUPT.
+const PIC_GUEST_OUTPUT = 'irq: 0123456789\nirq: 10 interrupts on vector 0x24\n';
+for (const protocol of ['linux', 'pvh'] as const) {
+  test(`irq (8259 PIC) under --split-irqchip through the ${protocol} entry: the userspace PIC delivers all 10`, async () => {
+    const result = await runTsvmm(['--split-irqchip', '--kernel', guest('irq'), '--boot-protocol', protocol]);
+    assert.is(result.code, 0, explain(result));
+    assert.is(result.stdout, PIC_GUEST_OUTPUT, explain(result));
+  });
+}
+
+test('irq (8259 PIC) with the in-kernel irqchip: the same 10 interrupts', async () => {
+  const inKernel = await runTsvmm(['--kernel', guest('irq')]);
+  assert.is(inKernel.code, 0, explain(inKernel));
+  assert.is(inKernel.stdout, PIC_GUEST_OUTPUT, explain(inKernel));
 });
 
 test.run();
