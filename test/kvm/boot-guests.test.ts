@@ -41,6 +41,17 @@ test('cmos: the RTC starts at --rtc-base (BCD, 24 h) and the CMOS reports the me
   assert.match(result.stdout, /\ncmos: mem above 16M: 0xf00\n$/, explain(result));
 });
 
+for (const handOff of ['spin-park', 'park', 'post-message', 'comlink']) {
+  test(`--hand-off ${handOff}: forwarded exits from 2 vCPUs and the split irqchip's INTA all get served`, async () => {
+    const smp = await runTsvmm(['--kernel', guest('smp'), '--cpus', '2', '--hand-off', handOff]);
+    assert.is(smp.code, 0, explain(smp));
+    assert.is(smp.stdout, 'smp: 2 of 2 CPUs online\nsmp: apic ids 0 1\n', explain(smp));
+    const irq = await runTsvmm(['--kernel', guest('irq'), '--split-irqchip', '--hand-off', handOff]);
+    assert.is(irq.code, 0, explain(irq));
+    assert.is(irq.stdout, 'irq: 0123456789\nirq: 10 interrupts on vector 0x24\n', explain(irq));
+  });
+}
+
 test('fault: a triple fault ends the VM with exit 3 and a diagnostic naming vCPU, exit, RIP and bytes', async () => {
   const result = await runTsvmm(['--kernel', guest('fault'), '--boot-protocol', 'linux']);
   assert.is(result.code, 3, explain(result));
