@@ -1,5 +1,7 @@
 // Guest RAM: anonymous shared mappings, one per KVM memory slot, that the
-// main thread, every vCPU worker and KVM all see without copies.
+// main thread, every vCPU worker and KVM all see without copies. They stay
+// mapped until the main thread's environment is torn down (the addon's
+// cleanup hook unmaps them): views of them may live as long as the process.
 
 import { GuestMemory, MemoryRegion, hex } from '../shared/guest-memory';
 import { MAP_ANONYMOUS, MAP_NORESERVE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../shared/kvm-abi';
@@ -42,11 +44,5 @@ export class GuestRam {
       throw error;
     }
     return new GuestRam(slots, new GuestMemory(regions));
-  }
-
-  /** Unmaps the RAM. Only after every vCPU has stopped and the VM fd is closed. */
-  release(): void {
-    for (const slot of this.slots) native().munmap(slot.hostAddress, slot.size);
-    this.slots.length = 0;
   }
 }

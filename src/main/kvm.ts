@@ -3,12 +3,12 @@
 // naming the ioctl and keeping the errno.
 
 import {
-  CAP, ENABLE_CAP, IOCTL, IRQFD, IRQ_LEVEL, IRQ_ROUTING_ENTRY, IoctlName, KVM_API_VERSION, KVM_IRQ_ROUTING_MSI,
+  CAP, ENABLE_CAP, IOCTL, IRQFD, IRQ_ROUTING_ENTRY, IoctlName, KVM_API_VERSION, KVM_IRQ_ROUTING_MSI,
   KVM_PIT_SPEAKER_DUMMY, MAP_SHARED, MEMORY_REGION, MSI,
   O_RDWR, PROT_READ, PROT_WRITE, SIZEOF,
 } from '../shared/kvm-abi';
 import {
-  CpuidEntry, Fpu, MsrEntry, Regs, Sregs, cpuidBuffer, decodeCpuid, decodeFpu, decodeMsrs, decodeRegs,
+  CpuidEntry, Fpu, MsrEntry, Regs, Sregs, cpuidBuffer, decodeCpuid, decodeFpu, decodeRegs,
   decodeSregs, encodeCpuid, encodeFpu, encodeMsrs, encodeRegs, encodeSregs,
 } from '../shared/kvm-structs';
 import { KvmError, check, native, ERRNO } from '../shared/native';
@@ -167,14 +167,6 @@ export class Vm {
     ioctl(this.fd, 'KVM_IRQFD', bytes, `gsi ${gsi}`);
   }
 
-  setIrqLine(irq: number, level: boolean): void {
-    const bytes = new Uint8Array(SIZEOF.kvm_irq_level);
-    const dv = new DataView(bytes.buffer);
-    dv.setUint32(IRQ_LEVEL.irq, irq, true);
-    dv.setUint32(IRQ_LEVEL.level, level ? 1 : 0, true);
-    ioctl(this.fd, 'KVM_IRQ_LINE', bytes, `irq ${irq}`);
-  }
-
   /**
    * Injects a message-signalled interrupt into the in-kernel local APICs (the
    * userspace IOAPIC's output with the split irqchip). Returns false when the
@@ -247,12 +239,6 @@ export class Vcpu {
       const rejected = entries[written];
       throw new KvmError('KVM_SET_MSRS', 22 /* EINVAL */, `vCPU ${this.id}: KVM accepted ${written} of ${entries.length} MSRs; MSR 0x${rejected.index.toString(16)} was refused`);
     }
-  }
-
-  getMsrs(indices: readonly number[]): MsrEntry[] {
-    const bytes = encodeMsrs(indices.map((index) => ({ index, data: 0n })));
-    ioctl(this.fd, 'KVM_GET_MSRS', bytes, `vCPU ${this.id}`);
-    return decodeMsrs(bytes);
   }
 
   setCpuid(entries: readonly CpuidEntry[]): void {

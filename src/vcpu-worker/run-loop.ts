@@ -55,18 +55,21 @@ export class VcpuRunLoop {
       if (this.config.injectsExtint) {
         const acknowledge = this.requestInterruptAcknowledge();
         if (acknowledge !== undefined) {
-          this.channel.waitForCompletion(acknowledge, spinLimit, this.waits);
+          this.waitForDeviceThread(acknowledge, spinLimit);
           this.injectAcknowledgedInterrupt();
         }
       }
       const outcome = this.step();
       if (typeof outcome !== 'number') return outcome;
-      if (outcome !== NOTHING_TO_FORWARD) {
-        this.channel.waitForCompletion(outcome, spinLimit, this.waits);
-        this.stats[VCPU_STAT_INDEX.spinHits] = this.waits.spinHits;
-        this.stats[VCPU_STAT_INDEX.parks] = this.waits.parks;
-      }
+      if (outcome !== NOTHING_TO_FORWARD) this.waitForDeviceThread(outcome, spinLimit);
     }
+  }
+
+  /** Waits for hand-off `sequence` and publishes the wait counters. */
+  private waitForDeviceThread(sequence: number, spinLimit: number): void {
+    this.channel.waitForCompletion(sequence, spinLimit, this.waits);
+    this.stats[VCPU_STAT_INDEX.spinHits] = this.waits.spinHits;
+    this.stats[VCPU_STAT_INDEX.parks] = this.waits.parks;
   }
 
   /** The same loop for hand-offs that need the worker's event loop to answer. */
