@@ -82,24 +82,42 @@ test('a completed hand-off found while spinning counts as a spin hit, not a park
   assert.is(counters.spinBudget, 100, 'never above the limit');
 });
 
-/** A worker that plays the device thread: it completes each hand-off once the vCPU side has parked. */
-function completeWhenParked(channel: ExitChannel, count: number): Worker {
+/**
+ * A worker that plays the device thread: it completes each hand-off only once
+ * the vCPU side has parked on it. It looks for the pending hand-off before
+ * the parked flag, so a flag still set from the previous round (the vCPU may
+ * clear it and park again faster than this thread is scheduled) is never
+ * mistaken for a park on the new one. A deadline completes the hand-off anyway
+ * and reports it, so a protocol bug fails the test instead of hanging it.
+ */
+function completeWhenParked(channel: ExitChannel, count: number): { worker: Worker; timedOut: Promise<boolean> } {
   const source = `
-    const { workerData } = require('node:worker_threads');
+    const { parentPort, workerData } = require('node:worker_threads');
     const { ExitChannel, CHANNEL_SLOT } = require(workerData.module);
     const channel = new ExitChannel(workerData.buffer);
+    let timedOut = false;
     for (let done = 0; done < workerData.count; done++) {
-      while (Atomics.load(channel.words, CHANNEL_SLOT.vcpuParked) !== 1) {}
-      let sequence;
-      while ((sequence = channel.pendingSequence()) === undefined) {}
-      channel.complete(sequence);
-      while (Atomics.load(channel.words, CHANNEL_SLOT.vcpuParked) !== 0) {}
+      const deadline = Date.now() + 10000;
+      for (;;) {
+        const sequence = channel.pendingSequence();
+        if (sequence !== undefined && Atomics.load(channel.words, CHANNEL_SLOT.vcpuParked) === 1) {
+          channel.complete(sequence);
+          break;
+        }
+        if (sequence !== undefined && Date.now() > deadline) {
+          timedOut = true;
+          channel.complete(sequence);
+          break;
+        }
+      }
     }
+    parentPort.postMessage(timedOut);
   `;
-  return new Worker(source, {
+  const worker = new Worker(source, {
     eval: true,
     workerData: { buffer: channel.buffer, count, module: require.resolve('../../src/shared/exit-channel') },
   });
+  return { worker, timedOut: new Promise<boolean>((resolve) => worker.once('message', resolve)) };
 }
 
 test('a park halves the spin budget, down to a floor', async () => {
@@ -112,7 +130,8 @@ test('a park halves the spin budget, down to a floor', async () => {
   counters.spinBudget = 70;
   channel.waitForCompletion(channel.handOff(), 4000, counters);
   assert.is(counters.spinBudget, MIN_SPIN, 'halving stops at the floor');
-  await device.terminate();
+  assert.is(await device.timedOut, false, 'the device worker saw each park');
+  await device.worker.terminate();
 });
 
 test('with the device thread parked the vCPU parks at once instead of spinning', () => {
@@ -156,7 +175,7 @@ test('cross-thread: a vCPU worker parked in Atomics.wait is woken by complete()'
   });
   const reply = new Promise<{ sequence: number; counters: { parks: number } }>((resolve) => worker.once('message', resolve));
   // Wait until the worker has handed off and is parked, then complete.
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + 20000;
   while (Atomics.load(channel.words, CHANNEL_SLOT.vcpuParked) !== 1 && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
