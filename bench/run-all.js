@@ -53,8 +53,9 @@ Every number below is a ratio or a value measured in the same run as its referen
 
 ## Exit latency
 
-Guest-visible cycles of one exit round trip (\`lfence; rdtsc; lfence; <access>; lfence; rdtsc; lfence\`),
-median of ${s.rounds} interleaved rounds, each round the median of 2000 exits after 200 warm-up ones;
+Guest-visible cycles of one exit round trip (\`lfence; rdtsc; lfence; <access>; lfence; rdtsc; lfence\`)
+net of the empty bracket (\`timer-only\`, measured in the same guest run and shown in its own row: under PVM
+the bracket alone costs about one exit), median of ${s.rounds} interleaved rounds, each round the median of 2000 exits after 200 warm-up ones;
 in parentheses the ratio to the C reference (bench/ref-vmm.c, every exit answered inline on the vCPU thread).
 "device" = served on tsvmm's device thread (COM1 scratch register 0x3ff, the register file at 0xd0000000);
 "unclaimed" = port 0x300 / MMIO 0xd0100000, answered on the vCPU thread. outsb16 = \`rep outsb\` of 16 bytes
