@@ -4,6 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { BootConfigError } from '../arch/configure';
 import { KvmError } from '../shared/native';
@@ -39,7 +40,11 @@ function isUserFacing(error: unknown): error is Error {
   return /^(Elf|BzImage|Cmdline|Initrd|E820|MpTable|Pvh|SetupData|MemoryMap|BootParams|GuestMemory)Error$/.test(name);
 }
 
-export async function main(argv: string[]): Promise<number> {
+/**
+ * Runs the CLI; resolves with the process exit code. `startedWorkers` are
+ * vCPU workers src/main.ts started ahead; they end with the process.
+ */
+export async function main(argv: string[], startedWorkers: Worker[] = []): Promise<number> {
   let options: CliOptions;
   try {
     options = parseCli(argv);
@@ -78,6 +83,7 @@ export async function main(argv: string[]): Promise<number> {
       spinLimit: options.spinLimit,
       serialOutput: sink ? (bytes) => sink.write(bytes) : undefined,
       rtcBase: options.rtcBase,
+      startedWorkers,
       kvmDevice: process.env.TSVMM_KVM_DEVICE,
     });
     const running = machine;

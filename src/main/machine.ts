@@ -3,7 +3,6 @@
 // src/devices for models, vcpu-thread.ts for workers, device-loop.ts for the
 // exit hand-off). crosvm's x86_64 build_vm is the model.
 
-import { randomBytes } from 'node:crypto';
 import type { Worker } from 'node:worker_threads';
 import * as os from 'node:os';
 import { configureSystem, BootPlan, BootProtocolChoice } from '../arch/configure';
@@ -25,8 +24,18 @@ import { SerialInputQueue } from './console';
 import { ExtraDevice, Platform } from './platform';
 import { Kvm, Vcpu, Vm } from './kvm';
 import { VcpuThread } from './vcpu-thread';
+import { startVcpuWorker } from './vcpu-worker-start';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
+
+/**
+ * Bytes for the kernel's RNG seed. node:crypto takes ~2.5 ms to load, on the
+ * start-up path, and only Linux boots need it, so it is loaded here.
+ */
+function secureRandomBytes(count: number): Uint8Array {
+  const { randomBytes } = require('node:crypto') as typeof import('node:crypto');
+  return new Uint8Array(randomBytes(count));
+}
 
 export class MachineConfigError extends Error {
   constructor(message: string) {
@@ -56,6 +65,12 @@ export interface MachineConfig {
   /** Devices a caller adds before the VM starts (tests, benchmarks). */
   extraIoDevices?: ExtraDevice[];
   extraMmioDevices?: ExtraDevice[];
+  /**
+   * vCPU workers already booting, from startVcpuWorker (the CLI starts them
+   * before it loads the rest of tsvmm). The machine owns them from here on:
+   * it starts any that are missing and ends the ones it does not need.
+   */
+  startedWorkers?: Worker[];
 }
 
 const MIB = 1024 * 1024;
@@ -88,9 +103,15 @@ export class Machine {
 
   /** Builds the whole VM; nothing runs until run(). */
   static async create(config: MachineConfig): Promise<Machine> {
-    const kvm = Kvm.open(config.kvmDevice);
+    let workers: Worker[] = [...(config.startedWorkers ?? [])];
+    let kvm: Kvm;
+    try {
+      kvm = Kvm.open(config.kvmDevice);
+    } catch (error) {
+      await Promise.all(workers.map((worker) => worker.terminate()));
+      throw error;
+    }
     let vm: Vm | undefined;
-    let workers: Worker[] = [];
     try {
       const hostMemory = os.totalmem();
       if (config.memBytes > hostMemory) {
@@ -100,7 +121,8 @@ export class Machine {
       if (config.cpus > maxVcpus) {
         throw new MachineConfigError(`--cpus ${config.cpus} is more than this host and tsvmm's MP table allow (${maxVcpus}); use --cpus ${maxVcpus} or fewer`);
       }
-      workers = Array.from({ length: config.cpus }, (_, id) => VcpuThread.startWorker(id));
+      await Promise.all(workers.splice(config.cpus).map((worker) => worker.terminate()));
+      for (let id = workers.length; id < config.cpus; id++) workers.push(startVcpuWorker(id));
       vm = kvm.createVm();
       vm.setTssAddress(TSS_ADDR);
       vm.setIdentityMapAddress(IDENTITY_MAP_ADDR);
@@ -118,7 +140,7 @@ export class Machine {
         cmdline: config.cmdline,
         cpuCount: config.cpus,
         protocol: config.bootProtocol,
-        randomBytes: (count) => new Uint8Array(randomBytes(count)),
+        randomBytes: secureRandomBytes,
       });
       // Every vCPU exists before any runs: an AP created after the BSP has
       // sent its SIPI would never start.

@@ -2,8 +2,8 @@
 // run loop over comlink, and make it leave KVM_RUN (control word, then
 // immediate_exit, then a signal to its thread) to pause or stop it.
 
-import * as path from 'node:path';
 import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
+import { startVcpuWorker } from './vcpu-worker-start';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
 import { KvmRunView } from '../shared/kvm-run';
@@ -16,7 +16,6 @@ import type { ClaimedRanges } from '../shared/address-claims';
 import { ExitChannel } from '../shared/exit-channel';
 import type { Regs } from '../shared/kvm-structs';
 
-const WORKER_FILE = path.join(__dirname, '..', 'vcpu-worker', 'worker.js');
 
 export interface VcpuThreadOptions {
   vcpuId: number;
@@ -48,17 +47,8 @@ export class VcpuThread {
     this.devicePort = devicePort;
   }
 
-  /**
-   * Starts a worker thread before its vCPU is ready. A worker takes tens of
-   * milliseconds to boot its isolate; starting it first lets that overlap
-   * with building the VM on the main thread.
-   */
-  static startWorker(vcpuId: number): Worker {
-    return new Worker(WORKER_FILE, { name: `vcpu${vcpuId}` });
-  }
-
   /** Hands a started worker its vCPU; resolves once the worker has mapped it. */
-  static async spawn(options: VcpuThreadOptions, worker = VcpuThread.startWorker(options.vcpuId)): Promise<VcpuThread> {
+  static async spawn(options: VcpuThreadOptions, worker = startVcpuWorker(options.vcpuId)): Promise<VcpuThread> {
     const api = Comlink.wrap<VcpuWorkerApi>(nodeEndpoint(worker));
     const channelBuffer = new ExitChannel().buffer;
     const control = new SharedArrayBuffer(VCPU_CONTROL_BYTES);

@@ -4,7 +4,9 @@
 import * as fs from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { KvmUnavailableError } from '../../src/main/kvm';
 import { Machine } from '../../src/main/machine';
+import { startVcpuWorker } from '../../src/main/vcpu-worker-start';
 import { guest } from '../support/tsvmm';
 
 const MIB = 1024 * 1024;
@@ -68,6 +70,44 @@ test('registers() refuses while the guest runs', async () => {
   } finally {
     await machine.close();
   }
+});
+
+test('workers started ahead are adopted; spare ones end, missing ones are started', async () => {
+  const hello = new Uint8Array(fs.readFileSync(guest('hello')));
+  const config = { kernel: hello, memBytes: 64 * MIB, bootProtocol: 'linux', splitIrqchip: false, handOff: 'spin-park' } as const;
+  // Three ready for a one-vCPU machine: two are spare and must end.
+  const ahead = [0, 1, 2].map(startVcpuWorker);
+  const ended = ahead.map((worker) => new Promise<number>((resolve) => worker.once('exit', resolve)));
+  let output = '';
+  const one = await Machine.create({ ...config, cpus: 1, startedWorkers: ahead, serialOutput: (b) => { output += Buffer.from(b).toString('latin1'); } });
+  try {
+    await Promise.all(ended.slice(1));
+    assert.is((await one.run()).code, 0);
+    assert.is(output, 'hello: long mode ok\n');
+  } finally {
+    await one.close();
+  }
+  await ended[0];
+  // One ready for the smp guest on three vCPUs: two more are started.
+  output = '';
+  const three = await Machine.create({ ...config, kernel: new Uint8Array(fs.readFileSync(guest('smp'))), cpus: 3, startedWorkers: [startVcpuWorker(0)], serialOutput: (b) => { output += Buffer.from(b).toString('latin1'); } });
+  try {
+    assert.is((await three.run()).code, 0);
+    assert.ok(output.includes('smp: 3 of 3 CPUs online'), output);
+  } finally {
+    await three.close();
+  }
+});
+
+test('started workers end when the machine cannot be built', async () => {
+  const ahead = [startVcpuWorker(0)];
+  const ended = new Promise<number>((resolve) => ahead[0].once('exit', resolve));
+  const failure = await Machine.create({
+    kernel: new Uint8Array(16), cpus: 1, memBytes: 64 * MIB, bootProtocol: 'linux', splitIrqchip: false, handOff: 'spin-park',
+    kvmDevice: '/dev/null/no-kvm', startedWorkers: ahead,
+  }).then(() => undefined, (error: Error) => error);
+  assert.instance(failure, KvmUnavailableError);
+  await ended;
 });
 
 test.run();
