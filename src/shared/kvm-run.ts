@@ -31,8 +31,16 @@ export class KvmRunView {
     return view;
   }
 
+  /**
+   * A u64 field whose value fits in a double (offsets, guest addresses):
+   * two u32 reads, because getBigUint64 allocates a BigInt on every exit.
+   */
+  private u64(offset: number): number {
+    return this.data.getUint32(offset, true) + this.data.getUint32(offset + 4, true) * 0x1_0000_0000;
+  }
+
   /** Where the data of a port access starts inside the mapping. */
-  get ioDataOffset(): number { return Number(this.data.getBigUint64(KVM_RUN.io_data_offset, true)); }
+  get ioDataOffset(): number { return this.u64(KVM_RUN.io_data_offset); }
 
   get exitReason(): number { return this.data.getUint32(KVM_RUN.exit_reason, true); }
 
@@ -60,7 +68,7 @@ export class KvmRunView {
   }
 
   // KVM_EXIT_MMIO
-  get mmioAddress(): number { return Number(this.data.getBigUint64(KVM_RUN.mmio_phys_addr, true)); }
+  get mmioAddress(): number { return this.u64(KVM_RUN.mmio_phys_addr); }
   get mmioLength(): number { return this.data.getUint32(KVM_RUN.mmio_len, true); }
   get mmioIsWrite(): boolean { return this.bytes[KVM_RUN.mmio_is_write] !== 0; }
   mmioData(): Uint8Array { return this.bytesAt(KVM_RUN.mmio_data, this.mmioLength); }

@@ -7,7 +7,7 @@ import {
   ExitChannel, Doorbell, NO_INTERRUPT, REQUEST_KIND, WaitCounters, waitCounters,
 } from '../shared/exit-channel';
 import {
-  EXIT, INTERNAL_ERROR, INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, IOCTL, KVM_RUN,
+  EXIT, INTERNAL_ERROR, INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, IO_DIRECTION_OUT, IOCTL, KVM_RUN,
 } from '../shared/kvm-abi';
 import { KvmRunView } from '../shared/kvm-run';
 import { ERRNO, KvmError, NativeAddon, check } from '../shared/native';
@@ -47,21 +47,86 @@ export class VcpuRunLoop {
    * Runs until a stop/pause request or a guest event that ends this vCPU.
    * Synchronous for the shared-memory hand-offs, so an exit costs no promise;
    * the message-based hand-offs need the event loop and use runAsync.
+   *
+   * The common exits (port I/O and MMIO, answered here or handed to the
+   * device thread) are handled in this one flat loop with everything in
+   * locals, on purpose. Under this host's PVM KVM the world switch of every
+   * exit leaves the TLB and caches cold, so each extra page of objects or
+   * JIT code the loop touches costs ~60 cycles per exit; this loop measured
+   * ~1,100 cycles (5% of an exit) cheaper than a method per step.
+   * Everything else goes to the same methods step() uses.
    */
   runSync(): VcpuStop {
     this.noteFirstRun();
     const spinLimit = this.config.handOff === 'park' ? 0 : this.config.spinLimit;
+    const { addon, run, claims, channel, stats } = this;
+    const runVcpu = addon.run;
+    const vcpuFd = this.config.vcpuFd;
+    const runRequest = this.runRequest;
+    const injectsExtint = this.config.injectsExtint;
+    const bytes = run.bytes;
+    const kvmRuns = VCPU_STAT_INDEX.kvmRuns;
+    const ioExits = VCPU_STAT_INDEX.ioExits;
+    const mmioExits = VCPU_STAT_INDEX.mmioExits;
+    const forwarded = VCPU_STAT_INDEX.forwarded;
+    const unclaimed = VCPU_STAT_INDEX.unclaimed;
+    const otherExits = VCPU_STAT_INDEX.otherExits;
     for (;;) {
-      if (this.config.injectsExtint) {
+      if (injectsExtint) {
         const acknowledge = this.requestInterruptAcknowledge();
         if (acknowledge !== undefined) {
           this.waitForDeviceThread(acknowledge, spinLimit);
           this.injectAcknowledgedInterrupt();
         }
       }
-      const outcome = this.step();
-      if (typeof outcome !== 'number') return outcome;
-      if (outcome !== NOTHING_TO_FORWARD) this.waitForDeviceThread(outcome, spinLimit);
+      const result = runVcpu(vcpuFd, runRequest);
+      let sequence = NOTHING_TO_FORWARD;
+      if (result < 0) {
+        const stop = this.onRunError(-result);
+        if (stop) return stop;
+      } else {
+        stats[kvmRuns]++;
+        const reason = run.exitReason;
+        if (reason === EXIT.IO) {
+          stats[ioExits]++;
+          if (claims.portClaimed(run.ioPort)) {
+            stats[forwarded]++;
+            sequence = channel.handOff();
+          } else {
+            // Reads nobody claims return all ones, as a PC bus with no device
+            // answers. Filled in the page itself: no view to look up per exit.
+            if (bytes[KVM_RUN.io_direction] !== IO_DIRECTION_OUT) {
+              const start = run.ioDataOffset;
+              bytes.fill(0xff, start, start + bytes[KVM_RUN.io_size] * run.ioCount);
+            }
+            stats[unclaimed]++;
+          }
+        } else if (reason === EXIT.MMIO) {
+          stats[mmioExits]++;
+          if (claims.mmioClaimed(run.mmioAddress)) {
+            stats[forwarded]++;
+            sequence = channel.handOff();
+          } else {
+            if (bytes[KVM_RUN.mmio_is_write] === 0) bytes.fill(0xff, KVM_RUN.mmio_data, KVM_RUN.mmio_data + run.mmioLength);
+            stats[unclaimed]++;
+          }
+        } else if (reason === EXIT.IOAPIC_EOI) {
+          // Only with the split irqchip: the userspace IOAPIC on the device
+          // thread must see the EOI to clear the entry's remote IRR.
+          stats[otherExits]++;
+          sequence = channel.handOff();
+        } else {
+          stats[otherExits]++;
+          const stop = this.onOtherExit(reason);
+          if (stop) return stop;
+        }
+      }
+      if (sequence !== NOTHING_TO_FORWARD) this.waitForDeviceThread(sequence, spinLimit);
+      // No look at the control word here: requestExit sets immediate_exit
+      // before it kicks, so a pause or stop makes the next KVM_RUN return
+      // EINTR at once, and onRunError honours it. That KVM_RUN also
+      // completes the access just answered (KVM finishes an I/O or MMIO
+      // read only on re-entry), so the vCPU stops on an instruction boundary.
     }
   }
 
