@@ -103,16 +103,11 @@ export class Machine {
 
   /** Builds the whole VM; nothing runs until run(). */
   static async create(config: MachineConfig): Promise<Machine> {
-    let workers: Worker[] = [...(config.startedWorkers ?? [])];
-    let kvm: Kvm;
-    try {
-      kvm = Kvm.open(config.kvmDevice);
-    } catch (error) {
-      await Promise.all(workers.map((worker) => worker.terminate()));
-      throw error;
-    }
+    const workers: Worker[] = [...(config.startedWorkers ?? [])];
+    let kvm: Kvm | undefined;
     let vm: Vm | undefined;
     try {
+      kvm = Kvm.open(config.kvmDevice);
       const hostMemory = os.totalmem();
       if (config.memBytes > hostMemory) {
         throw new MachineConfigError(`--mem ${config.memBytes / MIB} MiB is more than this host's ${Math.floor(hostMemory / MIB)} MiB of RAM; use a smaller --mem`);
@@ -153,7 +148,7 @@ export class Machine {
     } catch (error) {
       await Promise.all(workers.map((worker) => worker.terminate()));
       vm?.close();
-      kvm.close();
+      kvm?.close();
       throw error;
     }
   }
