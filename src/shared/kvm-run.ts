@@ -62,10 +62,6 @@ export class KvmRunView {
   get ioSize(): number { return this.bytes[KVM_RUN.io_size]; }
   get ioPort(): number { return this.data.getUint16(KVM_RUN.io_port, true); }
   get ioCount(): number { return this.data.getUint32(KVM_RUN.io_count, true); }
-  /** The data of a port access: size x count bytes inside the kvm_run mapping. */
-  ioData(): Uint8Array {
-    return this.bytesAt(this.ioDataOffset, this.ioSize * this.ioCount);
-  }
 
   // KVM_EXIT_MMIO
   get mmioAddress(): number { return this.u64(KVM_RUN.mmio_phys_addr); }
