@@ -37,7 +37,7 @@ function newer(target, sources) {
 
 /** Builds what the benches need if it is missing or stale: dist/ must exist already (npm run build). */
 function ensureBuilt() {
-  if (!fs.existsSync(path.join(ROOT, 'dist', 'main', 'machine.js'))) {
+  if (!fs.existsSync(path.join(ROOT, 'dist', 'main', 'vmm', 'machine.js'))) {
     throw new Error('dist/ is missing: run `npx tsc -p tsconfig.json` (or `npm run build`) first');
   }
   fs.mkdirSync(OUT, { recursive: true });
@@ -97,7 +97,7 @@ function registerFile() {
 
 /** Boots `elf` in this process under tsvmm with hand-off `handOff`; resolves with the serial text and stats. */
 async function runTsvmm(elf, { cpus = 1, handOff = 'spin-park', spinLimit, timeoutMs = 120000 } = {}) {
-  const { Machine } = require(path.join(ROOT, 'dist', 'main', 'machine'));
+  const { Machine } = require(path.join(ROOT, 'dist', 'main', 'vmm', 'machine'));
   const chunks = [];
   const machine = await Machine.create({
     kernel: new Uint8Array(fs.readFileSync(elf)),

@@ -10,7 +10,7 @@
 //    AP stacks, and clearing that .bss costs ~120 ms on this PVM host in
 //    every VMM. For tsvmm it also times the in-process steps
 //    (Machine.create, run() to the first byte) and a bare `node` that loads
-//    dist/main/machine.js, which together split the total.
+//    dist/main/vmm/machine.js, which together split the total.
 // 2. Idle: with 1 and 8 vCPUs, after "idle: ready" (all APs up and halted,
 //    the BSP in sti; hlt), reads VmRSS from /proc/<pid>/status and the CPU
 //    time (utime + stime of every thread, /proc/<pid>/stat) over 2 s, then
@@ -35,7 +35,7 @@ function commandFor(runner, elf, cpus) {
   if (runner === 'qemu') return [lib.QEMU, lib.qemuArgs(elf, cpus)];
   // Node's own start-up and tsvmm's module loading, without KVM: prints one byte and exits.
   if (runner === 'node-baseline') {
-    return [process.execPath, ['-e', `require(${JSON.stringify(path.join(lib.ROOT, 'dist', 'main', 'machine'))}); process.stdout.write('x')`]];
+    return [process.execPath, ['-e', `require(${JSON.stringify(path.join(lib.ROOT, 'dist', 'main', 'vmm', 'machine'))}); process.stdout.write('x')`]];
   }
   return [process.execPath, [path.join(lib.ROOT, 'dist', 'main.js'), '--kernel', elf, '--cpus', String(cpus),
     '--mem', String(lib.MEM_MIB), '--serial', 'stdio']];
@@ -150,7 +150,7 @@ function wholeRun(runner, elf) {
 
 /** tsvmm in this process: Machine.create, then run() until the first serial byte. */
 async function inProcess(cpus, elf) {
-  const { Machine } = require(path.join(lib.ROOT, 'dist', 'main', 'machine'));
+  const { Machine } = require(path.join(lib.ROOT, 'dist', 'main', 'vmm', 'machine'));
   const kernel = new Uint8Array(fs.readFileSync(elf));
   const t0 = process.hrtime.bigint();
   const ms = () => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -208,7 +208,7 @@ async function main(options = {}) {
     startRows.push([labels[runner], med(whole[runner], 'firstByteMs').toFixed(1), med(whole[runner], 'totalMs').toFixed(1),
       med(start[runner], 'firstByteMs').toFixed(1)]);
   }
-  startRows.push(['node + require(dist/main/machine), no VM', med(nodeBaseline, 'firstByteMs').toFixed(1), med(nodeBaseline, 'totalMs').toFixed(1), '-']);
+  startRows.push(['node + require(dist/main/vmm/machine), no VM', med(nodeBaseline, 'firstByteMs').toFixed(1), med(nodeBaseline, 'totalMs').toFixed(1), '-']);
   const inprocRow = {
     createMs: med(inproc, 'createMs'), runToFirstByteMs: med(inproc, 'runToFirstByteMs'), firstByteMs: med(inproc, 'firstByteMs'),
   };

@@ -5,8 +5,8 @@
 // their boot (a Node environment each) then overlaps module loading and VM
 // construction on the main thread, which saves ~20 ms of start-up here.
 import type { Worker } from 'node:worker_threads';
-import { parseCli } from './main/cli-args';
-import { startVcpuWorker } from './main/vcpu-worker-start';
+import { parseCli } from './main/cli/args';
+import { startVcpuWorker } from './main/vmm/vcpu-worker-start';
 
 /** Workers started ahead; Machine.create starts any beyond these. */
 const MAX_STARTED_AHEAD = 8;
@@ -26,7 +26,7 @@ function startWorkersAhead(argv: string[]): Worker[] {
 const argv = process.argv.slice(2);
 const startedWorkers = startWorkersAhead(argv);
 // Loaded only now, so that the workers above are already booting.
-const { main } = require('./main/cli') as typeof import('./main/cli');
+const { main } = require('./main/cli/cli') as typeof import('./main/cli/cli');
 
 main(argv, startedWorkers).then(
   (code) => process.exit(code),

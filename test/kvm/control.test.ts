@@ -4,9 +4,9 @@
 import * as fs from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { KvmUnavailableError } from '../../src/main/kvm';
-import { Machine } from '../../src/main/machine';
-import { startVcpuWorker } from '../../src/main/vcpu-worker-start';
+import { KvmUnavailableError } from '../../src/main/kvm/kvm';
+import { Machine } from '../../src/main/vmm/machine';
+import { startVcpuWorker } from '../../src/main/vmm/vcpu-worker-start';
 import { guest } from '../support/tsvmm';
 
 const MIB = 1024 * 1024;

@@ -13,8 +13,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { e820Map, E820_RAM, E820Entry } from '../../src/arch/e820';
-import { guestMemoryLayout } from '../../src/arch/memory-map';
+import { e820Map, E820_RAM, E820Entry } from '../../src/main/arch/e820';
+import { guestMemoryLayout } from '../../src/main/arch/memory-map';
 import { debianKernel, DebianKernel } from '../fixtures/debian-kernel';
 import { MAIN, ROOT } from '../support/tsvmm';
 

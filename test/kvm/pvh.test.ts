@@ -13,12 +13,12 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { GuestMemory } from '../../src/shared/guest-memory';
-import { e820Map } from '../../src/arch/e820';
-import { guestMemoryLayout } from '../../src/arch/memory-map';
-import { BASE_COMMAND_LINE } from '../../src/arch/cmdline';
-import { placeInitrd } from '../../src/arch/initrd';
-import { loadElf } from '../../src/arch/elf';
+import { GuestMemory } from '../../src/main/arch/guest-memory';
+import { e820Map } from '../../src/main/arch/e820';
+import { guestMemoryLayout } from '../../src/main/arch/memory-map';
+import { BASE_COMMAND_LINE } from '../../src/main/arch/cmdline';
+import { placeInitrd } from '../../src/main/arch/initrd';
+import { loadElf } from '../../src/main/arch/elf';
 import { QEMU_MISSING, findQemu, runQemu } from '../support/qemu';
 import { explain, guest, runTsvmm } from '../support/tsvmm';
 

@@ -5,9 +5,9 @@
 import * as fs from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { BusDevice } from '../../src/devices/bus-device';
-import { Machine } from '../../src/main/machine';
-import { MMIO_DEVICES_START } from '../../src/arch/layout';
+import type { BusDevice } from '../../src/devices/bus/bus-device';
+import { Machine } from '../../src/main/vmm/machine';
+import { MMIO_DEVICES_START } from '../../src/main/layout';
 import { guest } from '../support/tsvmm';
 
 const TEST_PORT = 0x510;

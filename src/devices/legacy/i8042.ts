@@ -1,0 +1,79 @@
+// Just enough of the i8042 keyboard controller to reset the machine, as
+// crosvm's devices/src/i8042.rs: Linux reboots (reboot=k, and as a fallback)
+// by writing the "pulse reset line" command to port 0x64. There is no
+// keyboard: the status register always says "no data, input buffer empty",
+// so Linux's i8042 driver finds no controller and gives up quietly.
+
+import { ByteRegisterDevice } from '../bus/bus-device';
+
+/** crosvm's placement: ports 0x61 (system control port B) to 0x64. */
+export const I8042_BASE_PORT = 0x61;
+export const I8042_PORT_COUNT = 4;
+/** When the userspace PIT serves port 0x61 (PitSpeakerPort), the i8042 starts at 0x62 (crosvm: pit_uses_speaker_port). */
+export const I8042_BASE_PORT_WITH_PIT_SPEAKER = 0x62;
+export const I8042_PORT_COUNT_WITH_PIT_SPEAKER = 3;
+
+const PORT_B = 0x61; // system control port B (speaker, PIT channel 2 gate and output)
+const COMMAND_STATUS = 0x64; // i8042 command (write) / status (read)
+
+const COMMAND_PULSE_RESET = 0xfe; // pulse output line 0 low: the CPU reset line
+const STATUS_EMPTY = 0x00; // no output data, input buffer empty, controller ready for a command
+/**
+ * Port B read: bit 5 is PIT channel 2's output. crosvm (after kvmtool)
+ * returns it set so that Linux's pit_calibrate_tsc(), which waits for that
+ * bit, cannot hang when nothing emulates channel 2 on this port.
+ */
+const PORT_B_TIMER2_OUTPUT_HIGH = 0b0010_0000;
+/** Ports 0x62-0x63: nothing behind them; crosvm leaves its zeroed buffer as is. */
+const UNUSED_PORT_READ = 0x00;
+
+export interface I8042Options {
+  /** Called when the guest asks for a CPU reset (tsvmm stops or reboots the VM). */
+  onReset: () => void;
+  /** The port the device is inserted at: I8042_BASE_PORT (default) or I8042_BASE_PORT_WITH_PIT_SPEAKER. */
+  basePort?: number;
+}
+
+/** Plain, JSON-able state (the device has none beyond its placement). */
+export interface I8042State {
+  basePort: number;
+}
+
+/**
+ * The i8042 reset path. Reads: 0x64 -> 0 (status: nothing to read, ready),
+ * 0x61 -> 0x20 (timer 2 output high, constant), 0x62/0x63 -> 0. Writes: 0xfe
+ * to 0x64 calls `onReset`; everything else is ignored.
+ */
+export class I8042 implements ByteRegisterDevice {
+  readonly name = 'i8042';
+  private readonly onReset: () => void;
+  private readonly basePort: number;
+
+  constructor(options: I8042Options) {
+    this.onReset = options.onReset;
+    this.basePort = options.basePort ?? I8042_BASE_PORT;
+  }
+
+  static fromState(state: I8042State, options: I8042Options): I8042 {
+    return new I8042({ ...options, basePort: state.basePort });
+  }
+
+  state(): I8042State {
+    return { basePort: this.basePort };
+  }
+
+  readRegister(offset: number): number {
+    switch (this.basePort + offset) {
+      case COMMAND_STATUS:
+        return STATUS_EMPTY;
+      case PORT_B:
+        return PORT_B_TIMER2_OUTPUT_HIGH;
+      default:
+        return UNUSED_PORT_READ;
+    }
+  }
+
+  writeRegister(offset: number, value: number): void {
+    if (this.basePort + offset === COMMAND_STATUS && value === COMMAND_PULSE_RESET) this.onReset();
+  }
+}

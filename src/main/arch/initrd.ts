@@ -1,0 +1,59 @@
+// Where the initial ramdisk goes: as high as the kernel allows in the RAM
+// below the 32-bit gap, like QEMU and crosvm place it, so it stays clear of the
+// kernel's decompression window and of the boot tables, which all lie lower.
+// It is kept below 4 GiB even for kernels with XLF_CAN_BE_LOADED_ABOVE_4G,
+// since every kernel can read it there.
+
+import { GuestMemory, hex } from './guest-memory';
+import { MMIO_GAP_START } from '../layout';
+
+/** The initrd starts on a page boundary (the kernel frees it page by page after unpacking). */
+const PAGE_SIZE = 0x1000;
+const MIB = 1024 * 1024;
+
+export interface InitrdPlacementOptions {
+  /** Bytes of the initrd file. */
+  size: number;
+  /** One past the kernel's memory (loadBzImage().kernelEnd or the ELF's highest segment end). */
+  kernelEnd: number;
+  /** Highest address the initrd may occupy (bzImage initrd_addr_max, inclusive); omitted for no limit besides the gap. */
+  initrdAddrMax?: number;
+  /** Guest RAM regions, e.g. guestMemoryLayout(). */
+  memoryLayout: ReadonlyArray<{ guestAddress: number; size: number }>;
+}
+
+export class InitrdError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InitrdError';
+  }
+}
+
+/** The page-aligned address to load the initrd at: the highest one that keeps it in the kernel's RAM region and below its limits. */
+export function placeInitrd(options: InitrdPlacementOptions): number {
+  const { size, kernelEnd, initrdAddrMax, memoryLayout } = options;
+  if (!Number.isSafeInteger(size) || size <= 0) {
+    throw new InitrdError(`initrd size ${size} is not a positive number of bytes; pass a non-empty initrd file`);
+  }
+  const region = memoryLayout.find((r) => kernelEnd > r.guestAddress && kernelEnd <= r.guestAddress + r.size);
+  if (region === undefined) {
+    throw new InitrdError(`the kernel end ${hex(kernelEnd)} is not inside guest RAM, so there is nowhere to put the initrd after it; give the guest more memory (--mem)`);
+  }
+  const limits = [region.guestAddress + region.size, MMIO_GAP_START];
+  if (initrdAddrMax !== undefined) limits.push(initrdAddrMax + 1);
+  const top = Math.min(...limits);
+  const address = Math.floor((top - size) / PAGE_SIZE) * PAGE_SIZE;
+  if (address < kernelEnd) {
+    throw new InitrdError(
+      `initrd of ${(size / MIB).toFixed(1)} MiB does not fit between the kernel end ${hex(kernelEnd)} and ${hex(top)}; give the guest more memory (--mem)`,
+    );
+  }
+  return address;
+}
+
+export function loadInitrd(mem: GuestMemory, bytes: Uint8Array, address: number): void {
+  if (!mem.contains(address, bytes.length)) {
+    throw new InitrdError(`initrd of ${bytes.length} bytes at ${hex(address)} is not inside guest RAM; place it with placeInitrd()`);
+  }
+  mem.write(address, bytes);
+}

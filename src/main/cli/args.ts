@@ -1,0 +1,139 @@
+// Command-line parsing: argv in, a validated MachineOptions out, or a
+// UsageError whose message is the one line the user sees (exit code 2).
+
+import { parseArgs } from 'node:util';
+import { HAND_OFF_MODES, HandOffMode } from '../../shared/vcpu-protocol';
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export type SerialSink = { kind: 'stdio' } | { kind: 'file'; path: string } | { kind: 'null' };
+export type BootProtocol = 'auto' | 'linux' | 'pvh';
+
+export interface CliOptions {
+  help: boolean;
+  version: boolean;
+  kernel?: string;
+  initrd?: string;
+  cpus: number;
+  memMiB: number;
+  cmdline?: string;
+  bootProtocol: BootProtocol;
+  splitIrqchip: boolean;
+  serial: SerialSink;
+  handOff: HandOffMode;
+  spinLimit?: number;
+  /** RTC start time (ms since the epoch); undefined = the host clock. */
+  rtcBase?: number;
+  stats: boolean;
+}
+
+export const DEFAULT_CPUS = 1;
+export const DEFAULT_MEM_MIB = 256;
+
+export const USAGE = `usage: node dist/main.js [options]
+
+Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
+
+  --kernel FILE         ELF vmlinux, bzImage, or PVH ELF to boot
+  --initrd FILE         initial ramdisk to load for the kernel
+  --cmdline STR         appended to "console=ttyS0 noacpi reboot=k panic=-1"
+  --cpus N              number of vCPUs (default ${DEFAULT_CPUS})
+  --mem MiB             guest RAM in MiB (default ${DEFAULT_MEM_MIB})
+  --boot-protocol P     linux or pvh, for a kernel offering both (default: pvh when present)
+  --split-irqchip       LAPICs in KVM; PIC, IOAPIC and PIT in tsvmm
+  --serial S            COM1 goes to stdio (default), file:PATH, or null
+  --rtc-base TIME       start the guest's RTC at this ISO-8601 UTC time (default: host clock)
+  --hand-off MODE       exit hand-off: spin-park (default), park, post-message, comlink
+  --spin-limit N        spins before a vCPU parks waiting for the device thread
+  --stats               print per-vCPU exit counters when the guest ends
+  --version             print the version and exit
+  --help                print this help and exit
+
+On a terminal, Ctrl-A then x quits. Exit status: 0 when the guest resets or powers
+off, 2 for bad arguments, 3 for a triple fault, 4 for an internal KVM error,
+5 for any other fatal guest event, 1 for a tsvmm failure, 130 on SIGINT.`;
+
+function positiveInteger(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  if (!/^\d+$/.test(text)) throw new UsageError(`--${name} takes a whole number, got "${text}"`);
+  const value = Number(text);
+  if (value < 1) throw new UsageError(`--${name} must be at least 1, got ${text}`);
+  return value;
+}
+
+function parseSerial(text: string | undefined): SerialSink {
+  if (text === undefined || text === 'stdio') return { kind: 'stdio' };
+  if (text === 'null') return { kind: 'null' };
+  if (text.startsWith('file:') && text.length > 5) return { kind: 'file', path: text.slice(5) };
+  throw new UsageError(`--serial takes stdio, null or file:PATH, got "${text}"`);
+}
+
+export function parseCli(argv: string[]): CliOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        kernel: { type: 'string' },
+        initrd: { type: 'string' },
+        cmdline: { type: 'string' },
+        cpus: { type: 'string' },
+        mem: { type: 'string' },
+        'boot-protocol': { type: 'string' },
+        'split-irqchip': { type: 'boolean' },
+        serial: { type: 'string' },
+        'rtc-base': { type: 'string' },
+        'hand-off': { type: 'string' },
+        'spin-limit': { type: 'string' },
+        stats: { type: 'boolean' },
+        version: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    // node:util's messages are already one line; add the way out.
+    const text = (error as Error).message.split('\n').map((line) => line.trim()).join(' ').replace(/\.$/, '');
+    throw new UsageError(`${text}; see --help`);
+  }
+  const values = parsed.values;
+  const bootProtocol = values['boot-protocol'] ?? 'auto';
+  if (bootProtocol !== 'auto' && bootProtocol !== 'linux' && bootProtocol !== 'pvh') {
+    throw new UsageError(`--boot-protocol takes linux or pvh, got "${bootProtocol}"`);
+  }
+  const handOff = values['hand-off'] ?? 'spin-park';
+  if (!(HAND_OFF_MODES as readonly string[]).includes(handOff)) {
+    throw new UsageError(`--hand-off takes one of ${HAND_OFF_MODES.join(', ')}, got "${handOff}"`);
+  }
+  let rtcBase: number | undefined;
+  if (values['rtc-base'] !== undefined) {
+    const text = values['rtc-base'];
+    rtcBase = Date.parse(/[zZ]|[+-]\d\d:\d\d$/.test(text) ? text : `${text}Z`);
+    if (Number.isNaN(rtcBase)) throw new UsageError(`--rtc-base takes an ISO-8601 time such as 2026-11-26T08:15:00, got "${text}"`);
+  }
+  if (values.cmdline !== undefined && values.cmdline.includes('\0')) {
+    throw new UsageError('--cmdline must not contain a NUL byte');
+  }
+  return {
+    help: values.help ?? false,
+    version: values.version ?? false,
+    kernel: values.kernel,
+    initrd: values.initrd,
+    cmdline: values.cmdline,
+    cpus: positiveInteger('cpus', values.cpus, DEFAULT_CPUS),
+    memMiB: positiveInteger('mem', values.mem, DEFAULT_MEM_MIB),
+    bootProtocol,
+    splitIrqchip: values['split-irqchip'] ?? false,
+    serial: parseSerial(values.serial),
+    handOff: handOff as HandOffMode,
+    spinLimit: values['spin-limit'] === undefined ? undefined : positiveInteger('spin-limit', values['spin-limit'], 0),
+    rtcBase,
+    stats: values.stats ?? false,
+  };
+}

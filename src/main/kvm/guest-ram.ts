@@ -1,0 +1,48 @@
+// Guest RAM: anonymous shared mappings, one per KVM memory slot, that the
+// main thread, every vCPU worker and KVM all see without copies. They stay
+// mapped until the main thread's environment is torn down (the addon's
+// cleanup hook unmaps them): views of them may live as long as the process.
+
+import { GuestMemory, MemoryRegion, hex } from '../arch/guest-memory';
+import { MAP_ANONYMOUS, MAP_NORESERVE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../shared/kvm-abi';
+import { KvmError, native } from '../../shared/native';
+import type { Vm } from './kvm';
+
+/** Largest slot: keeps every view's length a valid typed-array length. */
+const MAX_SLOT_BYTES = 2 * 1024 * 1024 * 1024;
+
+export interface RamSlot {
+  slot: number;
+  guestAddress: number;
+  size: number;
+  hostAddress: bigint;
+}
+
+export class GuestRam {
+  private constructor(readonly slots: RamSlot[], readonly memory: GuestMemory) {}
+
+  /** Maps RAM for the given regions (split into slots of at most 2 GiB) and registers it with KVM. */
+  static create(vm: Vm, layout: ReadonlyArray<{ guestAddress: number; size: number }>): GuestRam {
+    const addon = native();
+    const slots: RamSlot[] = [];
+    const regions: MemoryRegion[] = [];
+    try {
+      for (const region of layout) {
+        for (let offset = 0; offset < region.size; offset += MAX_SLOT_BYTES) {
+          const size = Math.min(MAX_SLOT_BYTES, region.size - offset);
+          const guestAddress = region.guestAddress + offset;
+          const mapped = addon.mmap(-1, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, 0);
+          if (typeof mapped === 'number') throw new KvmError(`mmap of ${size >> 20} MiB guest RAM at ${hex(guestAddress)}`, -mapped);
+          const slot = { slot: slots.length, guestAddress, size, hostAddress: mapped };
+          slots.push(slot);
+          vm.setUserMemoryRegion(slot.slot, guestAddress, size, mapped);
+          regions.push({ guestAddress, size, bytes: new Uint8Array(addon.view(mapped, size)) });
+        }
+      }
+    } catch (error) {
+      for (const slot of slots) addon.munmap(slot.hostAddress, slot.size);
+      throw error;
+    }
+    return new GuestRam(slots, new GuestMemory(regions));
+  }
+}

@@ -1,0 +1,261 @@
+// One wrapper per ioctl scope, as kvm-ioctls does: Kvm (/dev/kvm), Vm (a VM
+// fd), Vcpu (a vCPU fd). Each method is one ioctl; failures become KvmError
+// naming the ioctl and keeping the errno.
+
+import {
+  CAP, ENABLE_CAP, IOCTL, IRQFD, IRQ_ROUTING_ENTRY, IoctlName, KVM_API_VERSION, KVM_IRQ_ROUTING_MSI,
+  KVM_PIT_SPEAKER_DUMMY, MAP_SHARED, MEMORY_REGION, MSI,
+  O_RDWR, PROT_READ, PROT_WRITE, SIZEOF,
+} from '../../shared/kvm-abi';
+import {
+  CpuidEntry, Fpu, MsrEntry, Regs, Sregs, cpuidBuffer, decodeCpuid, decodeFpu, decodeRegs,
+  decodeSregs, encodeCpuid, encodeFpu, encodeMsrs, encodeRegs, encodeSregs,
+} from '../../shared/kvm-structs';
+import { KvmError, check, native, ERRNO } from '../../shared/native';
+
+function ioctl(fd: number, name: IoctlName, arg?: number | bigint | Uint8Array, detail?: string): number {
+  return check(name, native().ioctl(fd, IOCTL[name], arg), detail);
+}
+
+/** Raised when /dev/kvm is missing or unusable; the CLI prints it as one line. */
+export class KvmUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KvmUnavailableError';
+  }
+}
+
+export class Kvm {
+  private constructor(readonly fd: number) {}
+
+  static open(path = '/dev/kvm'): Kvm {
+    const fd = native().open(path, O_RDWR);
+    if (fd < 0) {
+      const errno = -fd;
+      if (errno === ERRNO.ENOENT) {
+        throw new KvmUnavailableError(`${path} does not exist: load the kvm module (modprobe kvm_intel or kvm_amd) or run on a host with virtualization enabled`);
+      }
+      if (errno === ERRNO.EACCES || errno === ERRNO.EPERM) {
+        throw new KvmUnavailableError(`no permission to open ${path}: add your user to the kvm group (sudo usermod -aG kvm $USER, then log in again) or run as root`);
+      }
+      throw new KvmUnavailableError(new KvmError(`open ${path}`, errno).message);
+    }
+    const kvm = new Kvm(fd);
+    const version = kvm.apiVersion();
+    if (version !== KVM_API_VERSION) {
+      kvm.close();
+      throw new KvmUnavailableError(`${path} speaks KVM API ${version}, tsvmm needs ${KVM_API_VERSION}`);
+    }
+    return kvm;
+  }
+
+  apiVersion(): number {
+    return ioctl(this.fd, 'KVM_GET_API_VERSION');
+  }
+
+  checkExtension(cap: number): number {
+    return ioctl(this.fd, 'KVM_CHECK_EXTENSION', cap);
+  }
+
+  /** The most vCPUs one VM may have (KVM_CAP_MAX_VCPUS, falling back to NR_VCPUS). */
+  maxVcpus(): number {
+    return this.checkExtension(CAP.KVM_CAP_MAX_VCPUS) || this.checkExtension(CAP.KVM_CAP_NR_VCPUS) || 4;
+  }
+
+  vcpuMmapSize(): number {
+    return ioctl(this.fd, 'KVM_GET_VCPU_MMAP_SIZE');
+  }
+
+  /** KVM_GET_SUPPORTED_CPUID, growing the buffer while KVM says E2BIG. */
+  supportedCpuid(): CpuidEntry[] {
+    for (let capacity = 64; capacity <= 4096; capacity *= 2) {
+      const buffer = cpuidBuffer(capacity);
+      const result = native().ioctl(this.fd, IOCTL.KVM_GET_SUPPORTED_CPUID, buffer);
+      if (result >= 0) return decodeCpuid(buffer);
+      if (-result !== 7 /* E2BIG */) check('KVM_GET_SUPPORTED_CPUID', result);
+    }
+    throw new KvmError('KVM_GET_SUPPORTED_CPUID', 7, 'more than 4096 entries');
+  }
+
+  createVm(): Vm {
+    return new Vm(this, ioctl(this.fd, 'KVM_CREATE_VM', 0));
+  }
+
+  close(): void {
+    native().close(this.fd);
+  }
+}
+
+export class Vm {
+  constructor(readonly kvm: Kvm, readonly fd: number) {}
+
+  setUserMemoryRegion(slot: number, guestAddress: number, size: number, hostAddress: bigint): void {
+    const region = new Uint8Array(SIZEOF.kvm_userspace_memory_region);
+    const dv = new DataView(region.buffer);
+    dv.setUint32(MEMORY_REGION.slot, slot, true);
+    dv.setUint32(MEMORY_REGION.flags, 0, true);
+    dv.setBigUint64(MEMORY_REGION.guest_phys_addr, BigInt(guestAddress), true);
+    dv.setBigUint64(MEMORY_REGION.memory_size, BigInt(size), true);
+    dv.setBigUint64(MEMORY_REGION.userspace_addr, hostAddress, true);
+    ioctl(this.fd, 'KVM_SET_USER_MEMORY_REGION', region, `slot ${slot} at 0x${guestAddress.toString(16)}`);
+  }
+
+  setTssAddress(address: number): void {
+    ioctl(this.fd, 'KVM_SET_TSS_ADDR', address);
+  }
+
+  setIdentityMapAddress(address: number): void {
+    const arg = new Uint8Array(8);
+    new DataView(arg.buffer).setBigUint64(0, BigInt(address), true);
+    ioctl(this.fd, 'KVM_SET_IDENTITY_MAP_ADDR', arg);
+  }
+
+  createIrqchip(): void {
+    ioctl(this.fd, 'KVM_CREATE_IRQCHIP');
+  }
+
+  /**
+   * The in-kernel PIT, with port 0x61 emulated too: Linux and the test guests
+   * time the TSC against PIT channel 2, whose gate and output live there.
+   */
+  createPit2(): void {
+    const config = new Uint8Array(SIZEOF.kvm_pit_config);
+    new DataView(config.buffer).setUint32(0, KVM_PIT_SPEAKER_DUMMY, true);
+    ioctl(this.fd, 'KVM_CREATE_PIT2', config);
+  }
+
+  /**
+   * Replaces the GSI routing table with MSI routes (split irqchip: one per
+   * IOAPIC pin that is unmasked). KVM scans these routes to know which
+   * vectors are level-triggered IOAPIC interrupts whose EOI it must report
+   * with KVM_EXIT_IOAPIC_EOI.
+   */
+  setMsiRoutes(routes: ReadonlyArray<{ gsi: number; address: number; data: number }>): void {
+    const bytes = new Uint8Array(SIZEOF.kvm_irq_routing + routes.length * SIZEOF.kvm_irq_routing_entry);
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(0, routes.length, true);
+    routes.forEach((route, i) => {
+      const at = SIZEOF.kvm_irq_routing + i * SIZEOF.kvm_irq_routing_entry;
+      dv.setUint32(at + IRQ_ROUTING_ENTRY.gsi, route.gsi, true);
+      dv.setUint32(at + IRQ_ROUTING_ENTRY.type, KVM_IRQ_ROUTING_MSI, true);
+      dv.setUint32(at + IRQ_ROUTING_ENTRY.msi_address_lo, route.address >>> 0, true);
+      dv.setUint32(at + IRQ_ROUTING_ENTRY.msi_address_hi, Math.floor(route.address / 0x1_0000_0000) >>> 0, true);
+      dv.setUint32(at + IRQ_ROUTING_ENTRY.msi_data, route.data >>> 0, true);
+    });
+    ioctl(this.fd, 'KVM_SET_GSI_ROUTING', bytes, `${routes.length} MSI routes`);
+  }
+
+  /** KVM_CAP_SPLIT_IRQCHIP: LAPICs in the kernel, PIC/IOAPIC/PIT in userspace. */
+  enableSplitIrqchip(ioapicPins: number): void {
+    this.enableCap(CAP.KVM_CAP_SPLIT_IRQCHIP, [BigInt(ioapicPins)]);
+  }
+
+  enableCap(cap: number, args: bigint[] = []): void {
+    const bytes = new Uint8Array(SIZEOF.kvm_enable_cap);
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(ENABLE_CAP.cap, cap, true);
+    args.forEach((arg, i) => dv.setBigUint64(ENABLE_CAP.args + i * 8, arg, true));
+    ioctl(this.fd, 'KVM_ENABLE_CAP', bytes, `capability ${cap}`);
+  }
+
+  /** Connects an eventfd to a GSI: a write to the eventfd raises the interrupt. */
+  registerIrqfd(eventFd: number, gsi: number): void {
+    const bytes = new Uint8Array(SIZEOF.kvm_irqfd);
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(IRQFD.fd, eventFd, true);
+    dv.setUint32(IRQFD.gsi, gsi, true);
+    ioctl(this.fd, 'KVM_IRQFD', bytes, `gsi ${gsi}`);
+  }
+
+  /**
+   * Injects a message-signalled interrupt into the in-kernel local APICs (the
+   * userspace IOAPIC's output with the split irqchip). Returns false when the
+   * interrupt was blocked, e.g. masked by the guest.
+   */
+  signalMsi(address: number, data: number): boolean {
+    const bytes = this.msiBuffer;
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(MSI.address_lo, address >>> 0, true);
+    dv.setUint32(MSI.address_hi, Math.floor(address / 0x1_0000_0000) >>> 0, true);
+    dv.setUint32(MSI.data, data >>> 0, true);
+    return ioctl(this.fd, 'KVM_SIGNAL_MSI', bytes) > 0;
+  }
+
+  private readonly msiBuffer = new Uint8Array(SIZEOF.kvm_msi);
+
+  createVcpu(id: number): Vcpu {
+    return new Vcpu(this, id, ioctl(this.fd, 'KVM_CREATE_VCPU', id, `vCPU ${id}`));
+  }
+
+  close(): void {
+    native().close(this.fd);
+  }
+}
+
+export class Vcpu {
+  constructor(readonly vm: Vm, readonly id: number, readonly fd: number) {}
+
+  /** Maps struct kvm_run; returns its host address (every thread can view() it). */
+  mapRunArea(size: number): bigint {
+    const address = native().mmap(this.fd, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+    if (typeof address === 'number') throw new KvmError(`mmap of vCPU ${this.id} kvm_run`, -address);
+    return address;
+  }
+
+  getRegs(): Regs {
+    const bytes = new Uint8Array(SIZEOF.kvm_regs);
+    ioctl(this.fd, 'KVM_GET_REGS', bytes, `vCPU ${this.id}`);
+    return decodeRegs(bytes);
+  }
+
+  setRegs(regs: Regs): void {
+    ioctl(this.fd, 'KVM_SET_REGS', encodeRegs(regs), `vCPU ${this.id}`);
+  }
+
+  getSregs(): Sregs {
+    const bytes = new Uint8Array(SIZEOF.kvm_sregs);
+    ioctl(this.fd, 'KVM_GET_SREGS', bytes, `vCPU ${this.id}`);
+    return decodeSregs(bytes);
+  }
+
+  setSregs(sregs: Sregs): void {
+    ioctl(this.fd, 'KVM_SET_SREGS', encodeSregs(sregs), `vCPU ${this.id}`);
+  }
+
+  getFpu(): Fpu {
+    const bytes = new Uint8Array(SIZEOF.kvm_fpu);
+    ioctl(this.fd, 'KVM_GET_FPU', bytes, `vCPU ${this.id}`);
+    return decodeFpu(bytes);
+  }
+
+  setFpu(fpu: Fpu): void {
+    ioctl(this.fd, 'KVM_SET_FPU', encodeFpu(fpu), `vCPU ${this.id}`);
+  }
+
+  /** KVM_SET_MSRS returns how many it set; anything short is an error. */
+  setMsrs(entries: readonly MsrEntry[]): void {
+    const written = ioctl(this.fd, 'KVM_SET_MSRS', encodeMsrs(entries), `vCPU ${this.id}`);
+    if (written !== entries.length) {
+      const rejected = entries[written];
+      throw new KvmError('KVM_SET_MSRS', 22 /* EINVAL */, `vCPU ${this.id}: KVM accepted ${written} of ${entries.length} MSRs; MSR 0x${rejected.index.toString(16)} was refused`);
+    }
+  }
+
+  setCpuid(entries: readonly CpuidEntry[]): void {
+    ioctl(this.fd, 'KVM_SET_CPUID2', encodeCpuid(entries), `vCPU ${this.id}`);
+  }
+
+  getLapic(): Uint8Array {
+    const bytes = new Uint8Array(SIZEOF.kvm_lapic_state);
+    ioctl(this.fd, 'KVM_GET_LAPIC', bytes, `vCPU ${this.id}`);
+    return bytes;
+  }
+
+  setLapic(bytes: Uint8Array): void {
+    ioctl(this.fd, 'KVM_SET_LAPIC', bytes, `vCPU ${this.id}`);
+  }
+
+  close(): void {
+    native().close(this.fd);
+  }
+}

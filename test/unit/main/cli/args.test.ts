@@ -1,0 +1,59 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { DEFAULT_CPUS, DEFAULT_MEM_MIB, UsageError, parseCli } from '../../../../src/main/cli/args';
+
+test('defaults', () => {
+  const options = parseCli([]);
+  assert.is(options.cpus, DEFAULT_CPUS);
+  assert.is(options.memMiB, DEFAULT_MEM_MIB);
+  assert.is(options.kernel, undefined);
+  assert.equal(options.serial, { kind: 'stdio' });
+  assert.is(options.handOff, 'spin-park');
+  assert.is(options.bootProtocol, 'auto');
+  assert.is(options.splitIrqchip, false);
+});
+
+test('every option is read', () => {
+  const options = parseCli(['--kernel', 'k', '--initrd', 'i', '--cmdline', 'a b', '--cpus', '8', '--mem', '512',
+    '--boot-protocol', 'pvh', '--split-irqchip', '--serial', 'file:/tmp/x', '--rtc-base', '2026-11-26T08:15:00',
+    '--hand-off', 'park', '--spin-limit', '50', '--stats']);
+  assert.equal(
+    { ...options },
+    {
+      help: false, version: false, kernel: 'k', initrd: 'i', cmdline: 'a b', cpus: 8, memMiB: 512,
+      bootProtocol: 'pvh', splitIrqchip: true, serial: { kind: 'file', path: '/tmp/x' },
+      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: true,
+    },
+  );
+});
+
+test('--rtc-base with an explicit zone keeps it', () => {
+  assert.is(parseCli(['--rtc-base', '2026-11-26T10:15:00+02:00']).rtcBase, Date.UTC(2026, 10, 26, 8, 15, 0));
+});
+
+const errors: Array<[string[], string]> = [
+  [['--cpus', '0'], '--cpus must be at least 1, got 0'],
+  [['--cpus', '1.5'], '--cpus takes a whole number, got "1.5"'],
+  [['--mem=-4'], '--mem takes a whole number, got "-4"'],
+  [['--mem', '-4'], "Option '--mem' argument is ambiguous. Did you forget to specify the option argument for '--mem'? To specify an option argument starting with a dash use '--mem=-XYZ'; see --help"],
+  [['--serial', 'tty'], '--serial takes stdio, null or file:PATH, got "tty"'],
+  [['--serial', 'file:'], '--serial takes stdio, null or file:PATH, got "file:"'],
+  [['--boot-protocol', 'elf'], '--boot-protocol takes linux or pvh, got "elf"'],
+  [['--hand-off', 'pigeon'], '--hand-off takes one of spin-park, park, post-message, comlink, got "pigeon"'],
+  [['--rtc-base', 'yesterday'], '--rtc-base takes an ISO-8601 time such as 2026-11-26T08:15:00, got "yesterday"'],
+  [['--cmdline', 'a\0b'], '--cmdline must not contain a NUL byte'],
+  [['stray'], "Unexpected argument 'stray'. This command does not take positional arguments; see --help"],
+];
+for (const [argv, message] of errors) {
+  test(`rejects ${argv.join(' ')}`, () => {
+    try {
+      parseCli(argv);
+      assert.unreachable('should have thrown');
+    } catch (error) {
+      assert.instance(error, UsageError);
+      assert.is((error as Error).message, message);
+    }
+  });
+}
+
+test.run();

@@ -1,0 +1,50 @@
+// KvmRunView decodes the exit fields of struct kvm_run at the offsets in
+// kvm-abi.ts; the 64-bit ones without BigInt, which must still be exact for
+// guest addresses above 4 GiB.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { EXIT, KVM_RUN } from '../../../src/shared/kvm-abi';
+import { KvmRunView } from '../../../src/shared/kvm-run';
+
+function page(): { view: KvmRunView; data: DataView } {
+  const buffer = new ArrayBuffer(2 * 4096);
+  return { view: new KvmRunView(buffer), data: new DataView(buffer) };
+}
+
+test('an I/O exit: port, direction, size, count and the data area', () => {
+  const { view, data } = page();
+  data.setUint32(KVM_RUN.exit_reason, EXIT.IO, true);
+  data.setUint8(KVM_RUN.io_direction, 1);
+  data.setUint8(KVM_RUN.io_size, 2);
+  data.setUint16(KVM_RUN.io_port, 0x3f8, true);
+  data.setUint32(KVM_RUN.io_count, 3, true);
+  data.setBigUint64(KVM_RUN.io_data_offset, 4096n, true);
+  assert.is(view.exitReason, EXIT.IO);
+  assert.is(view.ioIsWrite, true);
+  assert.is(view.ioSize, 2);
+  assert.is(view.ioPort, 0x3f8);
+  assert.is(view.ioCount, 3);
+  assert.is(view.ioDataOffset, 4096);
+  // The device thread reads each element of a port access through bytesAt.
+  const element = view.bytesAt(view.ioDataOffset + view.ioSize, view.ioSize);
+  assert.is(element.byteOffset, 4098);
+  assert.is(element.length, 2, 'one element of size bytes');
+  assert.is(view.bytesAt(4098, 2), element, 'the same view comes back for the same access');
+});
+
+test('an MMIO exit: 64-bit addresses are exact above 4 GiB', () => {
+  const { view, data } = page();
+  data.setUint32(KVM_RUN.exit_reason, EXIT.MMIO, true);
+  for (const address of [0xd000_0000n, 0xfee0_0000n, 0x1_0000_1000n, 0xff_ffff_f000n]) {
+    data.setBigUint64(KVM_RUN.mmio_phys_addr, address, true);
+    assert.is(view.mmioAddress, Number(address));
+  }
+  data.setUint32(KVM_RUN.mmio_len, 4, true);
+  data.setUint8(KVM_RUN.mmio_is_write, 0);
+  assert.is(view.mmioIsWrite, false);
+  assert.is(view.mmioData().byteOffset, KVM_RUN.mmio_data);
+  assert.is(view.mmioData().length, 4);
+});
+
+test.run();
