@@ -4,6 +4,7 @@
 
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
+import { TsvmmError } from './errors';
 
 /** What native/tsvmm_native.cc exports. Negative numbers are -errno. */
 export interface NativeAddon {
@@ -57,7 +58,7 @@ const ERRNO_NAMES = new Map<number, string>(
 );
 
 /** A failed system call or ioctl, with the errno kept as data. */
-export class KvmError extends Error {
+export class KvmError extends TsvmmError {
   readonly errno: number;
   readonly code: string;
   readonly operation: string;
@@ -65,8 +66,7 @@ export class KvmError extends Error {
   constructor(operation: string, errno: number, detail?: string) {
     const code = ERRNO_NAMES.get(errno) ?? `E${errno}`;
     const text = describeErrno(errno);
-    super(`${operation} failed: ${code} (${text})${detail ? `: ${detail}` : ''}`);
-    this.name = 'KvmError';
+    super('host', `${operation} failed: ${code} (${text})${detail ? `: ${detail}` : ''}`, { step: operation });
     this.errno = errno;
     this.code = code;
     this.operation = operation;

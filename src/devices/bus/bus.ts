@@ -3,6 +3,7 @@
 // ranges kept sorted by base.
 
 import { BusDevice } from './bus-device';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 export type BusKind = 'io' | 'mmio';
 
@@ -13,8 +14,10 @@ const MMIO_ADDRESS_LIMIT = 2 ** 52;
 /** What a read of an address nobody claims returns in every byte. */
 const UNCLAIMED_READ_BYTE = 0xff;
 
-export class BusError extends Error {
-  override name = 'BusError';
+export class BusError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('internal', message, options);
+  }
 }
 
 /** Where an address landed: the device, the base it was inserted at, and the offset from that base. */

@@ -13,6 +13,7 @@
 // board's wiring (not the model) is what inverts an active-low PCI line.
 
 import { BusDevice, InterruptLine } from '../bus/bus-device';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** Input pins (redirection entries) of the 82093AA: ISA IRQs 0-15 and PCI INTA-INTD lines. */
 export const IOAPIC_PIN_COUNT = 24;
@@ -72,8 +73,10 @@ const MSI_DATA_TRIGGER_LEVEL = 1 << 15; // bit 15: 0 edge, 1 level
 
 const VECTOR_LIMIT = 0x100;
 
-export class IoapicError extends Error {
-  override name = 'IoapicError';
+export class IoapicError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('internal', message, options);
+  }
 }
 
 /** An MSI message: a 32-bit write of `data` to `address`. */

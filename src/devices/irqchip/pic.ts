@@ -13,6 +13,7 @@
 // and the vCPU's interrupt acknowledge cycle is acknowledge().
 
 import { ByteRegisterDevice, InterruptLine } from '../bus/bus-device';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** The master's first port; each chip claims PIC_PORT_COUNT ports (command, data). */
 export const PIC_MASTER_BASE_PORT = 0x20;
@@ -87,8 +88,10 @@ const CASCADE_BIT = 1 << PIC_CASCADE_IRQ;
 export type PicInitStep = 'ready' | 'icw2' | 'icw3' | 'icw4';
 const INIT_STEPS: readonly PicInitStep[] = ['ready', 'icw2', 'icw3', 'icw4'];
 
-export class PicError extends Error {
-  override name = 'PicError';
+export class PicError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('internal', message, options);
+  }
 }
 
 export interface PicOptions {

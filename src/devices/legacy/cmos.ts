@@ -4,6 +4,7 @@
 // register, so there is no update cycle and UIP is never set.
 
 import { ByteRegisterDevice } from '../bus/bus-device';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** The CMOS's first port; it claims CMOS_PORT_COUNT ports from here. */
 export const CMOS_BASE_PORT = 0x70;
@@ -63,8 +64,10 @@ const MS_PER_MINUTE = 60 * MS_PER_SECOND;
 const MS_PER_HOUR = 60 * MS_PER_MINUTE;
 const YEARS_PER_CENTURY = 100;
 
-export class CmosError extends Error {
-  override name = 'CmosError';
+export class CmosError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('internal', message, options);
+  }
 }
 
 export interface CmosOptions {

@@ -8,6 +8,7 @@
 // so the model has no wall clock and tests drive time by hand.
 
 import { ByteRegisterDevice, InterruptLine } from '../bus/bus-device';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** The PIT's first port; it claims PIT_PORT_COUNT ports from here. */
 export const PIT_BASE_PORT = 0x40;
@@ -75,8 +76,10 @@ const PORT_B_TIMER2_OUTPUT = 0b0010_0000; // read-only: channel 2's OUT
 /** A PC/AT requests DRAM refresh every 15.085 us (PIT channel 1 programmed with 18). */
 const REFRESH_PERIOD_NS = 15_085n;
 
-export class PitError extends Error {
-  override name = 'PitError';
+export class PitError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('internal', message, options);
+  }
 }
 
 /** A timer the PIT asked for; cancel() must stop the callback from running. */

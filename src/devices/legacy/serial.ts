@@ -7,6 +7,7 @@
 // transmit shift register are always empty when the guest looks.
 
 import { ByteRegisterDevice, InterruptLine } from '../bus/bus-device';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 // Register offsets from the UART's base port.
 const DATA = 0; // RBR (read) / THR (write); DLL when LCR.DLAB is set
@@ -87,8 +88,10 @@ const NON_FIFO_RECEIVE_DEPTH = 1;
 const DEFAULT_DIVISOR = 12;
 const BYTE_MASK = 0xff;
 
-export class SerialError extends Error {
-  override name = 'SerialError';
+export class SerialError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('internal', message, options);
+  }
 }
 
 export interface SerialOptions {

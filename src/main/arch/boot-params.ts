@@ -6,6 +6,7 @@
 import { GuestMemory, hex } from './guest-memory';
 import { ZERO_PAGE_SIZE, ZERO_PAGE_START } from '../layout';
 import { E820_ENTRY_SIZE, E820_MAX_ENTRIES, E820Entry } from './e820';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /**
  * Byte offsets inside struct boot_params, including its embedded struct
@@ -114,10 +115,9 @@ export interface BootParamsOptions {
   e820: readonly E820Entry[];
 }
 
-export class BootParamsError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'BootParamsError';
+export class BootParamsError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('guest-image', message, options);
   }
 }
 

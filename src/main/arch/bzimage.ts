@@ -7,6 +7,7 @@
 import { GuestMemory, hex } from './guest-memory';
 import { KERNEL_START, MMIO_GAP_START } from '../layout';
 import { BOOT_FLAG_MAGIC, BOOT_KERNEL_ALIGNMENT, HDRS_MAGIC, LOADFLAGS_LOADED_HIGH, SETUP_HEADER } from './boot-params';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** boot.rst counts the setup in 512-byte sectors. */
 const SECTOR_BYTES = 512;
@@ -77,10 +78,9 @@ export interface BzImageLoad {
   header: BzImageHeader;
 }
 
-export class BzImageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'BzImageError';
+export class BzImageError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('guest-image', message, options);
   }
 }
 

@@ -3,6 +3,7 @@
 
 import { hex } from './guest-memory';
 import { CMDLINE_START, EBDA_START } from '../layout';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /**
  * Always passed: the console is the first serial port; there are no ACPI
@@ -22,10 +23,9 @@ const FIRST_PRINTABLE = 0x20;
  */
 const LAST_PRINTABLE = 0x7e;
 
-export class CmdlineError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CmdlineError';
+export class CmdlineError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('usage', message, options);
   }
 }
 

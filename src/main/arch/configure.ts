@@ -16,14 +16,14 @@ import { writeMpTable } from './mptable';
 import { writeIdentityPageTables } from './paging';
 import { writePvhStartInfo } from './pvh';
 import { rngSeedEntry, writeSetupData } from './setup-data';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 export type BootProtocolChoice = 'auto' | 'linux' | 'pvh';
 export type KernelFormat = 'elf' | 'bzimage';
 
-export class BootConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'BootConfigError';
+export class BootConfigError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('guest-image', message, options);
   }
 }
 

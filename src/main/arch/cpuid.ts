@@ -8,6 +8,7 @@
 // Bit positions: Intel SDM Vol. 2A, CPUID instruction.
 
 import { CpuidEntry } from '../../shared/kvm-structs';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** Leaf 1 EBX[15:8]: CLFLUSH line size in 8-byte units; 8 means 64-byte lines. */
 const EBX_CLFLUSH_LINE_UNITS = 8;
@@ -61,10 +62,9 @@ export interface VcpuTopology {
   vcpuCount: number;
 }
 
-export class CpuidError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CpuidError';
+export class CpuidError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('host', message, options);
   }
 }
 

@@ -12,6 +12,7 @@
 
 import { hex } from './guest-memory';
 import { FIRST_ADDR_PAST_32BITS, HIGH_MEMORY_START, IDENTITY_MAP_ADDR, LOW_RAM_END, MMIO_GAP_START, TSS_ADDR } from '../layout';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** e820 type 1: usable RAM. */
 export const E820_RAM = 1;
@@ -30,10 +31,9 @@ export interface E820Entry {
   type: number;
 }
 
-export class E820Error extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'E820Error';
+export class E820Error extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('guest-image', message, options);
   }
 }
 

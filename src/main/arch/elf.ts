@@ -8,6 +8,7 @@
 
 import { GuestMemory, hex } from './guest-memory';
 import { HIGH_MEMORY_START } from '../layout';
+import { TsvmmError } from '../../shared/errors';
 
 /** e_ident[0..3]: 0x7f 'E' 'L' 'F'. */
 const ELF_MAGIC = [0x7f, 0x45, 0x4c, 0x46] as const;
@@ -58,10 +59,11 @@ export type ElfStep =
   | 'program-headers' | 'segment-file' | 'segment-boot-tables' | 'segment-ram'
   | 'no-load-segment' | 'entry' | 'pvh-note';
 
-export class ElfError extends Error {
-  constructor(readonly step: ElfStep, message: string) {
-    super(`ELF kernel (${step}): ${message}`);
-    this.name = 'ElfError';
+export class ElfError extends TsvmmError {
+  declare readonly step: ElfStep;
+
+  constructor(step: ElfStep, message: string) {
+    super('guest-image', `ELF kernel (${step}): ${message}`, { step });
   }
 }
 

@@ -8,6 +8,7 @@
 import { GuestMemory, hex } from './guest-memory';
 import { DescriptorTable, Segment } from '../../shared/kvm-structs';
 import { BOOT_GDT_START, BOOT_IDT_START } from '../layout';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** Each GDT/IDT slot written here is one 64-bit descriptor. */
 const DESCRIPTOR_BYTES = 8;
@@ -68,10 +69,9 @@ export const BOOT_CODE_SELECTOR = GDT_CODE_INDEX * DESCRIPTOR_BYTES; // 0x08
 export const BOOT_DATA_SELECTOR = GDT_DATA_INDEX * DESCRIPTOR_BYTES; // 0x10
 export const BOOT_TSS_SELECTOR = GDT_TSS_INDEX * DESCRIPTOR_BYTES; // 0x18
 
-export class GdtError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'GdtError';
+export class GdtError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('internal', message, options);
   }
 }
 

@@ -3,6 +3,8 @@
 // tests, a plain ArrayBuffer). Boot-table builders and loaders write through
 // this and never see KVM.
 
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
+
 export interface MemoryRegion {
   /** Guest-physical address of the first byte. */
   readonly guestAddress: number;
@@ -10,10 +12,9 @@ export interface MemoryRegion {
   readonly bytes: Uint8Array;
 }
 
-export class GuestMemoryError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'GuestMemoryError';
+export class GuestMemoryError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('guest-image', message, options);
   }
 }
 

@@ -6,6 +6,7 @@
 
 import { GuestMemory, hex } from './guest-memory';
 import { MMIO_GAP_START } from '../layout';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** The initrd starts on a page boundary (the kernel frees it page by page after unpacking). */
 const PAGE_SIZE = 0x1000;
@@ -22,10 +23,9 @@ export interface InitrdPlacementOptions {
   memoryLayout: ReadonlyArray<{ guestAddress: number; size: number }>;
 }
 
-export class InitrdError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'InitrdError';
+export class InitrdError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('guest-image', message, options);
   }
 }
 

@@ -5,6 +5,8 @@
 // (KVM_GET_LAPIC / KVM_SET_LAPIC), as crosvm's interrupts.rs set_lint.
 // Register layout: Intel SDM Vol. 3A, 11.5.1 "Local Vector Table".
 
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
+
 /** KVM_APIC_REG_SIZE: bytes in struct kvm_lapic_state. */
 export const LAPIC_STATE_BYTES = 0x400;
 /** LVT LINT0 register offset in the APIC page. */
@@ -20,10 +22,9 @@ export const DELIVERY_MODE_NMI = 0x4;
 /** Delivery mode 0b111: ExtINT, the interrupt and its vector come from an external 8259 PIC. */
 export const DELIVERY_MODE_EXTINT = 0x7;
 
-export class LocalInterruptError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'LocalInterruptError';
+export class LocalInterruptError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('internal', message, options);
   }
 }
 

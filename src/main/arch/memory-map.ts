@@ -4,6 +4,7 @@
 // devices and the LAPIC/IOAPIC pages always find the gap free.
 
 import { FIRST_ADDR_PAST_32BITS, MMIO_GAP_START } from '../layout';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** KVM memory slots and the guest's page tables work in whole 4 KiB pages. */
 const PAGE_SIZE = 0x1000;
@@ -13,10 +14,9 @@ export interface RamRegion {
   size: number;
 }
 
-export class MemoryMapError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MemoryMapError';
+export class MemoryMapError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('usage', message, options);
   }
 }
 

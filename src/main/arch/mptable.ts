@@ -7,6 +7,7 @@
 
 import { GuestMemory, hex } from './guest-memory';
 import { HIGH_MEMORY_START, IOAPIC_START, LAPIC_START, MPTABLE_START } from '../layout';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 // ---- Struct layouts: MP Spec 1.4 chapter 4, as Linux declares them in
 // arch/x86/include/asm/mpspec_def.h. Offsets in bytes.
@@ -132,10 +133,9 @@ export interface MpTablePlacement {
   end: number;
 }
 
-export class MpTableError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MpTableError';
+export class MpTableError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('usage', message, options);
   }
 }
 

@@ -6,6 +6,7 @@
 
 import { GuestMemory, hex } from './guest-memory';
 import { BOOT_IDENTITY_MAP_SIZE, PDE_START, PDPTE_START, PML4_START } from '../layout';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** Paging-structure entry bit 0: the entry maps something. */
 export const PAGE_PRESENT = 0x1n;
@@ -20,10 +21,9 @@ const LARGE_PAGE_BYTES = 2 * 1024 * 1024;
 const ENTRY_BYTES = 8;
 const TABLE_BYTES = 0x1000;
 
-export class PagingError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'PagingError';
+export class PagingError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('internal', message, options);
   }
 }
 

@@ -6,6 +6,7 @@
 
 import { GuestMemory, hex } from './guest-memory';
 import { PVH_INFO_START, PVH_MEMMAP_END, PVH_MEMMAP_START, PVH_MODLIST_START } from '../layout';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** struct hvm_start_info (start_info.h); fields from memmap_paddr on exist since version 1. */
 const START_INFO = {
@@ -48,10 +49,9 @@ export interface PvhStartInfoOptions {
   initrd?: { address: number; size: number };
 }
 
-export class PvhError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'PvhError';
+export class PvhError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('guest-image', message, options);
   }
 }
 

@@ -5,6 +5,7 @@
 
 import { GuestMemory, hex } from './guest-memory';
 import { SETUP_DATA_END, SETUP_DATA_START } from '../layout';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** setup_data type 9: a random seed the kernel mixes into its RNG early (bootparam.h). */
 export const SETUP_RNG_SEED = 9;
@@ -28,10 +29,9 @@ export interface SetupDataEntry {
   data: Uint8Array;
 }
 
-export class SetupDataError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'SetupDataError';
+export class SetupDataError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('guest-image', message, options);
   }
 }
 

@@ -3,11 +3,11 @@
 
 import { parseArgs } from 'node:util';
 import { HAND_OFF_MODES, HandOffMode } from '../../shared/vcpu-protocol';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
+export class UsageError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('usage', message, options);
   }
 }
 

@@ -12,16 +12,16 @@ import {
   decodeSregs, encodeCpuid, encodeFpu, encodeMsrs, encodeRegs, encodeSregs,
 } from '../../shared/kvm-structs';
 import { KvmError, check, native, ERRNO } from '../../shared/native';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 function ioctl(fd: number, name: IoctlName, arg?: number | bigint | Uint8Array, detail?: string): number {
   return check(name, native().ioctl(fd, IOCTL[name], arg), detail);
 }
 
 /** Raised when /dev/kvm is missing or unusable; the CLI prints it as one line. */
-export class KvmUnavailableError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'KvmUnavailableError';
+export class KvmUnavailableError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('host', message, options);
   }
 }
 

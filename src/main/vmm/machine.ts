@@ -20,13 +20,14 @@ import type { VcpuStatValues } from '../../shared/vcpu-stats';
 import { DeviceLoop, DEFAULT_DEVICE_LOOP_OPTIONS } from './device-loop';
 import { describeStop, GuestExit } from './vm-exit';
 import { GuestRam } from '../kvm/guest-ram';
-import { SerialInputQueue } from '../cli/console';
+import { SerialInputQueue } from '../board/serial-input';
 import { ExtraDevice, Platform } from '../board/board';
 import { Kvm, Vcpu, Vm } from '../kvm/kvm';
 import { VcpuThread } from './vcpu-thread';
 import { startVcpuWorker } from './vcpu-worker-start';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /**
  * Bytes for the kernel's RNG seed. node:crypto takes ~2.5 ms to load, on the
@@ -37,10 +38,9 @@ function secureRandomBytes(count: number): Uint8Array {
   return new Uint8Array(randomBytes(count));
 }
 
-export class MachineConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MachineConfigError';
+export class MachineConfigError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('usage', message, options);
   }
 }
 

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { SerialInputQueue } from '../../../../src/main/cli/console';
+import { SerialInputQueue } from '../../../../src/main/board/serial-input';
 
 /** A stand-in for COM1's receive FIFO: takes at most `room` bytes per offer. */
 function fifo(room: number) {
