@@ -58,12 +58,43 @@ On a terminal, Ctrl-A then x quits. Exit status: 0 when the guest resets or powe
 off, 2 for bad arguments, 3 for a triple fault, 4 for an internal KVM error,
 5 for any other fatal guest event, 1 for a tsvmm failure, 130 on SIGINT.`;
 
-function positiveInteger(name: string, text: string | undefined, fallback: number): number {
+/** The most loads --spin-limit may ask for: about 10 ms of spinning per exit, far past any useful budget. */
+export const MAX_SPIN_LIMIT = 10_000_000;
+/** Years the CMOS RTC shows (BCD year and century registers) and guests read without wrapping. */
+export const RTC_FIRST_YEAR = 1970;
+export const RTC_LAST_YEAR = 9999;
+
+function positiveInteger(name: string, text: string | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   if (text === undefined) return fallback;
   if (!/^\d+$/.test(text)) throw new UsageError(`--${name} takes a whole number, got "${text}"`);
   const value = Number(text);
   if (value < 1) throw new UsageError(`--${name} must be at least 1, got ${text}`);
+  if (value > max) throw new UsageError(`--${name} must be at most ${max}, got ${text}`);
   return value;
+}
+
+const RTC_BASE_FORMAT = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,3})?)?)?(Z|z|[+-]\d{2}:\d{2})?$/;
+
+/** --rtc-base: a strict ISO-8601 date or date-time (UTC unless a zone is given) whose fields exist as written. */
+function parseRtcBase(text: string): number {
+  const example = 'such as 2026-11-26T08:15:00';
+  const match = RTC_BASE_FORMAT.exec(text);
+  if (!match) throw new UsageError(`--rtc-base takes an ISO-8601 time ${example}, got "${text}"`);
+  const [year, month, day, hour = 0, minute = 0, second = 0] = match.slice(1, 7).map((field) => Number(field ?? 0));
+  const fields = new Date(Date.UTC(2000, 0, 1));
+  fields.setUTCFullYear(year, month - 1, day);
+  fields.setUTCHours(hour, minute, second);
+  if (fields.getUTCFullYear() !== year || fields.getUTCMonth() !== month - 1 || fields.getUTCDate() !== day
+    || fields.getUTCHours() !== hour || fields.getUTCMinutes() !== minute || fields.getUTCSeconds() !== second) {
+    throw new UsageError(`--rtc-base: "${text}" is not a date and time that exists; give one ${example}`);
+  }
+  if (year < RTC_FIRST_YEAR || year > RTC_LAST_YEAR) {
+    throw new UsageError(`--rtc-base must be in the years ${RTC_FIRST_YEAR} to ${RTC_LAST_YEAR} (what the RTC shows), got "${text}"`);
+  }
+  const zone = match[7];
+  const time = Date.parse(`${text.replace(' ', 'T')}${zone ? '' : 'Z'}`);
+  if (Number.isNaN(time)) throw new UsageError(`--rtc-base takes an ISO-8601 time ${example}, got "${text}"`);
+  return time;
 }
 
 function parseSerial(text: string | undefined): SerialSink {
@@ -80,6 +111,7 @@ export function parseCli(argv: string[]): CliOptions {
       args: argv,
       strict: true,
       allowPositionals: false,
+      tokens: true,
       options: {
         kernel: { type: 'string' },
         initrd: { type: 'string' },
@@ -103,6 +135,13 @@ export function parseCli(argv: string[]): CliOptions {
     throw new UsageError(`${text}; see --help`);
   }
   const values = parsed.values;
+  const seen = new Set<string>();
+  for (const token of parsed.tokens ?? []) {
+    if (token.kind !== 'option') continue;
+    if (seen.has(token.name)) throw new UsageError(`--${token.name} is given more than once; give it once`);
+    seen.add(token.name);
+    if (token.value === '') throw new UsageError(`--${token.name} needs a value, got an empty one`);
+  }
   const bootProtocol = values['boot-protocol'] ?? 'auto';
   if (bootProtocol !== 'auto' && bootProtocol !== 'linux' && bootProtocol !== 'pvh') {
     throw new UsageError(`--boot-protocol takes linux or pvh, got "${bootProtocol}"`);
@@ -113,9 +152,7 @@ export function parseCli(argv: string[]): CliOptions {
   }
   let rtcBase: number | undefined;
   if (values['rtc-base'] !== undefined) {
-    const text = values['rtc-base'];
-    rtcBase = Date.parse(/[zZ]|[+-]\d\d:\d\d$/.test(text) ? text : `${text}Z`);
-    if (Number.isNaN(rtcBase)) throw new UsageError(`--rtc-base takes an ISO-8601 time such as 2026-11-26T08:15:00, got "${text}"`);
+    rtcBase = parseRtcBase(values['rtc-base']);
   }
   if (values.cmdline !== undefined && values.cmdline.includes('\0')) {
     throw new UsageError('--cmdline must not contain a NUL byte');
@@ -132,7 +169,7 @@ export function parseCli(argv: string[]): CliOptions {
     splitIrqchip: values['split-irqchip'] ?? false,
     serial: parseSerial(values.serial),
     handOff: handOff as HandOffMode,
-    spinLimit: values['spin-limit'] === undefined ? undefined : positiveInteger('spin-limit', values['spin-limit'], 0),
+    spinLimit: values['spin-limit'] === undefined ? undefined : positiveInteger('spin-limit', values['spin-limit'], 0, MAX_SPIN_LIMIT),
     rtcBase,
     stats: values.stats ?? false,
   };

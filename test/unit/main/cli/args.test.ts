@@ -31,6 +31,17 @@ test('--rtc-base with an explicit zone keeps it', () => {
   assert.is(parseCli(['--rtc-base', '2026-11-26T10:15:00+02:00']).rtcBase, Date.UTC(2026, 10, 26, 8, 15, 0));
 });
 
+test('--rtc-base: a date alone, fractions of a second and a zone are accepted', () => {
+  assert.is(parseCli(['--rtc-base', '2026-02-28']).rtcBase, Date.UTC(2026, 1, 28));
+  assert.is(parseCli(['--rtc-base', '2024-02-29T23:59:59.5']).rtcBase, Date.UTC(2024, 1, 29, 23, 59, 59, 500));
+  assert.is(parseCli(['--rtc-base', '2026-11-26T08:15Z']).rtcBase, Date.UTC(2026, 10, 26, 8, 15));
+  assert.is(parseCli(['--rtc-base', '9999-12-31T00:00:00']).rtcBase, Date.UTC(9999, 11, 31));
+});
+
+test('--spin-limit up to its maximum', () => {
+  assert.is(parseCli(['--spin-limit', '10000000']).spinLimit, 10_000_000);
+});
+
 const errors: Array<[string[], string]> = [
   [['--cpus', '0'], '--cpus must be at least 1, got 0'],
   [['--cpus', '1.5'], '--cpus takes a whole number, got "1.5"'],
@@ -42,6 +53,21 @@ const errors: Array<[string[], string]> = [
   [['--hand-off', 'pigeon'], '--hand-off takes one of spin-park, park, post-message, comlink, got "pigeon"'],
   [['--rtc-base', 'yesterday'], '--rtc-base takes an ISO-8601 time such as 2026-11-26T08:15:00, got "yesterday"'],
   [['--cmdline', 'a\0b'], '--cmdline must not contain a NUL byte'],
+  [['--initrd', ''], '--initrd needs a value, got an empty one'],
+  [['--initrd='], '--initrd needs a value, got an empty one'],
+  [['--cmdline='], '--cmdline needs a value, got an empty one'],
+  [['--kernel='], '--kernel needs a value, got an empty one'],
+  [['--cpus', '1', '--cpus', '2'], '--cpus is given more than once; give it once'],
+  [['--kernel=a', '--kernel', 'b'], '--kernel is given more than once; give it once'],
+  [['--stats', '--stats'], '--stats is given more than once; give it once'],
+  [['--rtc-base', '0'], '--rtc-base takes an ISO-8601 time such as 2026-11-26T08:15:00, got "0"'],
+  [['--rtc-base', '1.5'], '--rtc-base takes an ISO-8601 time such as 2026-11-26T08:15:00, got "1.5"'],
+  [['--rtc-base', '2026-02-30'], '--rtc-base: "2026-02-30" is not a date and time that exists; give one such as 2026-11-26T08:15:00'],
+  [['--rtc-base', '2026-01-01T24:00:00'], '--rtc-base: "2026-01-01T24:00:00" is not a date and time that exists; give one such as 2026-11-26T08:15:00'],
+  [['--rtc-base', '+275760-09-13T00:00:00'], '--rtc-base takes an ISO-8601 time such as 2026-11-26T08:15:00, got "+275760-09-13T00:00:00"'],
+  [['--rtc-base', '1969-12-31T23:59:59'], '--rtc-base must be in the years 1970 to 9999 (what the RTC shows), got "1969-12-31T23:59:59"'],
+  [['--spin-limit', '1e20'], '--spin-limit takes a whole number, got "1e20"'],
+  [['--spin-limit', '100000000000000000000'], '--spin-limit must be at most 10000000, got 100000000000000000000'],
   [['stray'], "Unexpected argument 'stray'. This command does not take positional arguments; see --help"],
 ];
 for (const [argv, message] of errors) {
