@@ -74,7 +74,7 @@ export function configureSystem(
   else bz = loadBzImage(options.kernel, memory);
   const loaded = elf ?? bz!;
 
-  const protocol = chooseProtocol(options.protocol, format, elf?.pvhEntry);
+  const protocol = chooseProtocol(options.protocol, format, elf?.pvhEntry, elf?.elfClass);
 
   const capacity = commandLineCapacity(loaded.kernelStart, bz?.header.cmdlineSize);
   const commandLineBytes = buildCommandLine(options.cmdline, capacity);
@@ -127,13 +127,18 @@ export function configureSystem(
   };
 }
 
-function chooseProtocol(choice: BootProtocolChoice, format: KernelFormat, pvhEntry: number | undefined): 'linux' | 'pvh' {
+function chooseProtocol(choice: BootProtocolChoice, format: KernelFormat, pvhEntry: number | undefined, elfClass?: 32 | 64): 'linux' | 'pvh' {
   if (choice === 'pvh') {
     if (format !== 'elf' || pvhEntry === undefined) {
       throw new BootConfigError('--boot-protocol pvh needs an ELF kernel with a XEN_ELFNOTE_PHYS32_ENTRY note; this kernel has none: use --boot-protocol linux');
     }
     return 'pvh';
   }
-  if (choice === 'linux') return 'linux';
+  if (choice === 'linux') {
+    if (elfClass === 32) {
+      throw new BootConfigError('--boot-protocol linux needs a 64-bit kernel; this ELF32 kernel boots only through its PVH entry: drop --boot-protocol or use pvh');
+    }
+    return 'linux';
+  }
   return pvhEntry !== undefined ? 'pvh' : 'linux';
 }

@@ -1,5 +1,5 @@
 // Loads an uncompressed x86_64 kernel (vmlinux, or any ELF64 image linked
-// at physical addresses) into guest memory: each PT_LOAD segment goes to its
+// at physical addresses, or an ELF32 one with a PVH note) into guest memory: each PT_LOAD segment goes to its
 // p_paddr, and PT_NOTE segments are searched for the Xen PVH entry note.
 // The whole image is validated before a single byte is copied, so a bad
 // image never leaves a half-written guest. Format: System V gABI "ELF-64
@@ -14,41 +14,58 @@ import { TsvmmError } from '../../shared/errors';
 const ELF_MAGIC = [0x7f, 0x45, 0x4c, 0x46] as const;
 /** e_ident offsets and the values accepted there. */
 const EI_CLASS = 4;
+const ELFCLASS32 = 1;
 const ELFCLASS64 = 2;
 const EI_DATA = 5;
 const ELFDATA2LSB = 1;
 /** Bytes of e_ident. */
 const EI_NIDENT = 16;
-/** e_machine value for AMD64 / Intel 64. */
+/** e_machine values: AMD64 / Intel 64, and i386 (an ELF32 PVH kernel, which QEMU also accepts). */
 const EM_X86_64 = 62;
+const EM_386 = 3;
 
-/** Elf64_Ehdr size and the offsets of the fields read here. */
-const EHDR_BYTES = 64;
+/**
+ * The header and program-header layouts of the two ELF classes (gABI): the
+ * sizes and the offsets of the fields read here. ELF32 kernels are accepted
+ * only with a PVH note: their one way in is the 32-bit PVH entry.
+ */
+interface ElfLayout {
+  bits: 32 | 64;
+  ehdrBytes: number;
+  entry: number;
+  phoff: number;
+  phentsize: number;
+  phnum: number;
+  phdrBytes: number;
+  pType: number;
+  pOffset: number;
+  pPaddr: number;
+  pFilesz: number;
+  pMemsz: number;
+  pAlign: number;
+}
+
+const ELF64: ElfLayout = {
+  bits: 64, ehdrBytes: 64, entry: 24, phoff: 32, phentsize: 54, phnum: 56,
+  phdrBytes: 56, pType: 0, pOffset: 8, pPaddr: 24, pFilesz: 32, pMemsz: 40, pAlign: 48,
+};
+const ELF32: ElfLayout = {
+  bits: 32, ehdrBytes: 52, entry: 24, phoff: 28, phentsize: 42, phnum: 44,
+  phdrBytes: 32, pType: 0, pOffset: 4, pPaddr: 12, pFilesz: 16, pMemsz: 20, pAlign: 28,
+};
 const E_MACHINE = 18;
-const E_ENTRY = 24;
-const E_PHOFF = 32;
-const E_PHENTSIZE = 54;
-const E_PHNUM = 56;
 
-/** Elf64_Phdr size and field offsets. */
-const PHDR_BYTES = 56;
-const P_TYPE = 0;
-const P_OFFSET = 8;
-const P_PADDR = 24;
-const P_FILESZ = 32;
-const P_MEMSZ = 40;
-const P_ALIGN = 48;
 /** Program header types used here. */
 const PT_LOAD = 1;
 const PT_NOTE = 4;
 
-/** Elf64_Nhdr: n_namesz, n_descsz, n_type (32 bits each). */
+/** Elf64_Nhdr and Elf32_Nhdr alike: n_namesz, n_descsz, n_type (32 bits each). */
 const NHDR_BYTES = 12;
 /** Note name and descriptor are padded to 4 bytes, or to 8 when the segment says p_align = 8. */
 const NOTE_ALIGN_DEFAULT = 4;
 const NOTE_ALIGN_WIDE = 8;
 /** The PVH note: owner "Xen" with its NUL, type XEN_ELFNOTE_PHYS32_ENTRY. */
-const XEN_NOTE_NAME = 'Xen\0';
+const XEN_NOTE_NAME = [0x58, 0x65, 0x6e, 0x00] as const; // "Xen\0"
 const XEN_ELFNOTE_PHYS32_ENTRY = 18;
 /** The PVH entry is a 32-bit physical address. */
 const MAX_PHYS32 = 0xffff_ffff;
@@ -57,7 +74,7 @@ const MAX_PHYS32 = 0xffff_ffff;
 export type ElfStep =
   | 'magic' | 'class' | 'endianness' | 'machine' | 'header'
   | 'program-headers' | 'segment-file' | 'segment-boot-tables' | 'segment-ram'
-  | 'no-load-segment' | 'entry' | 'pvh-note';
+  | 'no-load-segment' | 'entry' | 'pvh-note' | 'elf32-without-pvh';
 
 export class ElfError extends TsvmmError {
   declare readonly step: ElfStep;
@@ -68,7 +85,9 @@ export class ElfError extends TsvmmError {
 }
 
 export interface ElfLoadResult {
-  /** e_entry: where a 64-bit Linux boot starts (physical, identity-mapped). */
+  /** 64 for ELF64; 32 for an ELF32 kernel, which boots only through its PVH entry. */
+  elfClass: 32 | 64;
+  /** e_entry: where a 64-bit Linux boot starts (physical, identity-mapped); for ELF32, informational. */
   entry: number;
   /** Lowest guest-physical address a PT_LOAD segment occupies. */
   kernelStart: number;
@@ -94,30 +113,38 @@ function align(value: number, to: number): number {
   return Math.ceil(value / to) * to;
 }
 
-function checkIdentity(image: Uint8Array): void {
+function checkIdentity(image: Uint8Array): ElfLayout {
   if (image.length < ELF_MAGIC.length || ELF_MAGIC.some((byte, i) => image[i] !== byte)) {
     throw new ElfError('magic', 'the image does not start with 0x7f "ELF"; pass an uncompressed vmlinux (a bzImage needs the bzImage loader)');
   }
   if (image.length < EI_NIDENT) {
     throw new ElfError('header', `the image is ${image.length} bytes, shorter than the ${EI_NIDENT}-byte ELF identification`);
   }
-  if (image[EI_CLASS] !== ELFCLASS64) {
-    throw new ElfError('class', `EI_CLASS is ${image[EI_CLASS]}, not ELFCLASS64 (${ELFCLASS64}); build a 64-bit (x86_64) kernel`);
+  if (image[EI_CLASS] !== ELFCLASS64 && image[EI_CLASS] !== ELFCLASS32) {
+    throw new ElfError('class', `EI_CLASS is ${image[EI_CLASS]}, neither ELFCLASS64 (${ELFCLASS64}) nor ELFCLASS32 (${ELFCLASS32}); build an x86_64 kernel (or a 32-bit PVH one)`);
   }
   if (image[EI_DATA] !== ELFDATA2LSB) {
-    throw new ElfError('endianness', `EI_DATA is ${image[EI_DATA]}, not little-endian (${ELFDATA2LSB}); x86_64 kernels are little-endian`);
+    throw new ElfError('endianness', `EI_DATA is ${image[EI_DATA]}, not little-endian (${ELFDATA2LSB}); x86 kernels are little-endian`);
   }
-  if (image.length < EHDR_BYTES) {
-    throw new ElfError('header', `the image is ${image.length} bytes, shorter than the ${EHDR_BYTES}-byte ELF64 header; the file is truncated`);
+  const layout = image[EI_CLASS] === ELFCLASS64 ? ELF64 : ELF32;
+  if (image.length < layout.ehdrBytes) {
+    throw new ElfError('header', `the image is ${image.length} bytes, shorter than the ${layout.ehdrBytes}-byte ELF${layout.bits} header; the file is truncated`);
   }
+  return layout;
 }
 
-function readProgramHeaders(image: Uint8Array, view: DataView): { loads: LoadSegment[]; pvhEntry?: number } {
-  const phentsize = view.getUint16(E_PHENTSIZE, true);
-  const phnum = view.getUint16(E_PHNUM, true);
-  const phoff = safeNumber(view.getBigUint64(E_PHOFF, true), 'program-headers', 'e_phoff');
+/** A field of the header or a program header: 4 bytes in ELF32, 8 in ELF64. */
+function word(view: DataView, layout: ElfLayout, at: number): bigint {
+  return layout.bits === 64 ? view.getBigUint64(at, true) : BigInt(view.getUint32(at, true));
+}
+
+function readProgramHeaders(image: Uint8Array, view: DataView, layout: ElfLayout): { loads: LoadSegment[]; pvhEntry?: number } {
+  const PHDR_BYTES = layout.phdrBytes;
+  const phentsize = view.getUint16(layout.phentsize, true);
+  const phnum = view.getUint16(layout.phnum, true);
+  const phoff = safeNumber(word(view, layout, layout.phoff), 'program-headers', 'e_phoff');
   if (phnum > 0 && phentsize !== PHDR_BYTES) {
-    throw new ElfError('program-headers', `e_phentsize is ${phentsize}, not the ${PHDR_BYTES} bytes of an Elf64_Phdr`);
+    throw new ElfError('program-headers', `e_phentsize is ${phentsize}, not the ${PHDR_BYTES} bytes of an Elf${layout.bits}_Phdr`);
   }
   if (phoff + phnum * PHDR_BYTES > image.length) {
     throw new ElfError('program-headers', `${phnum} program headers at ${hex(phoff)} run past the end of the ${image.length}-byte file; the file is truncated`);
@@ -127,20 +154,20 @@ function readProgramHeaders(image: Uint8Array, view: DataView): { loads: LoadSeg
   let pvhEntry: number | undefined;
   for (let i = 0; i < phnum; i++) {
     const at = phoff + i * PHDR_BYTES;
-    const type = view.getUint32(at + P_TYPE, true);
+    const type = view.getUint32(at + layout.pType, true);
     if (type !== PT_LOAD && type !== PT_NOTE) continue;
-    const fileOffset = safeNumber(view.getBigUint64(at + P_OFFSET, true), 'segment-file', `segment ${i} p_offset`);
-    const fileSize = safeNumber(view.getBigUint64(at + P_FILESZ, true), 'segment-file', `segment ${i} p_filesz`);
+    const fileOffset = safeNumber(word(view, layout, at + layout.pOffset), 'segment-file', `segment ${i} p_offset`);
+    const fileSize = safeNumber(word(view, layout, at + layout.pFilesz), 'segment-file', `segment ${i} p_filesz`);
     if (fileOffset + fileSize > image.length) {
       throw new ElfError('segment-file', `segment ${i} (file bytes ${hex(fileOffset)}..${hex(fileOffset + fileSize)}) runs past the end of the ${image.length}-byte file; the file is truncated`);
     }
     if (type === PT_NOTE) {
-      const alignment = view.getBigUint64(at + P_ALIGN, true) === BigInt(NOTE_ALIGN_WIDE) ? NOTE_ALIGN_WIDE : NOTE_ALIGN_DEFAULT;
+      const alignment = word(view, layout, at + layout.pAlign) === BigInt(NOTE_ALIGN_WIDE) ? NOTE_ALIGN_WIDE : NOTE_ALIGN_DEFAULT;
       pvhEntry ??= findPvhEntry(image, view, fileOffset, fileSize, alignment);
       continue;
     }
-    const guestAddress = safeNumber(view.getBigUint64(at + P_PADDR, true), 'segment-ram', `segment ${i} p_paddr`);
-    const memorySize = safeNumber(view.getBigUint64(at + P_MEMSZ, true), 'segment-ram', `segment ${i} p_memsz`);
+    const guestAddress = safeNumber(word(view, layout, at + layout.pPaddr), 'segment-ram', `segment ${i} p_paddr`);
+    const memorySize = safeNumber(word(view, layout, at + layout.pMemsz), 'segment-ram', `segment ${i} p_memsz`);
     if (fileSize > memorySize) {
       throw new ElfError('segment-file', `segment ${i} has p_filesz ${hex(fileSize)} larger than p_memsz ${hex(memorySize)}; the image is malformed`);
     }
@@ -162,8 +189,9 @@ function findPvhEntry(image: Uint8Array, view: DataView, start: number, size: nu
     if (descAt + descSize > end) {
       throw new ElfError('pvh-note', `the note at file offset ${hex(at)} runs past the end of its PT_NOTE segment (${hex(end)}); the image is malformed`);
     }
-    const name = String.fromCharCode(...image.subarray(nameAt, nameAt + nameSize));
-    if (name === XEN_NOTE_NAME && type === XEN_ELFNOTE_PHYS32_ENTRY) return readPvhEntry(view, descAt, descSize);
+    // Compared byte by byte: a name can be as long as the segment (never spread it into a call).
+    const isXen = nameSize === XEN_NOTE_NAME.length && XEN_NOTE_NAME.every((byte, i) => image[nameAt + i] === byte);
+    if (isXen && type === XEN_ELFNOTE_PHYS32_ENTRY) return readPvhEntry(view, descAt, descSize);
     at = descAt + align(descSize, alignment);
   }
   return undefined;
@@ -192,7 +220,8 @@ function checkPlacement(loads: readonly LoadSegment[], mem: GuestMemory): void {
 }
 
 /**
- * Validates `image` as an ELF64 little-endian x86_64 executable, then copies
+ * Validates `image` as an ELF64 little-endian x86_64 executable (or an
+ * ELF32 one with a PVH note, which can boot only through PVH), then copies
  * each PT_LOAD segment to its p_paddr in `mem`, zeroing the p_memsz -
  * p_filesz tail (the bss). Returns the entry point, the loaded range and,
  * when a PT_NOTE holds a Xen XEN_ELFNOTE_PHYS32_ENTRY note, the PVH entry.
@@ -201,19 +230,22 @@ function checkPlacement(loads: readonly LoadSegment[], mem: GuestMemory): void {
  * below HIGH_MEMORY_START.
  */
 export function loadElf(image: Uint8Array, mem: GuestMemory): ElfLoadResult {
-  checkIdentity(image);
+  const layout = checkIdentity(image);
   const view = new DataView(image.buffer, image.byteOffset, image.byteLength);
   const machine = view.getUint16(E_MACHINE, true);
-  if (machine !== EM_X86_64) {
-    throw new ElfError('machine', `e_machine is ${machine}, not EM_X86_64 (${EM_X86_64}); pass a kernel built for x86_64`);
+  if (machine !== EM_X86_64 && !(layout.bits === 32 && machine === EM_386)) {
+    throw new ElfError('machine', `e_machine is ${machine}, not EM_X86_64 (${EM_X86_64})${layout.bits === 32 ? ` or EM_386 (${EM_386})` : ''}; pass a kernel built for x86_64`);
   }
-  const { loads, pvhEntry } = readProgramHeaders(image, view);
+  const { loads, pvhEntry } = readProgramHeaders(image, view, layout);
+  if (layout.bits === 32 && pvhEntry === undefined) {
+    throw new ElfError('elf32-without-pvh', 'this is a 32-bit ELF without a XEN_ELFNOTE_PHYS32_ENTRY note; tsvmm boots an ELF32 kernel only through its PVH entry: build a 64-bit kernel or one with CONFIG_PVH');
+  }
   if (loads.length === 0) {
     throw new ElfError('no-load-segment', 'the image has no PT_LOAD segment, so there is nothing to load; pass a linked executable (vmlinux)');
   }
   checkPlacement(loads, mem);
-  const entry = safeNumber(view.getBigUint64(E_ENTRY, true), 'entry', 'e_entry');
-  if (!loads.some((s) => entry >= s.guestAddress && entry < s.guestAddress + s.memorySize)) {
+  const entry = safeNumber(word(view, layout, layout.entry), 'entry', 'e_entry');
+  if (layout.bits === 64 && !loads.some((s) => entry >= s.guestAddress && entry < s.guestAddress + s.memorySize)) {
     throw new ElfError('entry', `e_entry ${hex(entry)} is not inside any load segment; the kernel must be linked with a physical entry point (vmlinux uses phys_startup_64)`);
   }
 
@@ -222,6 +254,7 @@ export function loadElf(image: Uint8Array, mem: GuestMemory): ElfLoadResult {
     mem.fill(guestAddress + fileSize, memorySize - fileSize, 0);
   }
   return {
+    elfClass: layout.bits,
     entry,
     kernelStart: Math.min(...loads.map((s) => s.guestAddress)),
     kernelEnd: Math.max(...loads.map((s) => s.guestAddress + s.memorySize)),

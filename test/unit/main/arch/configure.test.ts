@@ -8,7 +8,7 @@ import { CMDLINE_START, MPTABLE_START, PML4_START, PVH_INFO_START, ZERO_PAGE_STA
 import { guestMemoryLayout } from '../../../../src/main/arch/memory-map';
 import { GuestMemory } from '../../../../src/main/arch/guest-memory';
 import { fakeBzImage } from '../../../fixtures/fake-bzimage';
-import { PT_LOAD, PT_NOTE, SegmentSpec, buildElf, note, u32le } from '../../../fixtures/elf-image';
+import { PT_LOAD, PT_NOTE, SegmentSpec, buildElf, buildElf32, note, u32le } from '../../../fixtures/elf-image';
 
 const MIB = 1024 * 1024;
 const CODE = new Uint8Array(0x100).fill(0x90);
@@ -81,6 +81,20 @@ test('an initrd lands page-aligned above the kernel and is in the zero page', ()
   assert.is(memory.readU32(ZERO_PAGE_START + 0x218), plan.initrd!.address, 'ramdisk_image');
   assert.is(memory.readU32(ZERO_PAGE_START + 0x21c), 5000, 'ramdisk_size');
   assert.equal(Array.from(memory.read(plan.initrd!.address, 2)), [0xab, 0xab]);
+});
+
+test('an ELF32 PVH kernel boots through PVH; --boot-protocol linux is refused for it', () => {
+  const kernel = buildElf32({
+    entry: 0x100000,
+    segments: [{ type: PT_LOAD, paddr: 0x100000, data: CODE }, { type: PT_NOTE, data: note('Xen\0', 18, u32le(0x100040)) }],
+  });
+  const { layout, memory } = machine(128);
+  const plan = configureSystem(memory, layout, options(kernel));
+  assert.is(plan.protocol, 'pvh');
+  assert.is(plan.entry, 0x100040);
+  assert.is(configureSystem(memory, layout, options(kernel, 'pvh')).protocol, 'pvh');
+  assert.throws(() => configureSystem(memory, layout, options(kernel, 'linux')), (error: unknown) =>
+    error instanceof BootConfigError && /this ELF32 kernel boots only through its PVH entry/.test(error.message));
 });
 
 test.run();

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GuestMemory } from '../../../../src/main/arch/guest-memory';
 import { ElfError, loadElf } from '../../../../src/main/arch/elf';
-import { PT_LOAD, PT_NOTE, buildElf, concat, note, u32le } from '../../../fixtures/elf-image';
+import { PT_LOAD, PT_NOTE, buildElf, buildElf32, concat, note, u32le } from '../../../fixtures/elf-image';
 
 const MiB = 1024 * 1024;
 /** XEN_ELFNOTE_PHYS32_ENTRY from xen/include/public/elfnote.h. */
@@ -43,7 +43,7 @@ function kernel(overrides: Partial<Parameters<typeof buildElf>[0]> = {}): Uint8A
 test('loads PT_LOAD segments at p_paddr, zeroes the bss tail, reports the range', () => {
   const mem = guestRam();
   const result = loadElf(kernel(), mem);
-  assert.equal(result, { entry: 0x100_0000, kernelStart: 0x100_0000, kernelEnd: 0x120_0008 });
+  assert.equal(result, { elfClass: 64, entry: 0x100_0000, kernelStart: 0x100_0000, kernelEnd: 0x120_0008 });
   assert.equal([...mem.read(0x100_0000, 16)], [...TEXT]);
   assert.equal([...mem.read(0x100_0010, 0x30)], new Array(0x30).fill(0), 'p_memsz - p_filesz zeroed');
   assert.is(mem.readU8(0x100_0040), 0xaa, 'nothing written past p_memsz');
@@ -65,7 +65,7 @@ test('finds the Xen PHYS32_ENTRY note after other notes in a PT_NOTE segment', (
       { type: PT_NOTE, data: notes },
     ],
   });
-  assert.equal(loadElf(image, guestRam()), { entry: 0x100_0000, kernelStart: 0x100_0000, kernelEnd: 0x100_0010, pvhEntry: 0x100_0123 });
+  assert.equal(loadElf(image, guestRam()), { elfClass: 64, entry: 0x100_0000, kernelStart: 0x100_0000, kernelEnd: 0x100_0010, pvhEntry: 0x100_0123 });
 });
 
 test('reads notes padded to 8 bytes when the PT_NOTE says p_align = 8', () => {
@@ -93,7 +93,7 @@ test('header errors: magic, class, endianness, machine, truncation', () => {
   badMagic[1] = 0x45 + 1;
   assert.is(stepOf(() => loadElf(badMagic, mem)), 'magic');
   assert.is(stepOf(() => loadElf(new Uint8Array(2), mem)), 'magic');
-  assert.is(stepOf(() => loadElf(kernel({ elfClass: 1 }), mem)), 'class');
+  assert.is(stepOf(() => loadElf(kernel({ elfClass: 3 }), mem)), 'class');
   assert.is(stepOf(() => loadElf(kernel({ endianness: 2 }), mem)), 'endianness');
   assert.is(stepOf(() => loadElf(kernel({ machine: 3 /* EM_386 */ }), mem)), 'machine');
   assert.is(stepOf(() => loadElf(good.subarray(0, 40), mem)), 'header');
@@ -147,6 +147,38 @@ test('ElfError messages name the step', () => {
     assert.instance(error, ElfError);
     assert.match((error as Error).message, /^ELF kernel \(magic\): .*vmlinux/);
   }
+});
+
+test('an ELF32 kernel with the PVH note loads (QEMU boots these with -kernel); its 32-bit fields are read', () => {
+  const mem = guestRam();
+  const image = buildElf32({
+    entry: 0x100_0000,
+    segments: [
+      { type: PT_LOAD, paddr: 0x100_0000, data: TEXT, memsz: 0x40 },
+      { type: PT_NOTE, data: concat(note('GNU\0', NT_GNU_BUILD_ID, new Uint8Array(20)), note('Xen\0', XEN_ELFNOTE_PHYS32_ENTRY, u32le(0x100_0004))) },
+    ],
+  });
+  assert.equal(loadElf(image, mem), { elfClass: 32, entry: 0x100_0000, kernelStart: 0x100_0000, kernelEnd: 0x100_0040, pvhEntry: 0x100_0004 });
+  assert.equal([...mem.read(0x100_0000, 16)], [...TEXT]);
+  assert.equal([...mem.read(0x100_0010, 0x30)], new Array(0x30).fill(0), 'bss zeroed');
+});
+
+test('an ELF32 kernel without the PVH note is refused: it has no other way in', () => {
+  const image = buildElf32({ entry: 0x100_0000, segments: [{ type: PT_LOAD, paddr: 0x100_0000, data: TEXT }] });
+  assert.is(stepOf(() => loadElf(image, guestRam())), 'elf32-without-pvh');
+  assert.throws(() => loadElf(image, guestRam()), /32-bit ELF without a XEN_ELFNOTE_PHYS32_ENTRY note/);
+});
+
+test('an ELF32 kernel for another machine is refused', () => {
+  const image = buildElf32({ entry: 0x100_0000, machine: 40 /* EM_ARM */, segments: [{ type: PT_LOAD, paddr: 0x100_0000, data: TEXT }] });
+  assert.is(stepOf(() => loadElf(image, guestRam())), 'machine');
+});
+
+test('a note with a 300 KB name is skipped without exhausting the stack', () => {
+  const longName = 'N'.repeat(300_000);
+  const notes = concat(note(longName, 1, u32le(1)), note('Xen\0', XEN_ELFNOTE_PHYS32_ENTRY, u32le(0x100_0008)));
+  const image = buildElf({ entry: 0x100_0000, segments: [{ type: PT_LOAD, paddr: 0x100_0000, data: TEXT }, { type: PT_NOTE, data: notes }] });
+  assert.is(loadElf(image, guestRam()).pvhEntry, 0x100_0008);
 });
 
 test.run();
