@@ -5,7 +5,7 @@
 // crosvm does, or at pref_address for a kernel that cannot be relocated.
 
 import { GuestMemory, hex } from './guest-memory';
-import { KERNEL_START, MMIO_GAP_START } from '../layout';
+import { HIGH_MEMORY_START, KERNEL_START, MMIO_GAP_START } from '../layout';
 import { BOOT_FLAG_MAGIC, BOOT_KERNEL_ALIGNMENT, HDRS_MAGIC, LOADFLAGS_LOADED_HIGH, SETUP_HEADER } from './boot-params';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
@@ -13,6 +13,13 @@ import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 const SECTOR_BYTES = 512;
 /** "If the setup_sects field contains 0, the real value is 4." */
 const DEFAULT_SETUP_SECTS = 4;
+/**
+ * The least protected-mode code a file must hold to be worth loading: up to
+ * and past the 64-bit entry at +0x200. A file shorter than syssize promises
+ * is loaded as it is (QEMU and GRUB do the same; Debian's memtest86+ 6.10
+ * promises 8 bytes more than it holds), the rest of the promise zero-filled.
+ */
+const MIN_PAYLOAD_BYTES = 0x200 + 16;
 /** The setup header lies in the first two sectors, which is all a loader needs to read first. */
 const MIN_IMAGE_BYTES = 2 * SECTOR_BYTES;
 /** syssize counts 16-byte paragraphs. */
@@ -123,7 +130,7 @@ export function parseBzImage(image: Uint8Array): BzImageHeader {
   const syssize = u32(SETUP_HEADER.syssize);
   const protectedModeBytes = syssize * PARAGRAPH_BYTES;
   if (syssize === 0) throw new BzImageError('syssize is 0: the image has no protected-mode kernel; pass a complete bzImage');
-  if (image.length < setupBytes + protectedModeBytes) {
+  if (image.length < setupBytes + Math.min(protectedModeBytes, MIN_PAYLOAD_BYTES)) {
     throw new BzImageError(
       `the kernel file is ${image.length} bytes but its header promises ${setupBytes} bytes of setup and ${protectedModeBytes} of kernel (${setupBytes + protectedModeBytes}); the file is truncated, copy it again`,
     );
@@ -162,6 +169,11 @@ export function loadBzImage(image: Uint8Array, mem: GuestMemory): BzImageLoad {
   const runStart = header.relocatable ? Math.max(alignUp(loadAddress, BOOT_KERNEL_ALIGNMENT), header.prefAddress) : loadAddress;
   const kernelEnd = Math.max(loadAddress + header.protectedModeBytes, runStart + header.initSize);
 
+  if (loadAddress < HIGH_MEMORY_START) {
+    throw new BzImageError(
+      `the kernel is not relocatable and asks to be loaded at pref_address ${hex(loadAddress)}, below ${hex(HIGH_MEMORY_START)}, where the boot tables (zero page, page tables, MP table at 0x9fc00) live; use a relocatable kernel or one linked at 1 MiB or above`,
+    );
+  }
   if (kernelEnd > MMIO_GAP_START) {
     throw new BzImageError(
       `the kernel needs ${hex(loadAddress)}..${hex(kernelEnd)} (init_size ${mib(header.initSize)} from ${hex(runStart)}), which reaches into the 32-bit MMIO gap at ${hex(MMIO_GAP_START)}; this kernel cannot run here`,
@@ -172,7 +184,9 @@ export function loadBzImage(image: Uint8Array, mem: GuestMemory): BzImageLoad {
       `the kernel needs RAM at ${hex(loadAddress)}..${hex(kernelEnd)} (init_size ${mib(header.initSize)} from ${hex(runStart)}) but guest RAM there ends at ${hex(ramEndAt(mem, loadAddress))}; give the guest more memory (--mem)`,
     );
   }
-  mem.write(loadAddress, image.subarray(header.setupBytes, header.setupBytes + header.protectedModeBytes));
+  const present = image.subarray(header.setupBytes, header.setupBytes + header.protectedModeBytes);
+  mem.write(loadAddress, present);
+  mem.fill(loadAddress + present.length, header.protectedModeBytes - present.length, 0);
   return {
     entry64: loadAddress + ENTRY_64_OFFSET,
     kernelStart: loadAddress,

@@ -53,7 +53,8 @@ const rejects: Array<[string, Uint8Array, RegExp]> = [
   ['protocol 2.11, which has no xloadflags', fakeBzImage({ version: 0x020b }), /no 64-bit entry point.*2\.11/],
   ['a zImage (LOADED_HIGH clear)', fakeBzImage({ loadflags: 0x00 }), /LOADED_HIGH is clear/],
   ['a backward jump at 0x200', fakeBzImage({ jumpOffset: 0x90 }), /not a forward short jmp/],
-  ['a protected-mode part one byte short', fakeBzImage().subarray(0, 5 * 512 + 0x2000 - 1), /10751 bytes .* promises 2560 bytes of setup and 8192 of kernel \(10752\); the file is truncated/],
+  ['a file that ends before the 64-bit entry', fakeBzImage().subarray(0, 5 * 512 + 0x200), /3072 bytes .* promises 2560 bytes of setup and 8192 of kernel \(10752\); the file is truncated/],
+  ['a file that ends in its setup', fakeBzImage().subarray(0, 5 * 512 - 1), /2559 bytes .* the file is truncated/],
 ];
 for (const [what, image, message] of rejects) {
   test(`parseBzImage rejects ${what}`, () => {
@@ -109,6 +110,24 @@ test('a kernel reaching into the 32-bit MMIO gap is refused', () => {
   // the gap is checked before RAM, so a small guest shows it without allocating 3.25 GiB
   const mem = GuestMemory.allocate([{ guestAddress: 0, size: 16 * MIB }]);
   assert.throws(() => loadBzImage(image, mem), (error: Error) => error instanceof BzImageError && /0xcff00000\.\.0xd0100000.*gap at 0xd0000000/.test(error.message));
+});
+
+test('a file 8 bytes shorter than syssize promises (memtest86+ 6.10) loads what is there, the rest zeroed', () => {
+  const image = fakeBzImage().subarray(0, 5 * 512 + 0x2000 - 8);
+  const mem = GuestMemory.allocate([{ guestAddress: 0, size: 64 * MIB }]);
+  mem.fill(0x100000, 0x2000, 0xaa);
+  const loaded = loadBzImage(image, mem);
+  assert.is(loaded.kernelStart, 0x100000);
+  assert.is(loaded.header.protectedModeBytes, 0x2000);
+  assert.is(mem.readU8(0x100000 + 0x2000 - 9), payloadByte(0x2000 - 9), 'the last byte the file holds');
+  assert.equal([...mem.read(0x100000 + 0x2000 - 8, 8)], new Array(8).fill(0), 'the promised bytes the file lacks are zero');
+});
+
+test('a kernel that is not relocatable and wants to load below 1 MiB (over the MP table at 0x9fc00) is refused', () => {
+  const image = fakeBzImage({ relocatable: false, prefAddress: 0x90000, initSize: 0x10000, payloadBytes: 0x20000 });
+  const mem = GuestMemory.allocate([{ guestAddress: 0, size: 64 * MIB }]);
+  assert.throws(() => loadBzImage(image, mem), (error: Error) => error instanceof BzImageError && /pref_address 0x90000, below 0x100000.*MP table/.test(error.message));
+  assert.is(mem.readU8(0x9fc00), 0, 'nothing written');
 });
 
 test.run();
