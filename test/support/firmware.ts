@@ -1,0 +1,121 @@
+// Firmware boots for tests: build the disk images (scripts/make-disk-images.sh),
+// and boot one under QEMU with Debian's SeaBIOS and a virtio-blk disk, the way
+// tsvmm's firmware boots are compared against it. Unlike runQemu in qemu.ts
+// (which passes -kernel and cuts SeaBIOS's banner off), this keeps all of COM1
+// and can collect SeaBIOS's debug log (port 0x402).
+
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ROOT } from './tsvmm';
+
+/** Debian's SeaBIOS (package seabios): what QEMU -M pc runs, and what tsvmm loads. */
+export const SEABIOS_BIN = '/usr/share/seabios/bios.bin';
+export const MAKE_DISK_IMAGES = path.join(ROOT, 'scripts', 'make-disk-images.sh');
+
+export type DiskImage = 'mbr' | 'grub';
+
+export interface ImageBuild {
+  /** OUTDIR/<name>.img when the build succeeded, else undefined. */
+  image?: string;
+  /** Why not: the script's stderr (one line per missing tool), or its exit status. */
+  reason?: string;
+  stderr: string;
+}
+
+/** Runs scripts/make-disk-images.sh OUTDIR NAME and returns the image or why there is none. */
+export function makeDiskImage(outDir: string, name: DiskImage): ImageBuild {
+  const run = spawnSync('bash', [MAKE_DISK_IMAGES, outDir, name], { cwd: ROOT, encoding: 'utf8', timeout: 10 * 60_000 });
+  const stderr = `${run.stderr ?? ''}${run.error ? run.error.message : ''}`;
+  const image = path.join(outDir, `${name}.img`);
+  if (run.status === 0 && fs.existsSync(image)) return { image, stderr };
+  const missing = stderr.split('\n').filter((line) => line.includes('missing'));
+  const reason = missing.length > 0 ? missing.join('; ') : `make-disk-images.sh ${name} failed (status ${run.status}): ${stderr.trim()}`;
+  return { reason, stderr };
+}
+
+export interface FirmwareBootOptions {
+  cpus?: number;
+  /** A file for SeaBIOS's debug log (isa-debugcon at port 0x402). */
+  debugLog?: string;
+}
+
+/**
+ * The QEMU arguments of a firmware boot: a PC with 128 MiB, COM1 on stdio, SeaBIOS,
+ * the raw image as a modern-only virtio-blk PCI disk; QEMU exits when the guest resets.
+ */
+export function firmwareQemuArgs(image: string, options: FirmwareBootOptions = {}): string[] {
+  const args = ['-accel', 'kvm', '-M', 'pc', '-m', '128', '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio', '-bios', SEABIOS_BIN];
+  if (options.cpus !== undefined) args.push('-smp', String(options.cpus));
+  args.push('-drive', `file=${image},if=none,id=d0,format=raw`, '-device', 'virtio-blk-pci,drive=d0,disable-legacy=on');
+  if (options.debugLog) args.push('-debugcon', `file:${options.debugLog}`, '-global', 'isa-debugcon.iobase=0x402');
+  return args;
+}
+
+export interface FirmwareRun {
+  /** Everything on COM1 as it came (SeaBIOS's sercon output included). */
+  raw: string;
+  /** The same without terminal escape sequences and carriage returns. */
+  output: string;
+  /** Its lines, without the empty string after the final newline. */
+  lines: string[];
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  stderr: string;
+  /** Wall-clock time from spawn to exit. */
+  ms: number;
+}
+
+export function stripTerminal(text: string): string {
+  return text.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[A-Za-z]/g, '').replace(/\r/g, '');
+}
+
+/** Spawns `command args` (QEMU, or later tsvmm), collects stdout as COM1, kills it after timeoutMs. */
+export function runFirmware(command: string, args: string[], timeoutMs: number): Promise<FirmwareRun> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      const raw = Buffer.concat(stdout).toString('latin1');
+      const output = stripTerminal(raw);
+      const lines = output.split('\n');
+      if (lines[lines.length - 1] === '') lines.pop();
+      resolve({ raw, output, lines, status, signal, timedOut, stderr: Buffer.concat(stderr).toString('utf8'), ms: Date.now() - started });
+    });
+  });
+}
+
+/** One entry of an E820 map. */
+export interface E820Entry {
+  base: bigint;
+  length: bigint;
+  type: number;
+}
+
+/** The map SeaBIOS's debug log prints ("e820 map has N items:" then "  i: START - END = TYPE NAME"). */
+export function e820FromSeabiosLog(log: string): E820Entry[] | undefined {
+  const header = /^e820 map has (\d+) items:$/m.exec(log);
+  if (!header) return undefined;
+  const rest = log.slice(header.index + header[0].length).split('\n').slice(1, 1 + Number(header[1]));
+  return rest.map((line) => {
+    const match = /^\s*\d+: ([0-9a-f]{16}) - ([0-9a-f]{16}) = (\d+)/.exec(line);
+    if (!match) throw new Error(`unexpected e820 line in the SeaBIOS log: ${JSON.stringify(line)}`);
+    const base = BigInt(`0x${match[1]}`);
+    return { base, length: BigInt(`0x${match[2]}`) - base, type: Number(match[3]) };
+  });
+}
