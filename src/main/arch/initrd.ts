@@ -51,9 +51,35 @@ export function placeInitrd(options: InitrdPlacementOptions): number {
   return address;
 }
 
-export function loadInitrd(mem: GuestMemory, bytes: Uint8Array, address: number): void {
-  if (!mem.contains(address, bytes.length)) {
-    throw new InitrdError(`initrd of ${bytes.length} bytes at ${hex(address)} is not inside guest RAM; place it with placeInitrd()`);
+/**
+ * The pieces of [address, address + length) in each backing region, in
+ * order, or undefined when RAM does not cover the whole range without a
+ * hole. Guest RAM that is contiguous to the guest may still be backed by
+ * several regions (the VMM maps it in slots of at most 2 GiB, so one splits
+ * at 0x80000000); a range crossing such a seam is fine, one crossing a hole
+ * (the MMIO gap) is not.
+ */
+export function contiguousPieces(mem: GuestMemory, address: number, length: number): Array<{ address: number; length: number }> | undefined {
+  if (!Number.isSafeInteger(address) || !Number.isSafeInteger(length) || address < 0 || length < 0) return undefined;
+  const pieces: Array<{ address: number; length: number }> = [];
+  let at = address;
+  const end = address + length;
+  while (at < end) {
+    const region = mem.regions.find((r) => at >= r.guestAddress && at < r.guestAddress + r.size);
+    if (region === undefined) return undefined;
+    const pieceEnd = Math.min(end, region.guestAddress + region.size);
+    pieces.push({ address: at, length: pieceEnd - at });
+    at = pieceEnd;
   }
-  mem.write(address, bytes);
+  return pieces;
+}
+
+export function loadInitrd(mem: GuestMemory, bytes: Uint8Array, address: number): void {
+  const pieces = contiguousPieces(mem, address, bytes.length);
+  if (pieces === undefined || bytes.length === 0) {
+    throw new InitrdError(`the initrd (${bytes.length} bytes at ${hex(address)}) does not lie in guest RAM; give the guest more memory (--mem)`);
+  }
+  for (const piece of pieces) {
+    mem.write(piece.address, bytes.subarray(piece.address - address, piece.address - address + piece.length));
+  }
 }

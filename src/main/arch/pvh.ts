@@ -7,6 +7,7 @@
 import { GuestMemory, hex } from './guest-memory';
 import { PVH_INFO_START, PVH_MEMMAP_END, PVH_MEMMAP_START, PVH_MODLIST_START } from '../layout';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
+import { contiguousPieces } from './initrd';
 
 /** struct hvm_start_info (start_info.h); fields from memmap_paddr on exist since version 1. */
 const START_INFO = {
@@ -71,7 +72,7 @@ export function writePvhStartInfo(mem: GuestMemory, options: PvhStartInfoOptions
   if (!Number.isSafeInteger(cmdlineAddress) || !mem.contains(cmdlineAddress)) {
     throw new PvhError(`the command line address ${hex(cmdlineAddress)} is not in guest RAM; write the command line into guest memory first`);
   }
-  if (initrd !== undefined && !(Number.isSafeInteger(initrd.size) && initrd.size > 0 && mem.contains(initrd.address, initrd.size))) {
+  if (initrd !== undefined && !(Number.isSafeInteger(initrd.size) && initrd.size > 0 && contiguousPieces(mem, initrd.address, initrd.size) !== undefined)) {
     throw new PvhError(
       `the initrd at ${hex(initrd.address)} of ${initrd.size} bytes is not a non-empty range inside guest RAM; load the initrd into guest memory first`,
     );

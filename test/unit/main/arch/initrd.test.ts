@@ -2,6 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GuestMemory } from '../../../../src/main/arch/guest-memory';
 import { InitrdError, loadInitrd, placeInitrd } from '../../../../src/main/arch/initrd';
+import { writePvhStartInfo } from '../../../../src/main/arch/pvh';
+import { PVH_MODLIST_START } from '../../../../src/main/layout';
 
 const MIB = 1024 * 1024;
 
@@ -46,6 +48,38 @@ test('loadInitrd copies the bytes and refuses a range outside RAM', () => {
   loadInitrd(mem, Uint8Array.from([1, 2, 3]), 0x1ff000);
   assert.equal(Array.from(mem.read(0x1ff000, 4)), [1, 2, 3, 0]);
   assert.throws(() => loadInitrd(mem, new Uint8Array(0x1001), 0x1ff000), (error: Error) => error instanceof InitrdError);
+});
+
+test('--mem 2100 with a 60 MiB initrd: placed at the top of RAM across the 2 GiB slot seam and loaded whole', () => {
+  // The VMM backs 2100 MiB with two slots, 0..0x80000000 and 0x80000000..0x83400000.
+  const size = 60 * MIB + 123;
+  const layout = [{ guestAddress: 0, size: 2100 * MIB }];
+  const address = placeInitrd({ size, kernelEnd: 0x1200000, memoryLayout: layout });
+  assert.is(address, Math.floor((2100 * MIB - size) / 0x1000) * 0x1000);
+  assert.ok(address < 0x80000000 && address + size > 0x80000000, 'the placement straddles the seam');
+  const small = (guestAddress: number, bytes: number) => ({ guestAddress, size: bytes, bytes: new Uint8Array(bytes) });
+  // Only the neighbourhood of the seam is backed here, to keep the test small.
+  const low = small(address, 0x80000000 - address);
+  const high = small(0x80000000, 2100 * MIB - 0x80000000);
+  const lowTables = small(0, 0x100000);
+  const mem = new GuestMemory([lowTables, low, high]);
+  const initrd = Uint8Array.from({ length: size }, (_, i) => (i * 13 + 5) & 0xff);
+  loadInitrd(mem, initrd, address);
+  assert.equal(mem.read(address, 0x80000000 - address), initrd.subarray(0, 0x80000000 - address));
+  assert.equal(mem.read(0x80000000, address + size - 0x80000000), initrd.subarray(0x80000000 - address));
+  // PVH hands it on as one module.
+  mem.fill(0x20000, 1, 0);
+  writePvhStartInfo(mem, { cmdlineAddress: 0x20000, memoryMap: [{ addr: 0, size: 2100 * MIB, type: 1 }], initrd: { address, size } });
+  assert.is(mem.readU64(PVH_MODLIST_START), BigInt(address));
+});
+
+test('loadInitrd refuses a range with a hole, naming the fix rather than a function', () => {
+  const mem = new GuestMemory([
+    { guestAddress: 0, size: 0x2000, bytes: new Uint8Array(0x2000) },
+    { guestAddress: 0x3000, size: 0x1000, bytes: new Uint8Array(0x1000) },
+  ]);
+  assert.throws(() => loadInitrd(mem, new Uint8Array(0x2000), 0x1000), (error: Error) =>
+    error instanceof InitrdError && error.message === 'the initrd (8192 bytes at 0x1000) does not lie in guest RAM; give the guest more memory (--mem)');
 });
 
 test.run();
