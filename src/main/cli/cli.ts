@@ -10,6 +10,7 @@ import { BootConfigError } from '../arch/configure';
 import { KvmError } from '../../shared/native';
 import { parseCli, USAGE, UsageError, CliOptions } from './args';
 import { ConsoleInput, OutputSink } from './console';
+import { readInputFile } from './input-files';
 import { EXIT_CODE, GuestExit } from '../vmm/vm-exit';
 import { KvmUnavailableError } from '../kvm/kvm';
 import { Machine, MachineConfigError } from '../vmm/machine';
@@ -21,13 +22,9 @@ export function demoGuestPath(): string {
   return path.resolve(__dirname, '..', '..', '..', 'guests', 'out', 'hello.elf');
 }
 
-function readInput(what: string, file: string): Uint8Array {
-  try {
-    return new Uint8Array(fs.readFileSync(file));
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw new UsageError(`cannot read ${what} ${file}: ${code}${code === 'ENOENT' ? ' (no such file)' : ''}`);
-  }
+/** A --kernel or --initrd file: a regular file no larger than the guest RAM (src/main/cli/input-files.ts). */
+function readInput(what: string, file: string, memMiB: number): Uint8Array {
+  return readInputFile(what, file, memMiB * 1024 * 1024);
 }
 
 /** Errors whose message is already the one line a user needs. */
@@ -67,8 +64,8 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
   const removeSignalHandlers: Array<() => void> = [];
   try {
     const kernelPath = options.kernel ?? demoGuestPath();
-    const kernel = readInput('kernel', kernelPath);
-    const initrd = options.initrd ? readInput('initrd', options.initrd) : undefined;
+    const kernel = readInput('kernel', kernelPath, options.memMiB);
+    const initrd = options.initrd ? readInput('initrd', options.initrd, options.memMiB) : undefined;
     output = options.serial.kind === 'null' ? undefined : OutputSink.open(options.serial);
     const sink = output;
     machine = await Machine.create({
