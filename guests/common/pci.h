@@ -63,8 +63,12 @@
 #define MSI_ADDRESS_BASE 0xfee00000u
 #define MSI_DEST_SHIFT 12
 
-/* Where pci_bar_assign() puts a BAR the firmware left at 0: below the IOAPIC, clear of every other BAR. */
-#define PCI_ASSIGN_WINDOW_START 0xc0000000ull
+/*
+ * Where pci_bar_setup() puts a BAR the firmware left at 0: below the IOAPIC,
+ * clear of every other BAR, and above RAM on both boards the guests run on
+ * (tsvmm's gap starts at 0xd0000000; QEMU -M pc keeps RAM below 0xe0000000).
+ */
+#define PCI_ASSIGN_WINDOW_START 0xe0000000ull
 #define PCI_ASSIGN_WINDOW_END 0xfec00000ull
 
 struct pci_func {
