@@ -66,7 +66,9 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
     const kernelPath = options.kernel ?? demoGuestPath();
     const kernel = readInput('kernel', kernelPath, options.memMiB);
     const initrd = options.initrd ? readInput('initrd', options.initrd, options.memMiB) : undefined;
-    output = options.serial.kind === 'null' ? undefined : OutputSink.open(options.serial);
+    // A write error (EPIPE, ENOSPC, ...) ends the VM: its console is gone.
+    const onError = (error: Error) => machine?.end({ code: EXIT_CODE.vmmFailure, reason: `stopped: ${error.message}` });
+    output = options.serial.kind === 'null' ? undefined : OutputSink.open(options.serial, { onError });
     const sink = output;
     machine = await Machine.create({
       kernel,
@@ -95,11 +97,11 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
       input.start();
     }
     const exit = await machine.run();
-    output?.flush();
+    await output?.flush();
     report(exit, options, machine);
     return exit.code;
   } catch (error) {
-    output?.flush();
+    await output?.flush();
     if (isUserFacing(error)) {
       process.stderr.write(`tsvmm: ${error.message}\n`);
       return error instanceof KvmUnavailableError ? EXIT_CODE.vmmFailure : EXIT_CODE.usage;

@@ -1,0 +1,158 @@
+// OutputSink: guest output never blocks or spins the event loop, keeps the
+// guest's order, is bounded while the reader is slow, and reports a write
+// error once; OutputSink.open refuses an unopenable --serial file in one line.
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { UsageError } from '../../../../src/main/cli/args';
+import { OutputIo, OutputSink } from '../../../../src/main/cli/console';
+import { TsvmmError } from '../../../../src/shared/errors';
+
+/** A hand-driven fd: each write waits until the test answers it. */
+class FakeIo implements OutputIo {
+  written: number[] = [];
+  calls: Array<{ data: Uint8Array; callback: (error: NodeJS.ErrnoException | null, written: number) => void }> = [];
+  timers: Array<{ callback: () => void; ms: number }> = [];
+  closed = 0;
+  write(data: Uint8Array, callback: (error: NodeJS.ErrnoException | null, written: number) => void): void {
+    this.calls.push({ data: Uint8Array.from(data), callback });
+  }
+  close(): void { this.closed++; }
+  later(callback: () => void, ms: number): void { this.timers.push({ callback, ms }); }
+  /** Answers the oldest write: all of it, `count` bytes, or an errno. */
+  answer(result: number | 'all' | string = 'all'): void {
+    const call = this.calls.shift()!;
+    if (typeof result === 'string' && result !== 'all') {
+      call.callback(Object.assign(new Error(result), { code: result }), 0);
+      return;
+    }
+    const count = result === 'all' ? call.data.length : result;
+    this.written.push(...call.data.subarray(0, count));
+    call.callback(null, count);
+  }
+  fire(): void {
+    const timers = this.timers;
+    this.timers = [];
+    for (const timer of timers) timer.callback();
+  }
+}
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+const text = (values: number[]) => new TextDecoder().decode(Uint8Array.from(values));
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+test('byte-at-a-time output is written in order, coalesced, one write in flight; flush resolves when it is out', async () => {
+  const io = new FakeIo();
+  const sink = new OutputSink(io, 'stdout');
+  for (const c of 'hello ') sink.write(bytes(c));
+  await turn();
+  assert.is(io.calls.length, 1, 'one write for the whole turn');
+  sink.write(bytes('world\n'));
+  await turn();
+  assert.is(io.calls.length, 1, 'no second write while the first is in flight');
+  let flushed = false;
+  const flush = sink.flush().then(() => { flushed = true; });
+  io.answer(3); // a short write: the rest is written next
+  io.answer();
+  io.answer();
+  await flush;
+  assert.ok(flushed);
+  assert.is(text(io.written), 'hello world\n');
+});
+
+test('EAGAIN (a full non-blocking pipe) waits for a timer instead of retrying at once', async () => {
+  const io = new FakeIo();
+  const sink = new OutputSink(io, 'stdout');
+  sink.write(bytes('abc'));
+  await turn();
+  io.answer('EAGAIN');
+  assert.is(io.calls.length, 0, 'no immediate retry (that was the 100% CPU spin)');
+  assert.is(io.timers.length, 1);
+  io.fire();
+  assert.is(io.calls.length, 1, 'retried after the delay');
+  io.answer();
+  assert.is(text(io.written), 'abc');
+});
+
+test('EPIPE: onError once with a host error naming the output, later output dropped, flush resolves', async () => {
+  const io = new FakeIo();
+  const errors: TsvmmError[] = [];
+  const sink = new OutputSink(io, 'stdout', { onError: (error) => errors.push(error) });
+  sink.write(bytes('lost'));
+  await turn();
+  io.answer('EPIPE');
+  sink.write(bytes('more'));
+  await turn();
+  await sink.flush();
+  assert.is(io.calls.length, 0, 'nothing written after the error');
+  assert.is(errors.length, 1);
+  assert.is(errors[0].kind, 'host');
+  assert.is(errors[0].message, 'cannot write guest output to stdout: EPIPE (its reader went away)');
+  assert.is(sink.dropped, 8);
+});
+
+test('a reader that stops reading: at most maxBufferedBytes are held, the rest is dropped and counted', async () => {
+  const io = new FakeIo();
+  const sink = new OutputSink(io, 'stdout', { maxBufferedBytes: 1000 });
+  sink.write(new Uint8Array(600));
+  await turn(); // in flight, never answered
+  for (let i = 0; i < 100; i++) sink.write(new Uint8Array(100));
+  assert.is(sink.dropped, 100 * 100 - 1000);
+});
+
+test('flush gives up after its deadline when the reader never reads, so tsvmm can exit', async () => {
+  const io = new FakeIo();
+  const sink = new OutputSink(io, 'stdout');
+  sink.write(bytes('stuck'));
+  const flush = sink.flush(1234);
+  assert.equal(io.timers.map((t) => t.ms), [1234]);
+  io.fire();
+  await flush;
+});
+
+test('close waits for the queued bytes, then closes once', async () => {
+  const io = new FakeIo();
+  const sink = new OutputSink(io, 'file');
+  sink.write(bytes('x'));
+  sink.close();
+  assert.is(io.closed, 0);
+  io.answer();
+  assert.is(io.closed, 1);
+  sink.close();
+  assert.is(io.closed, 1);
+});
+
+test('--serial file:/dev/full: the write error comes through onError (ENOSPC), no exception', async () => {
+  const errors: TsvmmError[] = [];
+  const sink = OutputSink.open({ kind: 'file', path: '/dev/full' }, { onError: (error) => errors.push(error) });
+  sink.write(bytes('hello\n'));
+  await sink.flush();
+  sink.close();
+  assert.is(errors.length, 1);
+  assert.is(errors[0].message, 'cannot write guest output to --serial file:/dev/full: ENOSPC (no space left on device)');
+});
+
+test('an unopenable --serial file is one UsageError line: a missing directory, a directory', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvmm-serial-'));
+  const cases: Array<[string, RegExp]> = [
+    [path.join(dir, 'missing', 'out'), /^cannot open --serial file:.*\/missing\/out: ENOENT \(no such file or directory\); give a path to a writable file$/],
+    [dir, /^cannot open --serial file:.*: EISDIR \(it is a directory\); give a path to a writable file$/],
+  ];
+  for (const [file, message] of cases) {
+    assert.throws(() => OutputSink.open({ kind: 'file', path: file }), (error: unknown) => error instanceof UsageError && message.test((error as Error).message));
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('a --serial FIFO without a reader is refused at once instead of blocking the open', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvmm-serial-'));
+  const fifo = path.join(dir, 'fifo');
+  require('node:child_process').spawnSync('mkfifo', [fifo]);
+  assert.throws(() => OutputSink.open({ kind: 'file', path: fifo }), (error: unknown) => error instanceof UsageError && /ENXIO/.test((error as Error).message));
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test.run();
