@@ -99,18 +99,12 @@ function registerFile() {
 async function runTsvmm(elf, { cpus = 1, handOff = 'spin-park', spinLimit, timeoutMs = 120000 } = {}) {
   const { Machine } = require(path.join(ROOT, 'dist', 'main', 'vmm', 'machine'));
   const chunks = [];
-  const machine = await Machine.create({
+  const machine = await Machine.create({ cpus, memoryMiB: MEM_MIB, bootProtocol: 'linux', handOff, ...(spinLimit ? { spinLimit } : {}) }, {
     kernel: new Uint8Array(fs.readFileSync(elf)),
-    cpus,
-    memBytes: MEM_MIB * 1024 * 1024,
-    bootProtocol: 'linux',
-    splitIrqchip: false,
-    handOff,
-    spinLimit,
     serialOutput: (bytes) => chunks.push(Buffer.from(bytes)),
-    extraMmioDevices: [{ base: REGFILE_BASE, length: REGFILE_BYTES, device: registerFile() }],
+    extraDevices: [{ bus: 'mmio', base: REGFILE_BASE, length: REGFILE_BYTES, device: registerFile() }],
   });
-  const timer = setTimeout(() => machine.end({ code: 124, reason: 'bench timeout' }), timeoutMs);
+  const timer = setTimeout(() => machine.end({ kind: 'stopped', cause: { by: 'timeout' } }), timeoutMs);
   let exit;
   try {
     exit = await machine.run();
@@ -120,7 +114,8 @@ async function runTsvmm(elf, { cpus = 1, handOff = 'spin-park', spinLimit, timeo
   const stats = machine.stats();
   const device = machine.deviceStats;
   await machine.close();
-  return { out: Buffer.concat(chunks).toString('latin1'), code: exit.code, reason: exit.reason, stats, device };
+  const ok = exit.kind === 'reset' || exit.kind === 'poweroff';
+  return { out: Buffer.concat(chunks).toString('latin1'), code: ok ? 0 : 1, reason: JSON.stringify(exit), stats, device };
 }
 
 /** The "bench: <kind> median=.. p90=.. min=.." lines of a guest's output, by kind. */

@@ -157,8 +157,8 @@ async function inProcess(cpus, elf) {
   let firstByteMs;
   let machine;
   const firstByte = new Promise((resolve) => {
-    machine = Machine.create({
-      kernel, cpus, memBytes: lib.MEM_MIB * 1024 * 1024, bootProtocol: 'auto', splitIrqchip: false, handOff: 'spin-park',
+    machine = Machine.create({ cpus, memoryMiB: lib.MEM_MIB }, {
+      kernel,
       serialOutput: () => { if (firstByteMs === undefined) { firstByteMs = ms(); resolve(); } },
     });
   });
@@ -166,7 +166,7 @@ async function inProcess(cpus, elf) {
   const createMs = ms();
   const running = m.run();
   await firstByte;
-  m.end({ code: 0, reason: 'bench done' });
+  m.end({ kind: 'stopped', cause: { by: 'request' } });
   await running;
   await m.close();
   return { createMs, firstByteMs, runToFirstByteMs: firstByteMs - createMs };

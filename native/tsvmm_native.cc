@@ -218,6 +218,20 @@ Napi::Value View(const Napi::CallbackInfo& info) {
   return Napi::ArrayBuffer::New(env, reinterpret_cast<void*>(address), static_cast<size_t>(length));
 }
 
+// detach(arrayBuffer): cuts a view() off its memory before the memory is
+// unmapped, so a typed array someone kept reads as empty instead of touching
+// pages that are gone. A view already detached is left alone.
+Napi::Value Detach(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (!info[0].IsArrayBuffer()) {
+    Napi::TypeError::New(env, "detach needs an ArrayBuffer from view()").ThrowAsJavaScriptException();
+    return env.Null();
+  }
+  auto buffer = info[0].As<Napi::ArrayBuffer>();
+  if (!buffer.IsDetached()) buffer.Detach();
+  return env.Undefined();
+}
+
 // eventfd(initval, flags) -> fd or -errno
 Napi::Value EventFd(const Napi::CallbackInfo& info) {
   auto env = info.Env();
@@ -280,6 +294,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mmap", Napi::Function::New(env, Mmap, "mmap"));
   exports.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));
   exports.Set("view", Napi::Function::New(env, View, "view"));
+  exports.Set("detach", Napi::Function::New(env, Detach, "detach"));
   exports.Set("eventfd", Napi::Function::New(env, EventFd, "eventfd"));
   exports.Set("eventfdWrite", Napi::Function::New(env, EventFdWrite, "eventfdWrite"));
   exports.Set("currentThread", Napi::Function::New(env, CurrentThread, "currentThread"));

@@ -5,6 +5,13 @@
 // their boot (a Node environment each) then overlaps module loading and VM
 // construction on the main thread, which saves ~20 ms of start-up here.
 import type { Worker } from 'node:worker_threads';
+
+// Node opens its inspector (an unauthenticated debugger port on 127.0.0.1)
+// when the process gets SIGUSR1 and nobody listens for it. tsvmm never wants
+// that unless its user asked with --inspect, so it listens from the first
+// line; once the VM runs, the CLI's own handler stops the VM on SIGUSR1.
+process.on('SIGUSR1', () => {});
+
 import { parseCli } from './main/cli/args';
 import { startVcpuWorker } from './main/vmm/vcpu-worker-start';
 

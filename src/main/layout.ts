@@ -69,3 +69,50 @@ export const LAPIC_START = 0xfee0_0000;
 
 /** Identity paging covers this much at boot (one page directory of 2 MiB pages). */
 export const BOOT_IDENTITY_MAP_SIZE = 1024 * 1024 * 1024;
+
+// ---- I/O ports (a PC's legacy map; crosvm's setup_io_bus and QEMU -M pc agree) ----
+
+/** The four 16550A UARTs; only COM1 is connected to the host. */
+export const COM1_PORT = 0x3f8;
+export const COM2_PORT = 0x2f8;
+export const COM3_PORT = 0x3e8;
+export const COM4_PORT = 0x2e8;
+/** The master and slave 8259 PICs, and their edge/level control registers (ELCR). */
+export const PIC_MASTER_PORT = 0x20;
+export const PIC_SLAVE_PORT = 0xa0;
+export const PIC_ELCR_PORT = 0x4d0;
+/** The 8254 PIT's channel and control ports. */
+export const PIT_PORT = 0x40;
+/** Port B of the PC: the PIT channel 2 gate and the speaker (the userspace PIT serves it). */
+export const PIT_SPEAKER_PORT = 0x61;
+/** The i8042: 0x61-0x64 with the in-kernel PIT (crosvm's range), 0x62-0x64 when 0x61 is the userspace PIT's. */
+export const I8042_PORT = 0x61;
+export const I8042_PORT_AFTER_SPEAKER = 0x62;
+/** The CMOS/RTC index and data ports. */
+export const CMOS_PORT = 0x70;
+/** The POST code / I/O delay port Linux writes to slow port I/O down. */
+export const IO_DELAY_PORT = 0xed;
+/** The FPU error ports (clear busy, reset coprocessor). */
+export const FPU_PORT = 0xf0;
+/** PCI configuration mechanism #1 (CONFIG_ADDRESS at 0xcf8, CONFIG_DATA at 0xcfc). */
+export const PCI_CONFIG_PORT = 0xcf8;
+
+// ---- Interrupts ----
+
+/** ISA IRQs of the legacy devices, as on every PC (the MP table routes ISA IRQ n to IOAPIC pin n). */
+export const PIT_IRQ = 0;
+export const COM1_IRQ = 4;
+export const COM2_IRQ = 3;
+export const COM3_IRQ = 4;
+export const COM4_IRQ = 3;
+/** The slave PIC's cascade input on the master; no ISA device can drive it. */
+export const PIC_CASCADE_IRQ = 2;
+/** Pins of the IOAPIC (KVM's in-kernel one has 24; the userspace one and the MP table match it). */
+export const IOAPIC_PINS = 24;
+/** GSIs 0-15 are the ISA IRQs (PIC inputs and IOAPIC pins 0-15). */
+export const GSI_LEGACY_START = 0;
+export const GSI_LEGACY_END = 16;
+/** PCI INTx lines go to IOAPIC pins from here up (crosvm's choice; Linux reads them from the MP table). */
+export const GSI_PCI_INTX_START = 9;
+/** GSIs past the IOAPIC's pins carry MSI routes (KVM_SET_GSI_ROUTING entries of type MSI). */
+export const GSI_MSI_START = IOAPIC_PINS;

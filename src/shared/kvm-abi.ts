@@ -53,9 +53,9 @@ export const IOCTL = {
   KVM_SET_TSS_ADDR: io(0x47),
   KVM_SET_IDENTITY_MAP_ADDR: iow(0x48, 8),
   KVM_CREATE_IRQCHIP: io(0x60),
-  KVM_IRQ_LINE: iow(0x61, SIZEOF.kvm_irq_level),
   KVM_SET_GSI_ROUTING: iow(0x6a, SIZEOF.kvm_irq_routing),
   KVM_IRQFD: iow(0x76, SIZEOF.kvm_irqfd),
+  KVM_IRQ_LINE: iow(0x61, SIZEOF.kvm_irq_level),
   KVM_CREATE_PIT2: iow(0x77, SIZEOF.kvm_pit_config),
   KVM_ENABLE_CAP: iow(0xa3, SIZEOF.kvm_enable_cap),
   KVM_SIGNAL_MSI: iow(0xa5, SIZEOF.kvm_msi),
@@ -232,9 +232,14 @@ export const IRQFD = { fd: 0, gsi: 4, flags: 8, resamplefd: 12 } as const;
 /** struct kvm_enable_cap field offsets. */
 export const ENABLE_CAP = { cap: 0, flags: 4, args: 8 } as const;
 
-/** struct kvm_irq_routing_entry field offsets (the MSI member of its union). */
-export const IRQ_ROUTING_ENTRY = { gsi: 0, type: 4, flags: 8, msi_address_lo: 16, msi_address_hi: 20, msi_data: 24 } as const;
+/** struct kvm_irq_routing_entry field offsets (the irqchip and MSI members of its union). */
+export const IRQ_ROUTING_ENTRY = {
+  gsi: 0, type: 4, flags: 8, irqchip_irqchip: 16, irqchip_pin: 20, msi_address_lo: 16, msi_address_hi: 20, msi_data: 24,
+} as const;
+export const KVM_IRQ_ROUTING_IRQCHIP = 1;
 export const KVM_IRQ_ROUTING_MSI = 2;
+/** kvm_irq_routing_irqchip.irqchip: the in-kernel PIC master, slave and IOAPIC. */
+export const KVM_IRQCHIP = { PIC_MASTER: 0, PIC_SLAVE: 1, IOAPIC: 2 } as const;
 
 /** kvm_pit_config.flags: KVM also emulates port 0x61 (speaker and PIT channel 2 gate/output). */
 export const KVM_PIT_SPEAKER_DUMMY = 1;

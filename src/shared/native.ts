@@ -15,6 +15,8 @@ export interface NativeAddon {
   mmap(fd: number, length: number, prot: number, flags: number, offset: number): bigint | number;
   munmap(address: bigint, length: number): number;
   view(address: bigint, length: number): ArrayBuffer;
+  /** Detaches a view() before its memory is unmapped: kept typed arrays then read as empty. */
+  detach(buffer: ArrayBuffer): void;
   eventfd(initval: number, flags: number): number;
   eventfdWrite(fd: number, value: number | bigint): number;
   currentThread(): bigint;

@@ -9,7 +9,6 @@ import { Machine } from '../../src/main/vmm/machine';
 import { startVcpuWorker } from '../../src/main/vmm/vcpu-worker-start';
 import { guest } from '../support/tsvmm';
 
-const MIB = 1024 * 1024;
 const GUEST_IMAGE_START = 0x100000; // guests are linked at 1 MiB
 const GUEST_IMAGE_END = 0x200000;
 
@@ -17,13 +16,8 @@ test('pause, read registers over comlink, resume: the guest carries on', async (
   let output = '';
   let ready!: () => void;
   const isReady = new Promise<void>((resolve) => { ready = resolve; });
-  const machine = await Machine.create({
+  const machine = await Machine.create({ cpus: 2, memoryMiB: 64, bootProtocol: 'linux' }, {
     kernel: new Uint8Array(fs.readFileSync(guest('echo'))),
-    cpus: 2,
-    memBytes: 64 * MIB,
-    bootProtocol: 'linux',
-    splitIrqchip: false,
-    handOff: 'spin-park',
     serialOutput: (bytes) => {
       output += Buffer.from(bytes).toString('latin1');
       if (output.includes('echo: ready\n')) ready();
@@ -43,7 +37,7 @@ test('pause, read registers over comlink, resume: the guest carries on', async (
     machine.resume();
     machine.sendInput(new TextEncoder().encode('paused and back\nquit\n'));
     const exit = await running;
-    assert.is(exit.code, 0, exit.reason);
+    assert.equal(exit, { kind: 'reset', source: 'i8042' });
     assert.is(output, 'echo: ready\necho: PAUSED AND BACK\necho: bye\n');
     const [stats] = machine.stats();
     assert.ok(stats.forwarded > 0, 'forwarded accesses counted');
@@ -55,18 +49,13 @@ test('pause, read registers over comlink, resume: the guest carries on', async (
 });
 
 test('registers() refuses while the guest runs', async () => {
-  const machine = await Machine.create({
+  const machine = await Machine.create({ cpus: 1, memoryMiB: 64, bootProtocol: 'linux' }, {
     kernel: new Uint8Array(fs.readFileSync(guest('hello'))),
-    cpus: 1,
-    memBytes: 64 * MIB,
-    bootProtocol: 'linux',
-    splitIrqchip: false,
-    handOff: 'spin-park',
   });
   try {
     assert.throws(() => machine.registers(0), /only while the machine is paused/);
     const exit = await machine.run();
-    assert.is(exit.code, 0);
+    assert.equal(exit, { kind: 'reset', source: 'i8042' });
   } finally {
     await machine.close();
   }
@@ -74,15 +63,15 @@ test('registers() refuses while the guest runs', async () => {
 
 test('workers started ahead are adopted; spare ones end, missing ones are started', async () => {
   const hello = new Uint8Array(fs.readFileSync(guest('hello')));
-  const config = { kernel: hello, memBytes: 64 * MIB, bootProtocol: 'linux', splitIrqchip: false, handOff: 'spin-park' } as const;
+  const config = { memoryMiB: 64, bootProtocol: 'linux' } as const;
   // Three ready for a one-vCPU machine: two are spare and must end.
   const ahead = [0, 1, 2].map(startVcpuWorker);
   const ended = ahead.map((worker) => new Promise<number>((resolve) => worker.once('exit', resolve)));
   let output = '';
-  const one = await Machine.create({ ...config, cpus: 1, startedWorkers: ahead, serialOutput: (b) => { output += Buffer.from(b).toString('latin1'); } });
+  const one = await Machine.create({ ...config, cpus: 1 }, { kernel: hello, startedWorkers: ahead, serialOutput: (b) => { output += Buffer.from(b).toString('latin1'); } });
   try {
     await Promise.all(ended.slice(1));
-    assert.is((await one.run()).code, 0);
+    assert.is((await one.run()).kind, 'reset');
     assert.is(output, 'hello: long mode ok\n');
   } finally {
     await one.close();
@@ -90,9 +79,9 @@ test('workers started ahead are adopted; spare ones end, missing ones are starte
   await ended[0];
   // One ready for the smp guest on three vCPUs: two more are started.
   output = '';
-  const three = await Machine.create({ ...config, kernel: new Uint8Array(fs.readFileSync(guest('smp'))), cpus: 3, startedWorkers: [startVcpuWorker(0)], serialOutput: (b) => { output += Buffer.from(b).toString('latin1'); } });
+  const three = await Machine.create({ ...config, cpus: 3 }, { kernel: new Uint8Array(fs.readFileSync(guest('smp'))), startedWorkers: [startVcpuWorker(0)], serialOutput: (b) => { output += Buffer.from(b).toString('latin1'); } });
   try {
-    assert.is((await three.run()).code, 0);
+    assert.is((await three.run()).kind, 'reset');
     assert.ok(output.includes('smp: 3 of 3 CPUs online'), output);
   } finally {
     await three.close();
@@ -102,9 +91,8 @@ test('workers started ahead are adopted; spare ones end, missing ones are starte
 test('started workers end when the machine cannot be built', async () => {
   const ahead = [startVcpuWorker(0)];
   const ended = new Promise<number>((resolve) => ahead[0].once('exit', resolve));
-  const failure = await Machine.create({
-    kernel: new Uint8Array(16), cpus: 1, memBytes: 64 * MIB, bootProtocol: 'linux', splitIrqchip: false, handOff: 'spin-park',
-    kvmDevice: '/dev/null/no-kvm', startedWorkers: ahead,
+  const failure = await Machine.create({ cpus: 1, memoryMiB: 64, bootProtocol: 'linux' }, {
+    kernel: new Uint8Array(16), kvmDevice: '/dev/null/no-kvm', startedWorkers: ahead,
   }).then(() => undefined, (error: Error) => error);
   assert.instance(failure, KvmUnavailableError);
   await ended;

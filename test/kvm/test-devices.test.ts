@@ -7,11 +7,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { BusDevice } from '../../src/devices/bus/bus-device';
 import { Machine } from '../../src/main/vmm/machine';
+import type { VmExit } from '../../src/main/vmm/vm-exit';
 import { MMIO_DEVICES_START } from '../../src/main/layout';
 import { guest } from '../support/tsvmm';
 
 const TEST_PORT = 0x510;
-const MIB = 1024 * 1024;
 
 /** Reads return 0, 1, 2, ... (one per byte); writes are recorded. */
 class CountingPort implements BusDevice {
@@ -41,22 +41,19 @@ class RegisterFile implements BusDevice {
   }
 }
 
-async function boot(name: string, devices: { io?: BusDevice; mmio?: BusDevice }): Promise<{ output: string; code: number }> {
+async function boot(name: string, devices: { io?: BusDevice; mmio?: BusDevice }): Promise<{ output: string; exit: VmExit }> {
   let output = '';
-  const machine = await Machine.create({
+  const machine = await Machine.create({ cpus: 1, memoryMiB: 128, bootProtocol: 'linux' }, {
     kernel: new Uint8Array(fs.readFileSync(guest(name))),
-    cpus: 1,
-    memBytes: 128 * MIB,
-    bootProtocol: 'linux',
-    splitIrqchip: false,
-    handOff: 'spin-park',
     serialOutput: (bytes) => { output += Buffer.from(bytes).toString('latin1'); },
-    extraIoDevices: devices.io ? [{ base: TEST_PORT, length: 2, device: devices.io }] : [],
-    extraMmioDevices: devices.mmio ? [{ base: MMIO_DEVICES_START, length: 64, device: devices.mmio }] : [],
+    extraDevices: [
+      ...(devices.io ? [{ bus: 'io', base: TEST_PORT, length: 2, device: devices.io } as const] : []),
+      ...(devices.mmio ? [{ bus: 'mmio', base: MMIO_DEVICES_START, length: 64, device: devices.mmio } as const] : []),
+    ],
   });
   try {
     const exit = await machine.run();
-    return { output, code: exit.code };
+    return { output, exit };
   } finally {
     await machine.close();
   }
@@ -64,8 +61,8 @@ async function boot(name: string, devices: { io?: BusDevice; mmio?: BusDevice })
 
 test('stringio: rep outsb/outsw/insb/insw move whole strings through one exit each', async () => {
   const port = new CountingPort();
-  const { output, code } = await boot('stringio', { io: port });
-  assert.is(code, 0, output);
+  const { output, exit } = await boot('stringio', { io: port });
+  assert.equal(exit, { kind: 'reset', source: 'i8042' }, output);
   const insb = Array.from({ length: 16 }, (_, i) => i.toString(16).padStart(2, '0')).join(' ');
   // insw continues the counter: each word is two consecutive bytes, little endian.
   const insw = Array.from({ length: 8 }, (_, i) => {
@@ -79,8 +76,8 @@ test('stringio: rep outsb/outsw/insb/insw move whole strings through one exit ea
 
 test('mmio: 1-, 2-, 4- and 8-byte accesses reach the device with their width; unclaimed reads are all ones', async () => {
   const registers = new RegisterFile();
-  const { output, code } = await boot('mmio', { mmio: registers });
-  assert.is(code, 0, output);
+  const { output, exit } = await boot('mmio', { mmio: registers });
+  assert.equal(exit, { kind: 'reset', source: 'i8042' }, output);
   assert.is(output, 'mmio: read8 11 read16 2233 read32 44556677 read64 8899aabbccddeeff\nmmio: unclaimed ffffffff\n');
   assert.equal(registers.accesses, ['w1@0', 'w2@2', 'w4@4', 'w8@8', 'r1@0', 'r2@2', 'r4@4', 'r8@8']);
 });

@@ -13,11 +13,6 @@ export interface BusDevice {
   write(offset: number, data: Uint8Array): void;
 }
 
-/** An edge-triggered interrupt line (in tsvmm: a KVM irqfd). */
-export interface InterruptLine {
-  trigger(): void;
-}
-
 /**
  * A device made of byte-wide registers (UART, CMOS, i8042, PIT). It never
  * sees a wider access: ByteWidthAdapter (width-adapter.ts) turns it into a

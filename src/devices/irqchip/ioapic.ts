@@ -12,7 +12,8 @@
 // crosvm's IOAPICs do: the polarity bit is stored and read back, and the
 // board's wiring (not the model) is what inverts an active-low PCI line.
 
-import { BusDevice, InterruptLine } from '../bus/bus-device';
+import { BusDevice } from '../bus/bus-device';
+import type { InterruptLine, MsiMessage } from '../interrupt';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** Input pins (redirection entries) of the 82093AA: ISA IRQs 0-15 and PCI INTA-INTD lines. */
@@ -77,12 +78,6 @@ export class IoapicError extends TsvmmError {
   constructor(message: string, options?: TsvmmErrorOptions) {
     super('internal', message, options);
   }
-}
-
-/** An MSI message: a 32-bit write of `data` to `address`. */
-export interface MsiMessage {
-  address: number;
-  data: number;
 }
 
 export interface IoapicOptions {

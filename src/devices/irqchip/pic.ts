@@ -12,16 +12,13 @@
 // the master's INT output leaves through an injected onIntChange callback,
 // and the vCPU's interrupt acknowledge cycle is acknowledge().
 
-import { ByteRegisterDevice, InterruptLine } from '../bus/bus-device';
+import { ByteRegisterDevice } from '../bus/bus-device';
+import type { InterruptLine } from '../interrupt';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
-/** The master's first port; each chip claims PIC_PORT_COUNT ports (command, data). */
-export const PIC_MASTER_BASE_PORT = 0x20;
-/** The slave's first port. */
-export const PIC_SLAVE_BASE_PORT = 0xa0;
+/** Each chip claims two ports (command, data). */
 export const PIC_PORT_COUNT = 2;
-/** ELCR1 (IRQs 0-7) at 0x4d0 and ELCR2 (IRQs 8-15) at 0x4d1. */
-export const PIC_ELCR_BASE_PORT = 0x4d0;
+/** ELCR1 (IRQs 0-7) and ELCR2 (IRQs 8-15), on consecutive ports. */
 export const PIC_ELCR_PORT_COUNT = 2;
 /** IRQs 0-15: 0-7 on the master, 8-15 on the slave. */
 export const PIC_IRQ_COUNT = 16;

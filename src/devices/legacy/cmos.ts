@@ -7,7 +7,6 @@ import { ByteRegisterDevice } from '../bus/bus-device';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** The CMOS's first port; it claims CMOS_PORT_COUNT ports from here. */
-export const CMOS_BASE_PORT = 0x70;
 export const CMOS_PORT_COUNT = 2;
 
 // Port offsets.

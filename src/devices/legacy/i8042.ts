@@ -6,14 +6,17 @@
 
 import { ByteRegisterDevice } from '../bus/bus-device';
 
-/** crosvm's placement: ports 0x61 (system control port B) to 0x64. */
-export const I8042_BASE_PORT = 0x61;
-export const I8042_PORT_COUNT = 4;
-/** When the userspace PIT serves port 0x61 (PitSpeakerPort), the i8042 starts at 0x62 (crosvm: pit_uses_speaker_port). */
-export const I8042_BASE_PORT_WITH_PIT_SPEAKER = 0x62;
-export const I8042_PORT_COUNT_WITH_PIT_SPEAKER = 3;
+/** System control port B on a PC; the i8042's registers are decoded by their PC port numbers. */
+const PORT_B_ADDRESS = 0x61;
 
-const PORT_B = 0x61; // system control port B (speaker, PIT channel 2 gate and output)
+/** Ports from 0x61 (system control port B) to 0x64, crosvm's range. */
+export const I8042_PORT_COUNT = 4;
+/** 0x62 to 0x64, when the userspace PIT serves port 0x61 (crosvm: pit_uses_speaker_port). */
+export const I8042_PORT_COUNT_WITH_PIT_SPEAKER = 3;
+/** The first port of the full range; the register decode below is by absolute port. */
+const DEFAULT_BASE_PORT = PORT_B_ADDRESS;
+
+const PORT_B = PORT_B_ADDRESS; // system control port B (speaker, PIT channel 2 gate and output)
 const COMMAND_STATUS = 0x64; // i8042 command (write) / status (read)
 
 const COMMAND_PULSE_RESET = 0xfe; // pulse output line 0 low: the CPU reset line
@@ -30,7 +33,7 @@ const UNUSED_PORT_READ = 0x00;
 export interface I8042Options {
   /** Called when the guest asks for a CPU reset (tsvmm stops or reboots the VM). */
   onReset: () => void;
-  /** The port the device is inserted at: I8042_BASE_PORT (default) or I8042_BASE_PORT_WITH_PIT_SPEAKER. */
+  /** The port the device is inserted at: 0x61 (default) or 0x62 after the PIT's speaker port. */
   basePort?: number;
 }
 
@@ -51,7 +54,7 @@ export class I8042 implements ByteRegisterDevice {
 
   constructor(options: I8042Options) {
     this.onReset = options.onReset;
-    this.basePort = options.basePort ?? I8042_BASE_PORT;
+    this.basePort = options.basePort ?? DEFAULT_BASE_PORT;
   }
 
   static fromState(state: I8042State, options: I8042Options): I8042 {

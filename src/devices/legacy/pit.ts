@@ -7,14 +7,12 @@
 // Time comes from an injected clock and timers from an injected scheduler,
 // so the model has no wall clock and tests drive time by hand.
 
-import { ByteRegisterDevice, InterruptLine } from '../bus/bus-device';
+import { ByteRegisterDevice } from '../bus/bus-device';
+import type { InterruptLine } from '../interrupt';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
-/** The PIT's first port; it claims PIT_PORT_COUNT ports from here. */
-export const PIT_BASE_PORT = 0x40;
+/** Channels 0-2 and the control word. */
 export const PIT_PORT_COUNT = 4;
-/** System control port B, where channel 2's gate and output appear (PitSpeakerPort). */
-export const PIT_SPEAKER_PORT = 0x61;
 
 /** The PIT's input clock: 1.193182 MHz (the 14.31818 MHz NTSC crystal divided by 12). */
 export const PIT_FREQUENCY_HZ = 1_193_182n;
@@ -546,7 +544,7 @@ export interface PitSpeakerPortOptions {
  * gate, bits 1-3 are stored (speaker data, parity/channel check enables),
  * bit 4 toggles like the PC/AT refresh request and bit 5 is channel 2's OUT,
  * which Linux's pit_calibrate_tsc() polls. Insert it at 0x61 and the i8042
- * at 0x62 (I8042_BASE_PORT_WITH_PIT_SPEAKER) when the PIT is in userspace.
+ * at 0x62 when the PIT is in userspace.
  */
 export class PitSpeakerPort implements ByteRegisterDevice {
   readonly name = 'pit-speaker-port';

@@ -6,7 +6,8 @@
 // the output sink (or, in loopback, to the receive FIFO), so THR and the
 // transmit shift register are always empty when the guest looks.
 
-import { ByteRegisterDevice, InterruptLine } from '../bus/bus-device';
+import { ByteRegisterDevice } from '../bus/bus-device';
+import type { InterruptLine } from '../interrupt';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 // Register offsets from the UART's base port.

@@ -6,7 +6,9 @@
 // x86_64/src/mptable.rs; the differences are noted where they occur.
 
 import { GuestMemory, hex } from './guest-memory';
-import { HIGH_MEMORY_START, IOAPIC_START, LAPIC_START, MPTABLE_START } from '../layout';
+import {
+  GSI_LEGACY_END, GSI_PCI_INTX_START, HIGH_MEMORY_START, IOAPIC_PINS, IOAPIC_START, LAPIC_START, MPTABLE_START,
+} from '../layout';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 // ---- Struct layouts: MP Spec 1.4 chapter 4, as Linux declares them in
@@ -92,11 +94,10 @@ const LINT0 = 0;
 const LINT1 = 1;
 
 /** ISA IRQs 0-15 exist on the legacy PICs; each is wired to the same-numbered IOAPIC pin as KVM's default routing does. */
-const ISA_IRQ_COUNT = 16;
-/** KVM's in-kernel IOAPIC has 24 pins (KVM_IOAPIC_NUM_PINS). */
-const IOAPIC_PIN_COUNT = 24;
+const ISA_IRQ_COUNT = GSI_LEGACY_END;
+const IOAPIC_PIN_COUNT = IOAPIC_PINS;
 /** First IRQ handed to PCI devices: 0-8 belong to legacy ISA devices, the CMOS RTC being 8 (crosvm's X86_64_IRQ_BASE). */
-export const PCI_IRQ_BASE = 9;
+const PCI_IRQ_BASE = GSI_PCI_INTX_START;
 /** PCI allows 32 devices per bus; the device number fills bits 2-6 of the source bus IRQ. */
 const PCI_DEVICES_PER_BUS = 32;
 

@@ -1,206 +1,260 @@
-// The PC platform devices of a tsvmm machine on their buses, as crosvm's
-// x86_64 setup_legacy_devices lays them out: four 16550A UARTs (only COM1
-// reaches the host), the CMOS/RTC, the i8042, the no-device ranges, and with
-// the split irqchip the userspace PIC, IOAPIC and PIT. It also decides how a
-// device's interrupt reaches KVM (irqfd, or the userspace IOAPIC).
+// The PC a tsvmm guest sees, as a declarative list of devices with stable
+// ids (crosvm's setup_legacy_devices, Firecracker's device_manager/legacy):
+// four 16550A UARTs (only COM1 reaches the host), the CMOS/RTC, the i8042,
+// the ports that are claimed but empty, and with the split irqchip the
+// userspace PIC, IOAPIC and PIT. Every device stays reachable by its id after
+// construction. Where each sits comes from layout.ts; how an interrupt reaches
+// the guest comes from the injected BoardHost, so the board never sees KVM.
 
-import type { ClaimedRanges } from '../../shared/address-claims';
-import { EFD_NONBLOCK } from '../../shared/kvm-abi';
-import { check, native } from '../../shared/native';
-import { IOAPIC_START } from '../layout';
-import { Bus } from '../../devices/bus/bus';
-import type { BusDevice, InterruptLine } from '../../devices/bus/bus-device';
-import { CMOS_BASE_PORT, CMOS_PORT_COUNT, Cmos } from '../../devices/legacy/cmos';
 import {
-  I8042, I8042_BASE_PORT, I8042_BASE_PORT_WITH_PIT_SPEAKER, I8042_PORT_COUNT, I8042_PORT_COUNT_WITH_PIT_SPEAKER,
-} from '../../devices/legacy/i8042';
-import { IOAPIC_MMIO_SIZE, Ioapic, ioapicInterruptLine } from '../../devices/irqchip/ioapic';
-import { ALWAYS_NULL_PORTS, NoDevice, PIT_NULL_PORTS } from '../../devices/legacy/no-device';
-import {
-  PIC_CASCADE_IRQ, PIC_ELCR_BASE_PORT, PIC_ELCR_PORT_COUNT, PIC_MASTER_BASE_PORT, PIC_PORT_COUNT, PIC_SLAVE_BASE_PORT, Pic,
-} from '../../devices/irqchip/pic';
-import { PIT_BASE_PORT, PIT_PORT_COUNT, PIT_SPEAKER_PORT, Pit, PitSpeakerPort } from '../../devices/legacy/pit';
-import { NO_INTERRUPT } from '../../shared/exit-channel';
-import { Serial } from '../../devices/legacy/serial';
+  CMOS_PORT, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, COM3_IRQ, COM3_PORT, COM4_IRQ, COM4_PORT, FPU_PORT,
+  I8042_PORT, I8042_PORT_AFTER_SPEAKER, IOAPIC_START, IO_DELAY_PORT, PIC_CASCADE_IRQ, PIC_ELCR_PORT, PIC_MASTER_PORT,
+  PIC_SLAVE_PORT, PIT_IRQ, PIT_PORT, PIT_SPEAKER_PORT,
+} from '../layout';
+import { Bus, BusKind } from '../../devices/bus/bus';
+import type { BusDevice } from '../../devices/bus/bus-device';
 import { byteRegisters } from '../../devices/bus/width-adapter';
-import type { Vm } from '../kvm/kvm';
+import type { InterruptLine, LevelInterruptLine, MsiSink } from '../../devices/interrupt';
+import { isSnapshottable } from '../../devices/snapshot';
+import { CMOS_PORT_COUNT, Cmos } from '../../devices/legacy/cmos';
+import { I8042, I8042_PORT_COUNT, I8042_PORT_COUNT_WITH_PIT_SPEAKER } from '../../devices/legacy/i8042';
+import { NoDevice } from '../../devices/legacy/no-device';
+import { PIT_PORT_COUNT, Pit, PitSpeakerPort, ScheduledTimer } from '../../devices/legacy/pit';
+import { Serial } from '../../devices/legacy/serial';
+import { IOAPIC_MMIO_SIZE, Ioapic, ioapicInterruptLine } from '../../devices/irqchip/ioapic';
+import { PIC_ELCR_PORT_COUNT, PIC_PORT_COUNT, Pic } from '../../devices/irqchip/pic';
+import type { GsiRouter } from '../kvm/gsi-router';
+import { TsvmmError } from '../../shared/errors';
 
-/** Legacy UARTs as a PC has them; only COM1 is connected to the host. */
-const SERIAL_PORTS = [
-  { base: 0x3f8, irq: 4, name: 'com1' },
-  { base: 0x2f8, irq: 3, name: 'com2' },
-  { base: 0x3e8, irq: 4, name: 'com3' },
-  { base: 0x2e8, irq: 3, name: 'com4' },
-] as const;
+/** A 16550A decodes eight registers. */
 const SERIAL_PORT_COUNT = 8;
+/** The PIT's ports when KVM's in-kernel PIT serves them: crosvm claims 0x40-0x47 with its NoDevice ("ignore pit"). */
+const IN_KERNEL_PIT_PORT_COUNT = 8;
 
+/** One device on the board. */
+export interface BoardDevice {
+  /** Stable across runs and snapshots: 'com1', 'cmos', 'ioapic', ... */
+  readonly id: string;
+  readonly bus: BusKind;
+  readonly base: number;
+  readonly length: number;
+  /** The model itself (a Serial, a Cmos, ...), for callers that know its id. */
+  readonly model: object;
+  /** The ISA IRQ it raises, if any (ISA IRQ n is GSI n). */
+  readonly irq?: number;
+}
+
+/** A device a caller adds (tests, benchmarks), on either bus. */
 export interface ExtraDevice {
+  id?: string;
+  bus: BusKind;
   base: number;
   length: number;
   device: BusDevice;
 }
 
-export interface PlatformOptions {
-  vm: Vm;
+/** What the board needs from the host; the VMM gives it KVM-backed ones, tests give fakes. */
+export interface BoardHost {
+  /** An edge-triggered GSI of the in-kernel irqchip (an irqfd). */
+  kernelEdgeLine(gsi: number): InterruptLine;
+  /** A level-triggered GSI of the in-kernel irqchip. */
+  kernelLevelLine(gsi: number): LevelInterruptLine;
+  /** MSIs into KVM's local APICs (the userspace IOAPIC's output). */
+  msi: MsiSink;
+  /** The one owner of KVM's GSI routing table. */
+  gsiRouter: GsiRouter;
+  /** A monotonic clock in ns and timers on it (the userspace PIT). */
+  now(): bigint;
+  schedule(delayNs: bigint, callback: () => void): ScheduledTimer;
+  /** The RTC's "now" in ms since the epoch. */
+  wallClockMs(): number;
+}
+
+export interface BoardOptions {
   vcpuCount: number;
   memoryBelow4G: number;
   memoryAbove4G: number;
-  splitIrqchip: boolean;
+  irqchip: 'kernel' | 'split';
+  host: BoardHost;
   /** Where COM1's output goes; undefined discards it. */
   serialOutput?: (bytes: Uint8Array) => void;
   /** Called when a guest read empties COM1's receive FIFO. */
   serialInputDrained?: () => void;
-  /** The RTC's idea of "now" at boot, in ms since the epoch (default: the host clock). */
+  /** The RTC's idea of "now" at boot, in ms since the epoch (default: the host's wall clock). */
   rtcBase?: number;
   /** The guest pulsed the reset line through the i8042. */
   onReset: () => void;
   /** The userspace PIC's INT output changed (split irqchip; it goes to the boot vCPU's LINT0). */
   onPicInt?: (asserted: boolean) => void;
-  extraIoDevices?: ExtraDevice[];
-  extraMmioDevices?: ExtraDevice[];
+  extraDevices?: readonly ExtraDevice[];
 }
 
-export class Platform {
+/** The four legacy UARTs, in the order of their ids. */
+const SERIAL_PORTS = [
+  { id: 'com1', base: COM1_PORT, irq: COM1_IRQ },
+  { id: 'com2', base: COM2_PORT, irq: COM2_IRQ },
+  { id: 'com3', base: COM3_PORT, irq: COM3_IRQ },
+  { id: 'com4', base: COM4_PORT, irq: COM4_IRQ },
+] as const;
+
+/** Ports Linux touches that no tsvmm device implements: claimed so they read as zero, as crosvm does. */
+const EMPTY_PORTS = [
+  { id: 'io-delay', base: IO_DELAY_PORT, length: 1 },
+  { id: 'fpu', base: FPU_PORT, length: 2 },
+] as const;
+
+export class Board {
   readonly io = new Bus('io');
   readonly mmio = new Bus('mmio');
-  readonly com1: Serial;
-  /** The userspace PIC, IOAPIC and PIT of the split irqchip. */
-  readonly pic?: Pic;
-  readonly ioapic?: Ioapic;
-  readonly pit?: Pit;
-  private readonly eventFds: number[] = [];
+  private readonly registry = new Map<string, BoardDevice>();
+  /** The userspace interrupt controllers of the split irqchip. */
+  private readonly pic?: Pic;
+  private readonly ioapic?: Ioapic;
+  private readonly pit?: Pit;
 
-  constructor(private readonly options: PlatformOptions) {
-    const io = this.io;
-    if (options.splitIrqchip) {
-      this.pic = this.createPic();
-      this.ioapic = this.createIoapic();
-      this.pit = this.createPit();
+  constructor(private readonly options: BoardOptions) {
+    if (options.irqchip === 'split') {
+      this.pic = this.addPic();
+      this.ioapic = this.addIoapic();
+      this.pit = this.addPit();
+    } else {
+      this.add({ id: 'pit', bus: 'io', base: PIT_PORT, length: IN_KERNEL_PIT_PORT_COUNT }, new NoDevice('pit (in kernel)'));
     }
-    let com1: Serial | undefined;
-    for (const port of SERIAL_PORTS) {
-      const isCom1 = port.name === 'com1';
+    for (const { id, base, irq } of SERIAL_PORTS) {
+      const isCom1 = id === 'com1';
       const serial = new Serial({
-        interrupt: this.interruptLine(port.irq),
+        interrupt: this.isaLine(irq),
         output: isCom1 ? options.serialOutput : undefined,
         inputDrained: isCom1 ? options.serialInputDrained : undefined,
       });
-      if (isCom1) com1 = serial;
-      io.insert(port.base, SERIAL_PORT_COUNT, byteRegisters(serial));
+      this.add({ id, bus: 'io', base, length: SERIAL_PORT_COUNT, irq }, byteRegisters(serial), serial);
     }
-    this.com1 = com1!;
-    const rtcOffset = options.rtcBase === undefined ? 0 : options.rtcBase - Date.now();
-    io.insert(CMOS_BASE_PORT, CMOS_PORT_COUNT, byteRegisters(new Cmos({
-      now: () => Date.now() + rtcOffset,
+    const rtcOffset = options.rtcBase === undefined ? 0 : options.rtcBase - options.host.wallClockMs();
+    const cmos = new Cmos({
+      now: () => options.host.wallClockMs() + rtcOffset,
       memoryBelow4G: options.memoryBelow4G,
       memoryAbove4G: options.memoryAbove4G,
-    })));
+    });
+    this.add({ id: 'cmos', bus: 'io', base: CMOS_PORT, length: CMOS_PORT_COUNT }, byteRegisters(cmos), cmos);
     // With the PIT in userspace, port 0x61 is the PIT's speaker/gate port
     // and the i8042 starts at 0x62, as crosvm lays it out.
-    const i8042 = new I8042({
-      onReset: options.onReset,
-      basePort: this.pit ? I8042_BASE_PORT_WITH_PIT_SPEAKER : I8042_BASE_PORT,
+    const i8042Base = this.pit ? I8042_PORT_AFTER_SPEAKER : I8042_PORT;
+    const i8042 = new I8042({ onReset: options.onReset, basePort: i8042Base });
+    this.add({ id: 'i8042', bus: 'io', base: i8042Base, length: this.pit ? I8042_PORT_COUNT_WITH_PIT_SPEAKER : I8042_PORT_COUNT },
+      byteRegisters(i8042), i8042);
+    for (const { id, base, length } of EMPTY_PORTS) this.add({ id, bus: 'io', base, length }, new NoDevice(id));
+    (options.extraDevices ?? []).forEach((extra, index) => {
+      this.add({ id: extra.id ?? `extra${index}`, bus: extra.bus, base: extra.base, length: extra.length }, extra.device);
     });
-    if (this.pit) io.insert(I8042_BASE_PORT_WITH_PIT_SPEAKER, I8042_PORT_COUNT_WITH_PIT_SPEAKER, byteRegisters(i8042));
-    else io.insert(I8042_BASE_PORT, I8042_PORT_COUNT, byteRegisters(i8042));
-    for (const range of ALWAYS_NULL_PORTS) io.insert(range.base, range.length, new NoDevice(range.name));
-    if (!this.pit) io.insert(PIT_NULL_PORTS.base, PIT_NULL_PORTS.length, new NoDevice(PIT_NULL_PORTS.name));
-    for (const extra of options.extraIoDevices ?? []) io.insert(extra.base, extra.length, extra.device);
-    for (const extra of options.extraMmioDevices ?? []) this.mmio.insert(extra.base, extra.length, extra.device);
   }
 
-  /** The claimed addresses, as vCPU workers need them to answer the rest themselves. */
-  claims(): ClaimedRanges {
-    return {
-      ports: this.io.ranges().map(({ base, length }) => ({ base, length })),
-      mmio: this.mmio.ranges().map(({ base, length }) => ({ base, length })),
-    };
+  /** Every device, in the order it was added. */
+  devices(): BoardDevice[] {
+    return [...this.registry.values()];
   }
 
-  /** The PIC's INTA cycle for the vCPU that injects its interrupts: the vector, or NO_INTERRUPT. */
-  get acknowledgeInterrupt(): (() => number) | undefined {
+  /** The device with `id`; throws for an id the board does not have. */
+  device(id: string): BoardDevice {
+    const entry = this.registry.get(id);
+    if (!entry) throw new TsvmmError('internal', `the board has no device '${id}' (it has ${[...this.registry.keys()].join(', ')})`);
+    return entry;
+  }
+
+  /** COM1, the UART connected to the host. */
+  get com1(): Serial {
+    return this.device('com1').model as Serial;
+  }
+
+  /** The state of every device that has one, by id. */
+  snapshot(): Record<string, unknown> {
+    const states: Record<string, unknown> = {};
+    for (const { id, model } of this.registry.values()) {
+      if (isSnapshottable(model)) states[id] = model.snapshot();
+    }
+    return states;
+  }
+
+  /** Puts every device back in `states` (from snapshot()); each device checks its own state. */
+  restore(states: Record<string, unknown>): void {
+    for (const { id, model } of this.registry.values()) {
+      if (!isSnapshottable(model)) continue;
+      if (!(id in states)) throw new TsvmmError('usage', `the saved board state has no entry for device '${id}'`);
+      model.restore(states[id]);
+    }
+  }
+
+  /** The userspace PIC's INTA cycle: the vector to inject, or undefined when INT has dropped meanwhile. */
+  acknowledgeInterrupt(): number | undefined {
     const pic = this.pic;
-    return pic ? () => (pic.intAsserted ? pic.acknowledge() : NO_INTERRUPT) : undefined;
+    return pic && pic.intAsserted ? pic.acknowledge() : undefined;
   }
 
-  /** Where KVM_EXIT_IOAPIC_EOI goes: the userspace IOAPIC, if there is one. */
-  get endOfInterrupt(): ((vector: number) => void) | undefined {
-    const ioapic = this.ioapic;
-    return ioapic ? (vector) => ioapic.endOfInterrupt(vector) : undefined;
+  /** KVM_EXIT_IOAPIC_EOI for the userspace IOAPIC (split irqchip). */
+  endOfInterrupt(vector: number): void {
+    this.ioapic?.endOfInterrupt(vector);
   }
 
-  /** Stops the PIT's timer and closes the irqfds. */
+  /** Stops the PIT's timer. */
   dispose(): void {
     this.pit?.dispose();
-    const addon = native();
-    for (const fd of this.eventFds) addon.close(fd);
-    this.eventFds.length = 0;
+  }
+
+  /** Claims `entry`'s range on its bus for `busDevice` and records it; `model` defaults to the bus device. */
+  private add(entry: Omit<BoardDevice, 'model'>, busDevice: BusDevice, model: object = busDevice): void {
+    if (this.registry.has(entry.id)) throw new TsvmmError('internal', `two board devices are called '${entry.id}'`);
+    (entry.bus === 'io' ? this.io : this.mmio).insert(entry.base, entry.length, busDevice);
+    this.registry.set(entry.id, { ...entry, model });
   }
 
   /**
-   * The interrupt line of ISA IRQ `gsi`: an irqfd into the in-kernel PIC and
-   * IOAPIC, or with the split irqchip an edge on both userspace controllers,
-   * wired as on a PC: the PIC's IRQ n and the IOAPIC's pin n (the MP table
-   * routes ISA IRQ n to pin n). The guest masks the one it does not use.
+   * The interrupt line of ISA IRQ `irq`: a GSI of the in-kernel irqchip, or
+   * with the split irqchip an edge on both userspace controllers, wired as
+   * on a PC: the PIC's IRQ n and the IOAPIC's pin n (the MP table routes ISA
+   * IRQ n to pin n). The guest masks the one it does not use.
    */
-  private interruptLine(gsi: number): InterruptLine {
+  private isaLine(irq: number): InterruptLine {
     const { pic, ioapic } = this;
-    if (ioapic && pic) {
-      const toIoapic = ioapicInterruptLine(ioapic, gsi);
-      // IRQ 2 is the PIC's cascade input; no ISA device can drive it.
-      if (gsi === PIC_CASCADE_IRQ) return toIoapic;
-      return { trigger: () => { pic.pulse(gsi); toIoapic.trigger(); } };
-    }
-    const addon = native();
-    const fd = check('eventfd', addon.eventfd(0, EFD_NONBLOCK));
-    this.eventFds.push(fd);
-    this.options.vm.registerIrqfd(fd, gsi);
-    return { trigger: () => { addon.eventfdWrite(fd, 1); } };
+    if (!pic || !ioapic) return this.options.host.kernelEdgeLine(irq);
+    const toIoapic = ioapicInterruptLine(ioapic, irq);
+    // IRQ 2 is the PIC's cascade input; no ISA device can drive it.
+    if (irq === PIC_CASCADE_IRQ) return toIoapic;
+    return { trigger: () => { pic.pulse(irq); toIoapic.trigger(); } };
   }
 
   /** The two cascaded 8259s (and their ELCR); their INT output goes to the boot vCPU. */
-  private createPic(): Pic {
+  private addPic(): Pic {
     const pic = new Pic({ onIntChange: (asserted) => this.options.onPicInt?.(asserted) });
-    this.io.insert(PIC_MASTER_BASE_PORT, PIC_PORT_COUNT, byteRegisters(pic.masterPorts));
-    this.io.insert(PIC_SLAVE_BASE_PORT, PIC_PORT_COUNT, byteRegisters(pic.slavePorts));
-    this.io.insert(PIC_ELCR_BASE_PORT, PIC_ELCR_PORT_COUNT, byteRegisters(pic.elcrPorts));
+    this.add({ id: 'pic-master', bus: 'io', base: PIC_MASTER_PORT, length: PIC_PORT_COUNT }, byteRegisters(pic.masterPorts), pic);
+    this.add({ id: 'pic-slave', bus: 'io', base: PIC_SLAVE_PORT, length: PIC_PORT_COUNT }, byteRegisters(pic.slavePorts), pic.slavePorts);
+    this.add({ id: 'pic-elcr', bus: 'io', base: PIC_ELCR_PORT, length: PIC_ELCR_PORT_COUNT }, byteRegisters(pic.elcrPorts), pic.elcrPorts);
     return pic;
   }
 
   /** KVM keeps the local APICs; this IOAPIC turns pin changes into MSIs for them. */
-  private createIoapic(): Ioapic {
-    const vm = this.options.vm;
-    const routes = new Map<number, { gsi: number; address: number; data: number }>();
+  private addIoapic(): Ioapic {
+    const { msi, gsiRouter } = this.options.host;
     const ioapic = new Ioapic({
-      sendMsi: (address, data) => { vm.signalMsi(address, data); },
+      sendMsi: (address, data) => msi.signal({ address, data }),
       // Mirror each pin's message into KVM's routing table (QEMU's
       // ioapic_update_kvm_routes), so level-triggered EOIs come back to us.
-      routeChanged: (pin, route) => {
-        if (route) routes.set(pin, { gsi: pin, ...route });
-        else routes.delete(pin);
-        vm.setMsiRoutes([...routes.values()]);
-      },
+      routeChanged: (pin, route) => gsiRouter.setMsiRoute(pin, route),
       id: this.options.vcpuCount, // the MP table gives the IOAPIC the id after the last CPU
     });
-    this.mmio.insert(IOAPIC_START, IOAPIC_MMIO_SIZE, ioapic);
+    this.add({ id: 'ioapic', bus: 'mmio', base: IOAPIC_START, length: IOAPIC_MMIO_SIZE }, ioapic);
     return ioapic;
   }
 
-  /** The PIT on ports 0x40-0x43 and 0x61, ticking IRQ 0 into the userspace IOAPIC. */
-  private createPit(): Pit {
-    const now = () => process.hrtime.bigint();
+  /** The PIT on ports 0x40-0x43 and 0x61, ticking IRQ 0 into the userspace PIC and IOAPIC. */
+  private addPit(): Pit {
+    const { host } = this.options;
     const pit = new Pit({
-      now,
-      // Node timers have millisecond resolution; the PIT model folds edges
-      // that a late timer missed into one interrupt, as a busy host would.
-      schedule: (delayNs, callback) => {
-        const timer = setTimeout(callback, Number(delayNs / 1_000_000n));
-        return { cancel: () => clearTimeout(timer) };
-      },
-      interrupt: this.interruptLine(0),
+      now: () => host.now(),
+      schedule: (delayNs, callback) => host.schedule(delayNs, callback),
+      interrupt: this.isaLine(PIT_IRQ),
     });
-    this.io.insert(PIT_BASE_PORT, PIT_PORT_COUNT, byteRegisters(pit));
-    this.io.insert(PIT_SPEAKER_PORT, 1, byteRegisters(new PitSpeakerPort({ pit, now })));
+    this.add({ id: 'pit', bus: 'io', base: PIT_PORT, length: PIT_PORT_COUNT, irq: PIT_IRQ }, byteRegisters(pit), pit);
+    const speaker = new PitSpeakerPort({ pit, now: () => host.now() });
+    this.add({ id: 'pit-speaker', bus: 'io', base: PIT_SPEAKER_PORT, length: 1 }, byteRegisters(speaker), speaker);
     return pit;
   }
 }

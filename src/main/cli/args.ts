@@ -3,6 +3,7 @@
 
 import { parseArgs } from 'node:util';
 import { HAND_OFF_MODES, HandOffMode } from '../../shared/vcpu-protocol';
+import { MAX_SPIN_LIMIT } from '../vmm/vm-config';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 export class UsageError extends TsvmmError {
@@ -30,6 +31,10 @@ export interface CliOptions {
   /** RTC start time (ms since the epoch); undefined = the host clock. */
   rtcBase?: number;
   stats: boolean;
+  /** A JSON VmConfig file; the options given on the command line override its fields. */
+  config?: string;
+  /** The long names of the options given on the command line (to know what overrides a --config file). */
+  given: ReadonlySet<string>;
 }
 
 export const DEFAULT_CPUS = 1;
@@ -51,6 +56,7 @@ Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
   --hand-off MODE       exit hand-off: spin-park (default), park, post-message, comlink
   --spin-limit N        spins before a vCPU parks waiting for the device thread
   --stats               print per-vCPU exit counters when the guest ends
+  --config FILE         a JSON VmConfig (fields as in the README); options given here override it
   --version             print the version and exit
   --help                print this help and exit
 
@@ -58,8 +64,6 @@ On a terminal, Ctrl-A then x quits. Exit status: 0 when the guest resets or powe
 off, 2 for bad arguments, 3 for a triple fault, 4 for an internal KVM error,
 5 for any other fatal guest event, 1 for a tsvmm failure, 130 on SIGINT.`;
 
-/** The most loads --spin-limit may ask for: about 10 ms of spinning per exit, far past any useful budget. */
-export const MAX_SPIN_LIMIT = 10_000_000;
 /** Years the CMOS RTC shows (BCD year and century registers) and guests read without wrapping. */
 export const RTC_FIRST_YEAR = 1970;
 export const RTC_LAST_YEAR = 9999;
@@ -125,6 +129,7 @@ export function parseCli(argv: string[]): CliOptions {
         'hand-off': { type: 'string' },
         'spin-limit': { type: 'string' },
         stats: { type: 'boolean' },
+        config: { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -172,5 +177,7 @@ export function parseCli(argv: string[]): CliOptions {
     spinLimit: values['spin-limit'] === undefined ? undefined : positiveInteger('spin-limit', values['spin-limit'], 0, MAX_SPIN_LIMIT),
     rtcBase,
     stats: values.stats ?? false,
+    config: values.config,
+    given: seen,
   };
 }

@@ -6,16 +6,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import { BootConfigError } from '../arch/configure';
-import { KvmError } from '../../shared/native';
+import { TsvmmError, asTsvmmError } from '../../shared/errors';
 import { parseCli, USAGE, UsageError, CliOptions } from './args';
+import { vmConfigFromCli } from './config-file';
 import { ConsoleInput, OutputSink } from './console';
 import { readInputFile } from './input-files';
-import { EXIT_CODE, GuestExit } from '../vmm/vm-exit';
-import { KvmUnavailableError } from '../kvm/kvm';
-import { Machine, MachineConfigError } from '../vmm/machine';
-
-const MIB = 1024 * 1024;
+import { EXIT_CODE, exitCodeForError, exitCodeForVmExit } from './exit-codes';
+import { VmExit, describeVmExit } from '../vmm/vm-exit';
+import { Machine } from '../vmm/machine';
 
 /** The bundled demo guest, built by `npm run build` from guests/hello. */
 export function demoGuestPath(): string {
@@ -27,15 +25,12 @@ function readInput(what: string, file: string, memMiB: number): Uint8Array {
   return readInputFile(what, file, memMiB * 1024 * 1024);
 }
 
-/** Errors whose message is already the one line a user needs. */
-function isUserFacing(error: unknown): error is Error {
-  if (error instanceof UsageError || error instanceof KvmUnavailableError || error instanceof MachineConfigError
-    || error instanceof BootConfigError) return true;
-  // The boot-table and loader modules each have their own error class; all of
-  // them describe bad input (a kernel, initrd or size that does not fit).
-  const name = (error as Error | undefined)?.name ?? '';
-  return /^(Elf|BzImage|Cmdline|Initrd|E820|MpTable|Pvh|SetupData|MemoryMap|BootParams|GuestMemory)Error$/.test(name);
-}
+/**
+ * Signals that would end the process: each stops the VM cleanly (terminal
+ * restored, "stopped by" said). SIGUSR1 is among them because Node would
+ * otherwise open its inspector on it, an unauthenticated debugger port.
+ */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGALRM'] as const;
 
 /**
  * Runs the CLI; resolves with the process exit code. `startedWorkers` are
@@ -63,55 +58,45 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
   let machine: Machine | undefined;
   const removeSignalHandlers: Array<() => void> = [];
   try {
-    const kernelPath = options.kernel ?? demoGuestPath();
-    const kernel = readInput('kernel', kernelPath, options.memMiB);
-    const initrd = options.initrd ? readInput('initrd', options.initrd, options.memMiB) : undefined;
+    const config = vmConfigFromCli(options);
+    const kernel = readInput('kernel', config.kernel ?? demoGuestPath(), options.memMiB);
+    const initrd = config.initrd ? readInput('initrd', config.initrd, options.memMiB) : undefined;
     // A write error (EPIPE, ENOSPC, ...) ends the VM: its console is gone.
-    const onError = (error: Error) => machine?.end({ code: EXIT_CODE.vmmFailure, reason: `stopped: ${error.message}` });
-    output = options.serial.kind === 'null' ? undefined : OutputSink.open(options.serial, { onError });
+    const onError = (error: TsvmmError) => machine?.end({ kind: 'stopped', cause: { by: 'output-error', message: error.message } });
+    output = config.serial.kind === 'null' ? undefined : OutputSink.open(config.serial, { onError });
     const sink = output;
-    machine = await Machine.create({
+    machine = await Machine.create(config, {
       kernel,
       initrd,
-      cmdline: options.cmdline,
-      cpus: options.cpus,
-      memBytes: options.memMiB * MIB,
-      bootProtocol: options.bootProtocol,
-      splitIrqchip: options.splitIrqchip,
-      handOff: options.handOff,
-      spinLimit: options.spinLimit,
       serialOutput: sink ? (bytes) => sink.write(bytes) : undefined,
-      rtcBase: options.rtcBase,
       startedWorkers,
       kvmDevice: process.env.TSVMM_KVM_DEVICE,
     });
     const running = machine;
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      const handler = () => running.end({ code: signal === 'SIGINT' ? EXIT_CODE.interrupted : 143, reason: `stopped by ${signal}` });
+    for (const signal of STOP_SIGNALS) {
+      const handler = () => running.end({ kind: 'stopped', cause: { by: 'signal', signal } });
       process.on(signal, handler);
       removeSignalHandlers.push(() => process.off(signal, handler));
     }
-    if (options.serial.kind === 'stdio') {
+    if (config.serial.kind === 'stdio') {
       input = new ConsoleInput((bytes) => running.sendInput(bytes),
-        () => running.end({ code: 0, reason: 'quit from the console (Ctrl-A x)' }));
+        () => running.end({ kind: 'stopped', cause: { by: 'console' } }));
       input.start();
     }
     const exit = await machine.run();
     await output?.flush();
     report(exit, options, machine);
-    return exit.code;
+    return exitCodeForVmExit(exit);
   } catch (error) {
     await output?.flush();
-    if (isUserFacing(error)) {
-      process.stderr.write(`tsvmm: ${error.message}\n`);
-      return error instanceof KvmUnavailableError ? EXIT_CODE.vmmFailure : EXIT_CODE.usage;
+    const failure = asTsvmmError(error);
+    if (failure.kind === 'internal' && !(error instanceof TsvmmError)) {
+      // Not an error tsvmm raised on purpose: a bug, so keep the stack.
+      process.stderr.write(`tsvmm: internal error: ${(error as Error)?.stack ?? String(error)}\n`);
+    } else {
+      process.stderr.write(`tsvmm: ${failure.kind === 'internal' ? 'internal error: ' : ''}${failure.message}\n`);
     }
-    if (error instanceof KvmError) {
-      process.stderr.write(`tsvmm: ${error.message}\n`);
-      return EXIT_CODE.vmmFailure;
-    }
-    process.stderr.write(`tsvmm: internal error: ${(error as Error)?.stack ?? String(error)}\n`);
-    return EXIT_CODE.vmmFailure;
+    return exitCodeForError(failure.kind);
   } finally {
     input?.dispose();
     for (const remove of removeSignalHandlers) remove();
@@ -120,10 +105,11 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
   }
 }
 
-function report(exit: GuestExit, options: CliOptions, machine: Machine): void {
-  if (exit.code !== 0 || exit.diagnostic) {
-    process.stderr.write(`tsvmm: ${exit.reason}\n`);
-    if (exit.diagnostic) process.stderr.write(`  ${exit.diagnostic}\n`);
+function report(exit: VmExit, options: CliOptions, machine: Machine): void {
+  const { summary, detail } = describeVmExit(exit);
+  if (exitCodeForVmExit(exit) !== 0 || detail) {
+    process.stderr.write(`tsvmm: ${summary}\n`);
+    if (detail) process.stderr.write(`  ${detail}\n`);
   }
   if (options.stats) {
     const lines = machine.stats().map((stats, id) => `vcpu${id}: ${Object.entries(stats).map(([k, v]) => `${k}=${v}`).join(' ')}`);

@@ -1,7 +1,7 @@
 // Guest RAM: anonymous shared mappings, one per KVM memory slot, that the
-// main thread, every vCPU worker and KVM all see without copies. They stay
-// mapped until the main thread's environment is torn down (the addon's
-// cleanup hook unmaps them): views of them may live as long as the process.
+// main thread, every vCPU worker and KVM all see without copies. release()
+// unmaps them when the VM is closed (the addon's cleanup hook unmaps what is
+// left when the main thread's environment is torn down).
 
 import { GuestMemory, MemoryRegion, hex } from '../arch/guest-memory';
 import { MAP_ANONYMOUS, MAP_NORESERVE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../shared/kvm-abi';
@@ -44,5 +44,20 @@ export class GuestRam {
       throw error;
     }
     return new GuestRam(slots, new GuestMemory(regions));
+  }
+
+  private released = false;
+
+  /**
+   * Unmaps every slot. The main thread's views are detached first, so a
+   * typed array someone kept reads as empty instead of faulting. Workers must
+   * be gone: their views are not detached here.
+   */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    const addon = native();
+    for (const region of this.memory.regions) addon.detach(region.bytes.buffer as ArrayBuffer);
+    for (const slot of this.slots) addon.munmap(slot.hostAddress, slot.size);
   }
 }

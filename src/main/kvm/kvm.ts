@@ -3,7 +3,7 @@
 // naming the ioctl and keeping the errno.
 
 import {
-  CAP, ENABLE_CAP, IOCTL, IRQFD, IRQ_ROUTING_ENTRY, IoctlName, KVM_API_VERSION, KVM_IRQ_ROUTING_MSI,
+  CAP, ENABLE_CAP, IOCTL, IRQ_LEVEL, IRQFD, IRQ_ROUTING_ENTRY, IoctlName, KVM_API_VERSION, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI,
   KVM_PIT_SPEAKER_DUMMY, MAP_SHARED, MEMORY_REGION, MSI,
   O_RDWR, PROT_READ, PROT_WRITE, SIZEOF,
 } from '../../shared/kvm-abi';
@@ -12,6 +12,7 @@ import {
   decodeSregs, encodeCpuid, encodeFpu, encodeMsrs, encodeRegs, encodeSregs,
 } from '../../shared/kvm-structs';
 import { KvmError, check, native, ERRNO } from '../../shared/native';
+import type { GsiRoute } from './gsi-router';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 function ioctl(fd: number, name: IoctlName, arg?: number | bigint | Uint8Array, detail?: string): number {
@@ -124,25 +125,27 @@ export class Vm {
     ioctl(this.fd, 'KVM_CREATE_PIT2', config);
   }
 
-  /**
-   * Replaces the GSI routing table with MSI routes (split irqchip: one per
-   * IOAPIC pin that is unmasked). KVM scans these routes to know which
-   * vectors are level-triggered IOAPIC interrupts whose EOI it must report
-   * with KVM_EXIT_IOAPIC_EOI.
-   */
-  setMsiRoutes(routes: ReadonlyArray<{ gsi: number; address: number; data: number }>): void {
+  /** KVM_SET_GSI_ROUTING: replaces the whole table (GsiRouter is its one caller). */
+  setGsiRouting(routes: readonly GsiRoute[]): void {
     const bytes = new Uint8Array(SIZEOF.kvm_irq_routing + routes.length * SIZEOF.kvm_irq_routing_entry);
     const dv = new DataView(bytes.buffer);
     dv.setUint32(0, routes.length, true);
     routes.forEach((route, i) => {
       const at = SIZEOF.kvm_irq_routing + i * SIZEOF.kvm_irq_routing_entry;
       dv.setUint32(at + IRQ_ROUTING_ENTRY.gsi, route.gsi, true);
-      dv.setUint32(at + IRQ_ROUTING_ENTRY.type, KVM_IRQ_ROUTING_MSI, true);
-      dv.setUint32(at + IRQ_ROUTING_ENTRY.msi_address_lo, route.address >>> 0, true);
-      dv.setUint32(at + IRQ_ROUTING_ENTRY.msi_address_hi, Math.floor(route.address / 0x1_0000_0000) >>> 0, true);
-      dv.setUint32(at + IRQ_ROUTING_ENTRY.msi_data, route.data >>> 0, true);
+      if (route.kind === 'irqchip') {
+        dv.setUint32(at + IRQ_ROUTING_ENTRY.type, KVM_IRQ_ROUTING_IRQCHIP, true);
+        dv.setUint32(at + IRQ_ROUTING_ENTRY.irqchip_irqchip, route.chip, true);
+        dv.setUint32(at + IRQ_ROUTING_ENTRY.irqchip_pin, route.pin, true);
+      } else {
+        const { address, data } = route.message;
+        dv.setUint32(at + IRQ_ROUTING_ENTRY.type, KVM_IRQ_ROUTING_MSI, true);
+        dv.setUint32(at + IRQ_ROUTING_ENTRY.msi_address_lo, address >>> 0, true);
+        dv.setUint32(at + IRQ_ROUTING_ENTRY.msi_address_hi, Math.floor(address / 0x1_0000_0000) >>> 0, true);
+        dv.setUint32(at + IRQ_ROUTING_ENTRY.msi_data, data >>> 0, true);
+      }
     });
-    ioctl(this.fd, 'KVM_SET_GSI_ROUTING', bytes, `${routes.length} MSI routes`);
+    ioctl(this.fd, 'KVM_SET_GSI_ROUTING', bytes, `${routes.length} routes`);
   }
 
   /** KVM_CAP_SPLIT_IRQCHIP: LAPICs in the kernel, PIC/IOAPIC/PIT in userspace. */
@@ -166,6 +169,16 @@ export class Vm {
     dv.setUint32(IRQFD.gsi, gsi, true);
     ioctl(this.fd, 'KVM_IRQFD', bytes, `gsi ${gsi}`);
   }
+
+  /** KVM_IRQ_LINE: holds GSI `gsi` of the in-kernel irqchip at `level` (a level-triggered line). */
+  setIrqLine(gsi: number, level: boolean): void {
+    const dv = new DataView(this.irqLevelBuffer.buffer);
+    dv.setUint32(IRQ_LEVEL.irq, gsi, true);
+    dv.setUint32(IRQ_LEVEL.level, level ? 1 : 0, true);
+    ioctl(this.fd, 'KVM_IRQ_LINE', this.irqLevelBuffer, `gsi ${gsi}`);
+  }
+
+  private readonly irqLevelBuffer = new Uint8Array(SIZEOF.kvm_irq_level);
 
   /**
    * Injects a message-signalled interrupt into the in-kernel local APICs (the
@@ -200,6 +213,11 @@ export class Vcpu {
     const address = native().mmap(this.fd, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
     if (typeof address === 'number') throw new KvmError(`mmap of vCPU ${this.id} kvm_run`, -address);
     return address;
+  }
+
+  /** Unmaps a kvm_run page from mapRunArea; while it is mapped, it keeps the vCPU (and the VM) alive in the kernel. */
+  unmapRunArea(address: bigint, size: number): void {
+    check(`munmap of vCPU ${this.id} kvm_run`, native().munmap(address, size));
   }
 
   getRegs(): Regs {

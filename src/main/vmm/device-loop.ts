@@ -40,10 +40,10 @@ export const DEFAULT_DEVICE_LOOP_OPTIONS: DeviceLoopOptions = {
 export interface DeviceTargets {
   io: Bus;
   mmio: Bus;
-  /** The userspace IOAPIC's EOI input (split irqchip only). */
-  endOfInterrupt?: (vector: number) => void;
-  /** The userspace PIC's INTA cycle: the vector to inject, or -1 (split irqchip only). */
-  acknowledgeInterrupt?: () => number;
+  /** KVM_EXIT_IOAPIC_EOI: the userspace IOAPIC's EOI input (split irqchip only). */
+  endOfInterrupt(vector: number): void;
+  /** The userspace PIC's INTA cycle: the vector to inject, or undefined when there is none (split irqchip only). */
+  acknowledgeInterrupt(): number | undefined;
 }
 
 export class DeviceLoop {
@@ -96,7 +96,7 @@ export class DeviceLoop {
 
   private serve({ channel, run }: ServedVcpu, sequence: number): void {
     if (channel.requestKind() === REQUEST_KIND.interruptAcknowledge) {
-      channel.complete(sequence, this.targets.acknowledgeInterrupt?.() ?? NO_INTERRUPT);
+      channel.complete(sequence, this.targets.acknowledgeInterrupt() ?? NO_INTERRUPT);
     } else {
       this.serveAccess(run);
       channel.complete(sequence);
@@ -123,7 +123,7 @@ export class DeviceLoop {
       if (run.mmioIsWrite) mmio.write(run.mmioAddress, data);
       else mmio.read(run.mmioAddress, data);
     } else if (run.exitReason === EXIT.IOAPIC_EOI) {
-      this.targets.endOfInterrupt?.(run.eoiVector);
+      this.targets.endOfInterrupt(run.eoiVector);
     }
   }
 

@@ -1,33 +1,35 @@
 // The VM builder and its life cycle. It orchestrates: each step is a call
-// into a module that owns it (kvm.ts for ioctls, src/arch for boot tables,
-// src/devices for models, vcpu-thread.ts for workers, device-loop.ts for the
-// exit hand-off). crosvm's x86_64 build_vm is the model.
+// into a module that owns it (kvm/ for ioctls, arch/ for boot tables, board/
+// for the devices, vcpu-thread.ts for workers, device-loop.ts for the exit
+// hand-off). crosvm's x86_64 build_vm is the model.
 
 import type { Worker } from 'node:worker_threads';
 import * as os from 'node:os';
-import { configureSystem, BootPlan, BootProtocolChoice } from '../arch/configure';
+import { configureSystem, BootPlan } from '../arch/configure';
 import { shapeCpuid } from '../arch/cpuid';
 import { setLocalInterrupts } from '../arch/local-interrupts';
-import { FIRST_ADDR_PAST_32BITS, IDENTITY_MAP_ADDR, TSS_ADDR } from '../layout';
+import { FIRST_ADDR_PAST_32BITS, IDENTITY_MAP_ADDR, IOAPIC_PINS, TSS_ADDR } from '../layout';
 import { guestMemoryLayout } from '../arch/memory-map';
 import { MAX_MPTABLE_CPUS } from '../arch/mptable';
 import { bootMsrs } from '../arch/msrs';
 import { bootFpu, bootRegs, bootSregs, pvhBootRegs, pvhBootSregs } from '../arch/regs';
-import { DEFAULT_SPIN_LIMIT, Doorbell } from '../../shared/exit-channel';
-import type { HandOffMode } from '../../shared/vcpu-protocol';
+import { Board, ExtraDevice } from '../board/board';
+import { SerialInputQueue } from '../board/serial-input';
+import { Doorbell } from '../../shared/exit-channel';
 import type { Regs } from '../../shared/kvm-structs';
 import type { VcpuStatValues } from '../../shared/vcpu-stats';
+import { TsvmmError } from '../../shared/errors';
+import { KvmBoardHost } from './board-host';
 import { DeviceLoop, DEFAULT_DEVICE_LOOP_OPTIONS } from './device-loop';
-import { describeStop, GuestExit } from './vm-exit';
+import { PauseRendezvous } from './pause-rendezvous';
+import { VmConfig, resolveVmConfig } from './vm-config';
+import { VmExit, vmExitOf } from './vm-exit';
 import { GuestRam } from '../kvm/guest-ram';
-import { SerialInputQueue } from '../board/serial-input';
-import { ExtraDevice, Platform } from '../board/board';
 import { Kvm, Vcpu, Vm } from '../kvm/kvm';
 import { VcpuThread } from './vcpu-thread';
 import { startVcpuWorker } from './vcpu-worker-start';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
-import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /**
  * Bytes for the kernel's RNG seed. node:crypto takes ~2.5 ms to load, on the
@@ -39,32 +41,24 @@ function secureRandomBytes(count: number): Uint8Array {
 }
 
 export class MachineConfigError extends TsvmmError {
-  constructor(message: string, options?: TsvmmErrorOptions) {
-    super('usage', message, options);
+  constructor(message: string) {
+    super('usage', message);
   }
 }
 
 export type { ExtraDevice } from '../board/board';
 
-export interface MachineConfig {
+/** What a Machine needs besides its VmConfig: bytes, callbacks and objects that are not configuration. */
+export interface MachineHooks {
+  /** The kernel image (the config's `kernel` names where it came from). */
   kernel: Uint8Array;
   initrd?: Uint8Array;
-  cmdline?: string;
-  cpus: number;
-  memBytes: number;
-  bootProtocol: BootProtocolChoice;
-  splitIrqchip: boolean;
-  handOff: HandOffMode;
-  spinLimit?: number;
   /** Where COM1's output goes; undefined discards it. */
   serialOutput?: (bytes: Uint8Array) => void;
-  /** The RTC's idea of "now" at boot, in ms since the epoch (default: the host clock). */
-  rtcBase?: number;
   /** The KVM device node (default /dev/kvm). */
   kvmDevice?: string;
   /** Devices a caller adds before the VM starts (tests, benchmarks). */
-  extraIoDevices?: ExtraDevice[];
-  extraMmioDevices?: ExtraDevice[];
+  extraDevices?: readonly ExtraDevice[];
   /**
    * vCPU workers already booting, from startVcpuWorker (the CLI starts them
    * before it loads the rest of tsvmm). The machine owns them from here on:
@@ -73,27 +67,32 @@ export interface MachineConfig {
   startedWorkers?: Worker[];
 }
 
+/**
+ * built -> running <-> pausing -> paused -> running ... -> stopping -> stopped -> closed.
+ * close() is allowed from every state; run() only from built.
+ */
+export type MachineState = 'built' | 'running' | 'pausing' | 'paused' | 'stopping' | 'stopped' | 'closed';
+
 const MIB = 1024 * 1024;
-/** IOAPIC pins KVM emulates with the split irqchip (the MP table's pins). */
-const IOAPIC_PINS = 24;
 
 export class Machine {
   private readonly doorbell = new Doorbell();
-  private platform!: Platform;
-  private readonly input = new SerialInputQueue((bytes) => this.platform.com1.enqueueInput(bytes));
+  private board!: Board;
+  private host!: KvmBoardHost;
+  private readonly input = new SerialInputQueue((bytes) => this.board.com1.enqueueInput(bytes));
   private threads: VcpuThread[] = [];
   private deviceLoop?: DeviceLoop;
-  private ending?: GuestExit;
-  private finished?: (exit: GuestExit) => void;
-  /** Pause bookkeeping: resolved by resume(); counts vCPUs that reported paused. */
-  private resumed: Promise<void> = Promise.resolve();
-  private release?: () => void;
-  private pausedCount = 0;
-  private onPaused?: () => void;
-  private closed = false;
+  private currentState: MachineState = 'built';
+  /** The first reason to end; the VM's exit. */
+  private ending?: VmExit;
+  private finished?: (exit: VmExit) => void;
+  private running?: Promise<VmExit>;
+  private rendezvous?: PauseRendezvous;
+  private closing?: Promise<void>;
 
   private constructor(
-    readonly config: MachineConfig,
+    readonly config: VmConfig,
+    private readonly hooks: MachineHooks,
     private readonly kvm: Kvm,
     private readonly vm: Vm,
     readonly ram: GuestRam,
@@ -101,56 +100,70 @@ export class Machine {
     readonly boot: BootPlan,
   ) {}
 
-  /** Builds the whole VM; nothing runs until run(). */
-  static async create(config: MachineConfig): Promise<Machine> {
-    const workers: Worker[] = [...(config.startedWorkers ?? [])];
+  /** Builds the whole VM from a (partial) VmConfig; nothing runs until run(). */
+  static async create(config: Partial<VmConfig>, hooks: MachineHooks): Promise<Machine> {
+    const resolved = resolveVmConfig(config);
+    const workers: Worker[] = [...(hooks.startedWorkers ?? [])];
     let kvm: Kvm | undefined;
     let vm: Vm | undefined;
+    let ram: GuestRam | undefined;
+    let machine: Machine | undefined;
     try {
-      kvm = Kvm.open(config.kvmDevice);
+      kvm = Kvm.open(hooks.kvmDevice);
+      const memBytes = resolved.memoryMiB * MIB;
       const hostMemory = os.totalmem();
-      if (config.memBytes > hostMemory) {
-        throw new MachineConfigError(`--mem ${config.memBytes / MIB} MiB is more than this host's ${Math.floor(hostMemory / MIB)} MiB of RAM; use a smaller --mem`);
+      if (memBytes > hostMemory) {
+        throw new MachineConfigError(`--mem ${resolved.memoryMiB} MiB is more than this host's ${Math.floor(hostMemory / MIB)} MiB of RAM; use a smaller --mem`);
       }
       const maxVcpus = Math.min(kvm.maxVcpus(), MAX_MPTABLE_CPUS);
-      if (config.cpus > maxVcpus) {
-        throw new MachineConfigError(`--cpus ${config.cpus} is more than this host and tsvmm's MP table allow (${maxVcpus}); use --cpus ${maxVcpus} or fewer`);
+      if (resolved.cpus > maxVcpus) {
+        throw new MachineConfigError(`--cpus ${resolved.cpus} is more than this host and tsvmm's MP table allow (${maxVcpus}); use --cpus ${maxVcpus} or fewer`);
       }
-      await Promise.all(workers.splice(config.cpus).map((worker) => worker.terminate()));
-      for (let id = workers.length; id < config.cpus; id++) workers.push(startVcpuWorker(id));
+      await Promise.all(workers.splice(resolved.cpus).map((worker) => worker.terminate()));
+      for (let id = workers.length; id < resolved.cpus; id++) workers.push(startVcpuWorker(id));
       vm = kvm.createVm();
       vm.setTssAddress(TSS_ADDR);
       vm.setIdentityMapAddress(IDENTITY_MAP_ADDR);
-      if (config.splitIrqchip) {
+      if (resolved.irqchip === 'split') {
         vm.enableSplitIrqchip(IOAPIC_PINS);
       } else {
         vm.createIrqchip();
         vm.createPit2();
       }
-      const layout = guestMemoryLayout(config.memBytes);
-      const ram = GuestRam.create(vm, layout);
+      const layout = guestMemoryLayout(memBytes);
+      ram = GuestRam.create(vm, layout);
       const boot = configureSystem(ram.memory, layout, {
-        kernel: config.kernel,
-        initrd: config.initrd,
-        cmdline: config.cmdline,
-        cpuCount: config.cpus,
-        protocol: config.bootProtocol,
+        kernel: hooks.kernel,
+        initrd: hooks.initrd,
+        cmdline: resolved.cmdline,
+        cpuCount: resolved.cpus,
+        protocol: resolved.bootProtocol,
         randomBytes: secureRandomBytes,
       });
       // Every vCPU exists before any runs: an AP created after the BSP has
       // sent its SIPI would never start.
-      const vcpus = Array.from({ length: config.cpus }, (_, id) => vm!.createVcpu(id));
-      const machine = new Machine(config, kvm, vm, ram, vcpus, boot);
+      const vcpus: Vcpu[] = [];
+      for (let id = 0; id < resolved.cpus; id++) vcpus.push(vm.createVcpu(id));
+      machine = new Machine(resolved, hooks, kvm, vm, ram, vcpus, boot);
       machine.configureVcpus(kvm.supportedCpuid());
       machine.attachDevices();
       await machine.spawnThreads(kvm.vcpuMmapSize(), workers);
       return machine;
     } catch (error) {
       await Promise.all(workers.map((worker) => worker.terminate()));
-      vm?.close();
-      kvm?.close();
+      if (machine) {
+        await machine.close();
+      } else {
+        ram?.release();
+        vm?.close();
+        kvm?.close();
+      }
       throw error;
     }
+  }
+
+  get state(): MachineState {
+    return this.currentState;
   }
 
   private configureVcpus(supportedCpuid: ReturnType<Kvm['supportedCpuid']>): void {
@@ -174,45 +187,44 @@ export class Machine {
   }
 
   private attachDevices(): void {
-    const [memoryBelow4G, memoryAbove4G] = splitMemory(this.config.memBytes, this.ram.slots);
-    this.platform = new Platform({
-      vm: this.vm,
+    const above = this.ram.slots.filter((s) => s.guestAddress >= FIRST_ADDR_PAST_32BITS).reduce((sum, s) => sum + s.size, 0);
+    const memBytes = this.config.memoryMiB * MIB;
+    this.host = new KvmBoardHost(this.vm, this.config.irqchip);
+    this.board = new Board({
       vcpuCount: this.vcpus.length,
-      memoryBelow4G,
-      memoryAbove4G,
-      splitIrqchip: this.config.splitIrqchip,
-      serialOutput: this.config.serialOutput,
+      memoryBelow4G: memBytes - above,
+      memoryAbove4G: above,
+      irqchip: this.config.irqchip,
+      host: this.host,
+      serialOutput: this.hooks.serialOutput,
       serialInputDrained: () => this.input.feed(),
-      rtcBase: this.config.rtcBase,
-      onReset: () => this.end({ code: 0, reason: 'guest reset (i8042)' }),
+      rtcBase: this.config.rtcBase === undefined ? undefined : Date.parse(this.config.rtcBase),
+      onReset: () => this.end({ kind: 'reset', source: 'i8042' }),
       onPicInt: (asserted) => this.threads[0]?.setExternalInterrupt(asserted),
-      extraIoDevices: this.config.extraIoDevices,
-      extraMmioDevices: this.config.extraMmioDevices,
+      extraDevices: this.hooks.extraDevices,
     });
   }
 
   private async spawnThreads(runSize: number, workers: Worker[]): Promise<void> {
-    const platform = this.platform;
-    const claims = platform.claims();
-    this.threads = await Promise.all(this.vcpus.map((vcpu) => VcpuThread.spawn({
+    const board = this.board;
+    const claims = { ports: board.io.ranges(), mmio: board.mmio.ranges() };
+    const mode = this.config.handOff;
+    const spawned = await Promise.allSettled(this.vcpus.map((vcpu) => VcpuThread.spawn({
       vcpuId: vcpu.id,
       vcpuFd: vcpu.fd,
       runAddress: vcpu.mapRunArea(runSize),
       runSize,
       doorbell: this.doorbell.buffer,
       claims,
-      handOff: this.config.handOff,
-      spinLimit: this.config.spinLimit ?? DEFAULT_SPIN_LIMIT,
+      handOff: mode,
+      spinLimit: this.config.spinLimit,
       // With the split irqchip the PIC is ours, and its INT line goes to the boot vCPU's LINT0.
-      injectsExtint: this.config.splitIrqchip && vcpu.id === 0,
+      injectsExtint: this.config.irqchip === 'split' && vcpu.id === 0,
     }, workers[vcpu.id])));
-    const mode = this.config.handOff;
-    this.deviceLoop = new DeviceLoop(this.doorbell, this.threads, {
-      io: platform.io,
-      mmio: platform.mmio,
-      endOfInterrupt: platform.endOfInterrupt,
-      acknowledgeInterrupt: platform.acknowledgeInterrupt,
-    }, {
+    this.threads = spawned.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+    const failed = spawned.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw failed.reason;
+    this.deviceLoop = new DeviceLoop(this.doorbell, this.threads, board, {
       ...DEFAULT_DEVICE_LOOP_OPTIONS,
       poll: mode === 'spin-park' || mode === 'park',
     });
@@ -225,18 +237,26 @@ export class Machine {
     });
   }
 
-  /** Runs every vCPU; resolves once the guest has ended and every vCPU has stopped. */
-  async run(): Promise<GuestExit> {
-    const ended = new Promise<GuestExit>((resolve) => { this.finished = resolve; });
-    if (this.ending) this.finished?.(this.ending);
+  /** Runs every vCPU; resolves once the guest has ended and every vCPU has stopped. Once per machine. */
+  run(): Promise<VmExit> {
+    if (this.currentState !== 'built') {
+      return Promise.reject(new TsvmmError('usage', `run() needs a machine that has not run yet; this one is ${this.currentState}`));
+    }
+    this.currentState = 'running';
+    this.running = this.runToEnd();
+    return this.running;
+  }
+
+  private async runToEnd(): Promise<VmExit> {
+    const ended = new Promise<VmExit>((resolve) => { this.finished = resolve; });
     this.deviceLoop!.start();
     const drives = this.threads.map((thread) => this.driveVcpu(thread).catch(
-      (error: Error) => this.end({ code: 1, reason: `vCPU ${thread.vcpuId} worker failed: ${error.message}` }),
+      (error: Error) => this.end({ kind: 'vmm-failure', vcpu: thread.vcpuId, message: `worker failed: ${error.message}` }),
     ));
     const exit = await ended;
-    this.resume(); // a paused vCPU must come back to see the stop
     await Promise.all(drives);
     this.deviceLoop!.stop();
+    this.currentState = 'stopped';
     return exit;
   }
 
@@ -246,49 +266,64 @@ export class Machine {
       const stop = await thread.start();
       if (stop.kind === 'stopped') return;
       if (stop.kind === 'paused') {
-        this.pausedCount++;
-        this.onPaused?.();
-        await this.resumed;
+        const rendezvous = this.rendezvous;
+        if (rendezvous) await rendezvous.arrive();
         if (this.ending) return;
         continue;
       }
-      this.end(describeStop(thread.vcpuId, stop, this.vcpus[thread.vcpuId], this.ram.memory));
+      this.end(vmExitOf(thread.vcpuId, stop, this.vcpus[thread.vcpuId], this.ram.memory));
       return;
     }
   }
 
-  /** Stops every vCPU outside KVM_RUN; resolves when all are paused. */
+  /** Stops every vCPU outside KVM_RUN, on an instruction boundary; resolves when all are paused. */
   async pause(): Promise<void> {
-    if (this.ending) return;
-    let release!: () => void;
-    this.resumed = new Promise<void>((resolve) => { release = resolve; });
-    this.release = release;
-    this.pausedCount = 0;
-    const allPaused = new Promise<void>((resolve) => {
-      this.onPaused = () => { if (this.pausedCount === this.threads.length) resolve(); };
-    });
+    if (this.currentState === 'pausing' || this.currentState === 'paused') return this.rendezvous!.complete;
+    if (this.currentState !== 'running') {
+      throw new TsvmmError('usage', `pause() needs a running machine; this one is ${this.currentState}`);
+    }
+    this.currentState = 'pausing';
+    const rendezvous = new PauseRendezvous(this.threads.length);
+    this.rendezvous = rendezvous;
     for (const thread of this.threads) thread.requestExit('pause');
-    await allPaused;
-    this.onPaused = undefined;
+    await rendezvous.complete;
+    if (this.currentState === 'pausing') this.currentState = 'paused';
   }
 
   /** Lets paused vCPUs run again. */
   resume(): void {
-    this.release?.();
-    this.release = undefined;
+    if (this.currentState !== 'paused') {
+      throw new TsvmmError('usage', `resume() needs a paused machine; this one is ${this.currentState}`);
+    }
+    this.currentState = 'running';
+    this.releasePause();
+  }
+
+  private releasePause(): void {
+    const rendezvous = this.rendezvous;
+    this.rendezvous = undefined;
+    rendezvous?.release();
   }
 
   /** A vCPU's general-purpose registers, read by its own worker (over comlink); only while paused. */
   registers(vcpuId: number): Promise<Regs> {
-    if (this.release === undefined) throw new MachineConfigError('registers can be read only while the machine is paused (pause() first)');
-    return this.threads[vcpuId].registers();
+    if (this.currentState !== 'paused') {
+      throw new MachineConfigError('registers can be read only while the machine is paused (pause() first)');
+    }
+    const thread = this.threads[vcpuId];
+    if (!thread) throw new TsvmmError('usage', `there is no vCPU ${vcpuId}; this machine has vCPUs 0..${this.threads.length - 1}`);
+    return thread.registers();
   }
 
-  /** Ends the guest (from a device, a signal, or a vCPU) and stops every vCPU. */
-  end(exit: GuestExit): void {
+  /** Ends the guest (from a device, a signal, or a vCPU) and stops every vCPU; the first reason wins. */
+  end(exit: VmExit): void {
     if (this.ending) return;
     this.ending = exit;
+    if (this.currentState === 'running' || this.currentState === 'pausing' || this.currentState === 'paused') {
+      this.currentState = 'stopping';
+    }
     for (const thread of this.threads) thread.requestExit('stop');
+    this.releasePause(); // a paused vCPU must come back to see the stop
     this.finished?.(exit);
   }
 
@@ -305,21 +340,36 @@ export class Machine {
     return { served: this.deviceLoop?.served ?? 0, parks: this.deviceLoop?.parks ?? 0 };
   }
 
-  /** Terminates the workers and closes every fd. Guest RAM stays mapped until the process exits. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+  /** The board's devices (ids, buses, addresses), for inspection. */
+  get devices(): Board {
+    return this.board;
+  }
+
+  /**
+   * Stops a running guest (its exit is 'stopped' by request), ends the
+   * workers, unmaps guest RAM and every kvm_run page, and closes every fd, so
+   * that the kernel frees the VM. Safe to call in any state, and more than once.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    if (this.running) {
+      this.end({ kind: 'stopped', cause: { by: 'request' } });
+      await this.running;
+    }
+    this.currentState = 'closed';
     this.deviceLoop?.stop();
     this.input.dispose();
     await Promise.all(this.threads.map((thread) => thread.terminate()));
-    this.platform?.dispose();
+    this.board?.dispose();
+    this.host?.dispose();
+    for (const thread of this.threads) this.vcpus[thread.vcpuId].unmapRunArea(thread.runAddress, thread.runSize);
     for (const vcpu of this.vcpus) vcpu.close();
+    this.ram.release();
     this.vm.close();
     this.kvm.close();
   }
-}
-
-function splitMemory(memBytes: number, slots: GuestRam['slots']): [number, number] {
-  const above = slots.filter((s) => s.guestAddress >= FIRST_ADDR_PAST_32BITS).reduce((sum, s) => sum + s.size, 0);
-  return [memBytes - above, above];
 }

@@ -35,6 +35,9 @@ export class VcpuThread {
 
   private constructor(
     readonly vcpuId: number,
+    /** Where this vCPU's kvm_run page is mapped (the main thread maps and unmaps it). */
+    readonly runAddress: bigint,
+    readonly runSize: number,
     private readonly worker: Worker,
     private readonly api: Comlink.Remote<VcpuWorkerApi>,
     private readonly thread: bigint,
@@ -67,7 +70,7 @@ export class VcpuThread {
       const transfer = (ports ? [ports.port2] : []) as unknown as Parameters<typeof Comlink.transfer>[1];
       const thread = await api.init(Comlink.transfer(config, transfer));
       const run = new KvmRunView(native().view(options.runAddress, options.runSize));
-      return new VcpuThread(options.vcpuId, worker, api, thread, new ExitChannel(channelBuffer), run,
+      return new VcpuThread(options.vcpuId, options.runAddress, options.runSize, worker, api, thread, new ExitChannel(channelBuffer), run,
         new Int32Array(control), stats, ports?.port1);
     } catch (error) {
       await worker.terminate();
@@ -116,5 +119,6 @@ export class VcpuThread {
     this.devicePort?.close();
     this.api[Comlink.releaseProxy]();
     await this.worker.terminate();
+    native().detach(this.run.buffer);
   }
 }

@@ -1,29 +1,47 @@
-// How a guest ended, as the CLI reports it: an exit code and one line, plus
-// for fatal guest events a diagnostic naming the vCPU, the exit, RIP and the
-// instruction bytes there.
+// How a VM ended, as a tagged union (crosvm's VmRunMode/ExitState, Cloud
+// Hypervisor's VmmExit): the Machine reports one of these, never a process
+// exit code; only the CLI turns them into codes. Fatal guest events carry
+// where the vCPU stopped: RIP, the mode, the instruction bytes, registers.
 
 import { readVirtual } from '../arch/page-walk';
-import { GuestMemory } from '../arch/guest-memory';
+import type { GuestMemory } from '../arch/guest-memory';
 import { EXIT, INTERNAL_ERROR, SYSTEM_EVENT, exitReasonName } from '../../shared/kvm-abi';
 import type { VcpuStop } from '../../shared/vcpu-protocol';
 import type { Vcpu } from '../kvm/kvm';
 
-export interface GuestExit {
-  code: number;
-  reason: string;
-  /** Extra lines for stderr (registers, instruction bytes). */
-  diagnostic?: string;
-}
+/** Where a vCPU stopped, read after it left KVM_RUN. */
+export type GuestLocation =
+  | {
+    rip: string;
+    mode: 'long mode' | 'protected mode' | 'real mode';
+    csBase: string;
+    /** Up to 15 bytes at RIP: KVM's own for an emulation failure, else read through the guest's page tables. */
+    instructionBytes: number[];
+    registers: string;
+  }
+  | { unavailable: string };
 
-export const EXIT_CODE = {
-  guestEnded: 0,
-  vmmFailure: 1,
-  usage: 2,
-  tripleFault: 3,
-  internalError: 4,
-  otherGuestFault: 5,
-  interrupted: 130,
-} as const;
+/** Why the host (not the guest) stopped the VM. */
+export type StopCause =
+  | { by: 'signal'; signal: NodeJS.Signals }
+  | { by: 'console' }
+  | { by: 'request' }
+  | { by: 'timeout' }
+  | { by: 'output-error'; message: string };
+
+export type VmExit =
+  | { kind: 'reset'; source: 'i8042' | 'kvm' }
+  | { kind: 'poweroff' }
+  | { kind: 'stopped'; cause: StopCause }
+  | { kind: 'triple-fault'; vcpu: number; where: GuestLocation }
+  | { kind: 'internal-error'; vcpu: number; suberror: number; data: string[]; where: GuestLocation }
+  | { kind: 'fail-entry'; vcpu: number; hardwareReason: string; where: GuestLocation }
+  | { kind: 'system-event'; vcpu: number; type: number; where: GuestLocation }
+  | { kind: 'unexpected-halt'; vcpu: number; where: GuestLocation }
+  | { kind: 'unhandled-exit'; vcpu: number; reason: number; where: GuestLocation }
+  | { kind: 'vmm-failure'; vcpu?: number; message: string };
+
+export type VmExitKind = VmExit['kind'];
 
 const INTERNAL_ERROR_NAMES: Record<number, string> = {
   [INTERNAL_ERROR.EMULATION]: 'emulation failure',
@@ -32,74 +50,101 @@ const INTERNAL_ERROR_NAMES: Record<number, string> = {
   [INTERNAL_ERROR.UNEXPECTED_EXIT_REASON]: 'unexpected exit reason',
 };
 
+const hex = (value: bigint | number) => `0x${value.toString(16)}`;
 const hexBytes = (bytes: number[]) => bytes.map((b) => b.toString(16).padStart(2, '0')).join(' ');
+const EFER_LMA = 1n << 10n;
+const CR0_PE = 1n;
 
-/** Registers and the bytes at RIP, read after the vCPU has stopped. */
-function whereItStopped(vcpu: Vcpu, memory: GuestMemory, reportedBytes?: number[]): string {
+/** Registers and the bytes at RIP of a stopped vCPU. */
+export function locate(vcpu: Vcpu, memory: GuestMemory, reportedBytes?: number[]): GuestLocation {
   try {
     const regs = vcpu.getRegs();
     const sregs = vcpu.getSregs();
-    const linearRip = sregs.cs.base + regs.rip;
-    const bytes = reportedBytes && reportedBytes.length > 0
+    const instructionBytes = reportedBytes && reportedBytes.length > 0
       ? reportedBytes
-      : readVirtual(memory, sregs, linearRip, 15);
-    const rip = `0x${regs.rip.toString(16)}`;
-    const mode = (sregs.efer & (1n << 10n)) !== 0n ? 'long mode' : (sregs.cr0 & 1n) !== 0n ? 'protected mode' : 'real mode';
-    return `RIP ${rip} (${mode}, CS base 0x${sregs.cs.base.toString(16)}), instruction bytes: ${bytes.length ? hexBytes(bytes) : 'unreadable'}\n`
-      + `  rax=0x${regs.rax.toString(16)} rbx=0x${regs.rbx.toString(16)} rcx=0x${regs.rcx.toString(16)} rdx=0x${regs.rdx.toString(16)} `
-      + `rsp=0x${regs.rsp.toString(16)} rflags=0x${regs.rflags.toString(16)} cr0=0x${sregs.cr0.toString(16)} cr3=0x${sregs.cr3.toString(16)} efer=0x${sregs.efer.toString(16)}`;
+      : readVirtual(memory, sregs, sregs.cs.base + regs.rip, 15);
+    return {
+      rip: hex(regs.rip),
+      mode: (sregs.efer & EFER_LMA) !== 0n ? 'long mode' : (sregs.cr0 & CR0_PE) !== 0n ? 'protected mode' : 'real mode',
+      csBase: hex(sregs.cs.base),
+      instructionBytes,
+      registers: `rax=${hex(regs.rax)} rbx=${hex(regs.rbx)} rcx=${hex(regs.rcx)} rdx=${hex(regs.rdx)} `
+        + `rsp=${hex(regs.rsp)} rflags=${hex(regs.rflags)} cr0=${hex(sregs.cr0)} cr3=${hex(sregs.cr3)} efer=${hex(sregs.efer)}`,
+    };
   } catch (error) {
-    return `registers unavailable: ${(error as Error).message}`;
+    return { unavailable: (error as Error).message };
   }
 }
 
-export function describeStop(vcpuId: number, stop: VcpuStop, vcpu: Vcpu, memory: GuestMemory): GuestExit {
-  const who = `vCPU ${vcpuId}`;
+/** The VmExit for a vCPU that stopped by itself (stopped/paused are the host's doing and never reach here). */
+export function vmExitOf(vcpuId: number, stop: Exclude<VcpuStop, { kind: 'stopped' | 'paused' }>, vcpu: Vcpu, memory: GuestMemory): VmExit {
+  const where = () => locate(vcpu, memory);
   switch (stop.kind) {
-    case 'stopped':
-    case 'paused':
-      return { code: EXIT_CODE.guestEnded, reason: `${who} stopped` };
     case 'shutdown':
-      return {
-        code: EXIT_CODE.tripleFault,
-        reason: `${who}: triple fault (${exitReasonName(EXIT.SHUTDOWN)})`,
-        diagnostic: whereItStopped(vcpu, memory),
-      };
+      return { kind: 'triple-fault', vcpu: vcpuId, where: where() };
+    case 'internal-error':
+      return { kind: 'internal-error', vcpu: vcpuId, suberror: stop.suberror, data: stop.data, where: locate(vcpu, memory, stop.insnBytes) };
+    case 'system-event':
+      if (stop.type === SYSTEM_EVENT.SHUTDOWN) return { kind: 'poweroff' };
+      if (stop.type === SYSTEM_EVENT.RESET) return { kind: 'reset', source: 'kvm' };
+      return { kind: 'system-event', vcpu: vcpuId, type: stop.type, where: where() };
+    case 'fail-entry':
+      return { kind: 'fail-entry', vcpu: vcpuId, hardwareReason: stop.hardwareReason, where: where() };
+    case 'halted':
+      return { kind: 'unexpected-halt', vcpu: vcpuId, where: where() };
+    case 'unhandled-exit':
+      return { kind: 'unhandled-exit', vcpu: vcpuId, reason: stop.reason, where: where() };
+    case 'run-failed':
+      return { kind: 'vmm-failure', vcpu: vcpuId, message: stop.message };
+  }
+}
+
+function describeCause(cause: StopCause): string {
+  switch (cause.by) {
+    case 'signal': return `stopped by ${cause.signal}`;
+    case 'console': return 'quit from the console (Ctrl-A x)';
+    case 'request': return 'stopped on request';
+    case 'timeout': return 'stopped: time limit reached';
+    case 'output-error': return `stopped: ${cause.message}`;
+  }
+}
+
+function describeLocation(where: GuestLocation): string {
+  if ('unavailable' in where) return `registers unavailable: ${where.unavailable}`;
+  const bytes = where.instructionBytes.length ? hexBytes(where.instructionBytes) : 'unreadable';
+  return `RIP ${where.rip} (${where.mode}, CS base ${where.csBase}), instruction bytes: ${bytes}\n  ${where.registers}`;
+}
+
+/** One line saying how the VM ended, and for guest faults the lines saying where. */
+export function describeVmExit(exit: VmExit): { summary: string; detail?: string } {
+  const who = 'vcpu' in exit && exit.vcpu !== undefined ? `vCPU ${exit.vcpu}: ` : '';
+  switch (exit.kind) {
+    case 'reset': return { summary: exit.source === 'i8042' ? 'guest reset (i8042)' : 'guest reset' };
+    case 'poweroff': return { summary: 'guest powered off' };
+    case 'stopped': return { summary: describeCause(exit.cause) };
+    case 'triple-fault':
+      return { summary: `${who}triple fault (${exitReasonName(EXIT.SHUTDOWN)})`, detail: describeLocation(exit.where) };
     case 'internal-error': {
-      const name = INTERNAL_ERROR_NAMES[stop.suberror] ?? `suberror ${stop.suberror}`;
+      const name = INTERNAL_ERROR_NAMES[exit.suberror] ?? `suberror ${exit.suberror}`;
       return {
-        code: EXIT_CODE.internalError,
-        reason: `${who}: ${exitReasonName(EXIT.INTERNAL_ERROR)}, ${name} (suberror ${stop.suberror}; data ${stop.data.join(' ') || 'none'})`,
-        diagnostic: whereItStopped(vcpu, memory, stop.insnBytes),
+        summary: `${who}${exitReasonName(EXIT.INTERNAL_ERROR)}, ${name} (suberror ${exit.suberror}; data ${exit.data.join(' ') || 'none'})`,
+        detail: describeLocation(exit.where),
       };
     }
     case 'system-event':
-      if (stop.type === SYSTEM_EVENT.SHUTDOWN) return { code: EXIT_CODE.guestEnded, reason: 'guest powered off' };
-      if (stop.type === SYSTEM_EVENT.RESET) return { code: EXIT_CODE.guestEnded, reason: 'guest reset' };
-      return {
-        code: EXIT_CODE.otherGuestFault,
-        reason: `${who}: ${exitReasonName(EXIT.SYSTEM_EVENT)} type ${stop.type}`,
-        diagnostic: whereItStopped(vcpu, memory),
-      };
+      return { summary: `${who}${exitReasonName(EXIT.SYSTEM_EVENT)} type ${exit.type}`, detail: describeLocation(exit.where) };
     case 'fail-entry':
-      return {
-        code: EXIT_CODE.otherGuestFault,
-        reason: `${who}: ${exitReasonName(EXIT.FAIL_ENTRY)}, hardware entry failure reason ${stop.hardwareReason}`,
-        diagnostic: whereItStopped(vcpu, memory),
-      };
-    case 'halted':
-      return {
-        code: EXIT_CODE.otherGuestFault,
-        reason: `${who}: ${exitReasonName(EXIT.HLT)} reached userspace (the in-kernel LAPIC should have kept it)`,
-        diagnostic: whereItStopped(vcpu, memory),
-      };
+      return { summary: `${who}${exitReasonName(EXIT.FAIL_ENTRY)}, hardware entry failure reason ${exit.hardwareReason}`, detail: describeLocation(exit.where) };
+    case 'unexpected-halt':
+      return { summary: `${who}${exitReasonName(EXIT.HLT)} reached userspace (the in-kernel LAPIC should have kept it)`, detail: describeLocation(exit.where) };
     case 'unhandled-exit':
-      return {
-        code: EXIT_CODE.otherGuestFault,
-        reason: `${who}: ${exitReasonName(stop.reason)} is not handled by tsvmm`,
-        diagnostic: whereItStopped(vcpu, memory),
-      };
-    case 'run-failed':
-      return { code: EXIT_CODE.vmmFailure, reason: `${who}: ${stop.message}` };
+      return { summary: `${who}${exitReasonName(exit.reason)} is not handled by tsvmm`, detail: describeLocation(exit.where) };
+    case 'vmm-failure':
+      return { summary: `${who}${exit.message}` };
   }
+}
+
+/** A guest event that the guest did not mean: the VM ended on a fault. */
+export function isGuestFault(exit: VmExit): boolean {
+  return exit.kind !== 'reset' && exit.kind !== 'poweroff' && exit.kind !== 'stopped' && exit.kind !== 'vmm-failure';
 }

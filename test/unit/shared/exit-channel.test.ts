@@ -48,14 +48,14 @@ test('the device loop answers an INTA from the PIC, or NO_INTERRUPT without one'
   const run = new KvmRunView(new ArrayBuffer(3 * 4096));
   let acknowledged = 0;
   const withPic = new DeviceLoop(new Doorbell(), [{ channel, run }], {
-    io: new Bus('io'), mmio: new Bus('mmio'), acknowledgeInterrupt: () => { acknowledged++; return 0x21; },
+    io: new Bus('io'), mmio: new Bus('mmio'), acknowledgeInterrupt: () => { acknowledged++; return 0x21; }, endOfInterrupt: () => {},
   });
   let sequence = channel.handOff(REQUEST_KIND.interruptAcknowledge);
   assert.is(withPic.serveAll(), 1);
   assert.ok(channel.isComplete(sequence));
   assert.is(channel.result, 0x21);
   assert.is(acknowledged, 1);
-  const withoutPic = new DeviceLoop(new Doorbell(), [{ channel, run }], { io: new Bus('io'), mmio: new Bus('mmio') });
+  const withoutPic = new DeviceLoop(new Doorbell(), [{ channel, run }], { io: new Bus('io'), mmio: new Bus('mmio'), acknowledgeInterrupt: () => undefined, endOfInterrupt: () => {} });
   sequence = channel.handOff(REQUEST_KIND.interruptAcknowledge);
   withoutPic.serveAll();
   assert.is(channel.result, NO_INTERRUPT);

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   CAP, CPUID_ENTRY, DTABLE, ENABLE_CAP, EXIT, FPU, IOCTL, IRQFD, KVM_RUN, MEMORY_REGION, MSI, SEGMENT, SIZEOF, SREGS,
-  SYSTEM_EVENT, INTERNAL_ERROR, IRQ_ROUTING_ENTRY, KVM_IRQ_ROUTING_MSI, KVM_PIT_SPEAKER_DUMMY,
+  SYSTEM_EVENT, INTERNAL_ERROR, IRQ_ROUTING_ENTRY, KVM_IRQ_ROUTING_MSI, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQCHIP, KVM_PIT_SPEAKER_DUMMY,
 } from '../../../src/shared/kvm-abi';
 
 const HEADER = '/usr/include/linux/kvm.h';
@@ -28,6 +28,8 @@ for (const [name, number] of Object.entries(EXIT)) value(`KVM_EXIT_${name}`, `KV
 for (const [name, number] of Object.entries(SYSTEM_EVENT)) value(`KVM_SYSTEM_EVENT_${name}`, `KVM_SYSTEM_EVENT_${name}`, number);
 for (const [name, number] of Object.entries(INTERNAL_ERROR)) value(`KVM_INTERNAL_ERROR_${name}`, `KVM_INTERNAL_ERROR_${name}`, number);
 value('KVM_IRQ_ROUTING_MSI', 'KVM_IRQ_ROUTING_MSI', KVM_IRQ_ROUTING_MSI);
+value('KVM_IRQ_ROUTING_IRQCHIP', 'KVM_IRQ_ROUTING_IRQCHIP', KVM_IRQ_ROUTING_IRQCHIP);
+for (const [name, chip] of Object.entries(KVM_IRQCHIP)) value(`KVM_IRQCHIP_${name}`, `KVM_IRQCHIP_${name}`, chip);
 value('KVM_PIT_SPEAKER_DUMMY', 'KVM_PIT_SPEAKER_DUMMY', KVM_PIT_SPEAKER_DUMMY);
 for (const [name, size] of Object.entries(SIZEOF)) value(`sizeof ${name}`, `sizeof(struct ${name})`, size);
 
@@ -57,7 +59,7 @@ const structs: Array<[string, Record<string, number>, Record<string, string>?]> 
   ['kvm_enable_cap', ENABLE_CAP],
   ['kvm_msi', MSI],
   ['kvm_irq_routing_entry', IRQ_ROUTING_ENTRY, {
-    gsi: 'gsi', type: 'type', flags: 'flags', msi_address_lo: 'u.msi.address_lo', msi_address_hi: 'u.msi.address_hi', msi_data: 'u.msi.data',
+    gsi: 'gsi', type: 'type', flags: 'flags', irqchip_irqchip: 'u.irqchip.irqchip', irqchip_pin: 'u.irqchip.pin', msi_address_lo: 'u.msi.address_lo', msi_address_hi: 'u.msi.address_hi', msi_data: 'u.msi.data',
   }],
 ];
 for (const [struct, offsets, rename] of structs) {

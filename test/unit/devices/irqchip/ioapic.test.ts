@@ -1,8 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  Ioapic, IoapicError, IoapicState, IOAPIC_MMIO_SIZE, IOAPIC_PIN_COUNT, IOAPIC_VERSION, ioapicInterruptLine, MsiMessage, redirectionEntryMsi,
+  Ioapic, IoapicError, IoapicState, IOAPIC_MMIO_SIZE, IOAPIC_PIN_COUNT, IOAPIC_VERSION, ioapicInterruptLine, redirectionEntryMsi,
 } from '../../../../src/devices/irqchip/ioapic';
+import type { MsiMessage } from '../../../../src/devices/interrupt';
 
 // Offsets, registers and bit positions written from the 82093AA datasheet
 // (290566-001, section 3) and the Intel SDM vol. 3 11.11 (MSI address and

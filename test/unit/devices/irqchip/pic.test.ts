@@ -1,9 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  Pic, PicError, PicState, picInterruptLine, PIC_CASCADE_IRQ, PIC_ELCR_BASE_PORT, PIC_ELCR_PORT_COUNT, PIC_IRQ_COUNT,
-  PIC_MASTER_BASE_PORT, PIC_PORT_COUNT, PIC_SLAVE_BASE_PORT,
+  Pic, PicError, PicState, picInterruptLine, PIC_CASCADE_IRQ, PIC_ELCR_PORT_COUNT, PIC_IRQ_COUNT,
+  PIC_PORT_COUNT,
 } from '../../../../src/devices/irqchip/pic';
+import { PIC_ELCR_PORT as PIC_ELCR_BASE_PORT, PIC_MASTER_PORT as PIC_MASTER_BASE_PORT, PIC_SLAVE_PORT as PIC_SLAVE_BASE_PORT } from '../../../../src/main/layout';
 
 // Command words written from the 8259A datasheet (231468), not from the model:
 //   ICW1 = 0x10 | LTIM 0x08 | SNGL 0x02 | IC4 0x01        (command port)

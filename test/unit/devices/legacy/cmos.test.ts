@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Cmos, CmosError, CMOS_BASE_PORT, CMOS_PORT_COUNT } from '../../../../src/devices/legacy/cmos';
+import { Cmos, CmosError, CMOS_PORT_COUNT } from '../../../../src/devices/legacy/cmos';
+import { CMOS_PORT as CMOS_BASE_PORT } from '../../../../src/main/layout';
 
 const INDEX = 0, DATA = 1;
 const GIB = 1024 * 1024 * 1024;

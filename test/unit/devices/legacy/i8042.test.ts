@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { I8042, I8042_BASE_PORT, I8042_PORT_COUNT, I8042_BASE_PORT_WITH_PIT_SPEAKER, I8042_PORT_COUNT_WITH_PIT_SPEAKER } from '../../../../src/devices/legacy/i8042';
+import { I8042, I8042_PORT_COUNT, I8042_PORT_COUNT_WITH_PIT_SPEAKER } from '../../../../src/devices/legacy/i8042';
+import { I8042_PORT as I8042_BASE_PORT, I8042_PORT_AFTER_SPEAKER as I8042_BASE_PORT_WITH_PIT_SPEAKER } from '../../../../src/main/layout';
 import { Bus } from '../../../../src/devices/bus/bus';
 import { byteRegisters } from '../../../../src/devices/bus/width-adapter';
 

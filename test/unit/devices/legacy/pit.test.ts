@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Pit, PitError, PitSpeakerPort, PIT_BASE_PORT, PIT_PORT_COUNT, PIT_SPEAKER_PORT, PIT_FREQUENCY_HZ } from '../../../../src/devices/legacy/pit';
+import { Pit, PitError, PitSpeakerPort, PIT_PORT_COUNT, PIT_FREQUENCY_HZ } from '../../../../src/devices/legacy/pit';
+import { PIT_PORT as PIT_BASE_PORT, PIT_SPEAKER_PORT } from '../../../../src/main/layout';
 
 // Expected times are ceil(ticks * 1e9 / 1193182) ns, the first nanosecond at
 // which that many 1.193182 MHz clocks have passed, computed by hand:

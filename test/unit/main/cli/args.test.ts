@@ -17,14 +17,22 @@ test('every option is read', () => {
   const options = parseCli(['--kernel', 'k', '--initrd', 'i', '--cmdline', 'a b', '--cpus', '8', '--mem', '512',
     '--boot-protocol', 'pvh', '--split-irqchip', '--serial', 'file:/tmp/x', '--rtc-base', '2026-11-26T08:15:00',
     '--hand-off', 'park', '--spin-limit', '50', '--stats']);
+  const { given, ...values } = options;
   assert.equal(
-    { ...options },
+    values,
     {
       help: false, version: false, kernel: 'k', initrd: 'i', cmdline: 'a b', cpus: 8, memMiB: 512,
       bootProtocol: 'pvh', splitIrqchip: true, serial: { kind: 'file', path: '/tmp/x' },
-      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: true,
+      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: true, config: undefined,
     },
   );
+  assert.equal([...given].sort(), ['boot-protocol', 'cmdline', 'cpus', 'hand-off', 'initrd', 'kernel', 'mem', 'rtc-base', 'serial', 'spin-limit', 'split-irqchip', 'stats']);
+});
+
+test('--config names a file; only the options given are marked as given', () => {
+  const options = parseCli(['--config', 'vm.json', '--cpus', '2']);
+  assert.is(options.config, 'vm.json');
+  assert.equal([...options.given].sort(), ['config', 'cpus']);
 });
 
 test('--rtc-base with an explicit zone keeps it', () => {

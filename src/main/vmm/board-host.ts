@@ -1,0 +1,62 @@
+// The board's view of the host, backed by KVM: irqfds and KVM_IRQ_LINE for
+// the in-kernel irqchip, KVM_SIGNAL_MSI for the userspace IOAPIC's output,
+// the GsiRouter, and Node's clocks and timers. It owns the eventfds it makes.
+
+import type { BoardHost } from '../board/board';
+import type { InterruptLine, LevelInterruptLine, MsiMessage } from '../../devices/interrupt';
+import type { ScheduledTimer } from '../../devices/legacy/pit';
+import { GsiRouter } from '../kvm/gsi-router';
+import type { Vm } from '../kvm/kvm';
+import { EFD_NONBLOCK } from '../../shared/kvm-abi';
+import { check, native } from '../../shared/native';
+
+export class KvmBoardHost implements BoardHost {
+  readonly gsiRouter: GsiRouter;
+  readonly msi = { signal: (message: MsiMessage) => { this.vm.signalMsi(message.address, message.data); } };
+  private readonly eventFds: number[] = [];
+
+  constructor(private readonly vm: Vm, irqchip: 'kernel' | 'split') {
+    this.gsiRouter = new GsiRouter((routes) => vm.setGsiRouting(routes), irqchip);
+  }
+
+  kernelEdgeLine(gsi: number): InterruptLine {
+    const addon = native();
+    const fd = check('eventfd', addon.eventfd(0, EFD_NONBLOCK));
+    this.eventFds.push(fd);
+    this.vm.registerIrqfd(fd, gsi);
+    return { trigger: () => { addon.eventfdWrite(fd, 1); } };
+  }
+
+  kernelLevelLine(gsi: number): LevelInterruptLine {
+    // KVM_IRQ_LINE holds the level in the kernel's irqchip until it is lowered,
+    // so nothing needs re-asserting after the guest's EOI.
+    let level = false;
+    const set = (asserted: boolean) => {
+      if (asserted === level) return;
+      level = asserted;
+      this.vm.setIrqLine(gsi, asserted);
+    };
+    return { setLevel: set, trigger: () => { set(true); set(false); } };
+  }
+
+  now(): bigint {
+    return process.hrtime.bigint();
+  }
+
+  /** Node timers have millisecond resolution; the PIT folds edges a late timer missed into one. */
+  schedule(delayNs: bigint, callback: () => void): ScheduledTimer {
+    const timer = setTimeout(callback, Number(delayNs / 1_000_000n));
+    return { cancel: () => clearTimeout(timer) };
+  }
+
+  wallClockMs(): number {
+    return Date.now();
+  }
+
+  /** Closes the irqfds. */
+  dispose(): void {
+    const addon = native();
+    for (const fd of this.eventFds) addon.close(fd);
+    this.eventFds.length = 0;
+  }
+}

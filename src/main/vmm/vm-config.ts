@@ -1,0 +1,133 @@
+// The VM's configuration as plain, JSON-able data (Cloud Hypervisor's
+// VmConfig): the CLI, a --config file and, later, the control API and
+// snapshots all produce one. What cannot be serialised (output callbacks,
+// workers started ahead, test devices) is in MachineHooks instead.
+
+import { HAND_OFF_MODES, HandOffMode } from '../../shared/vcpu-protocol';
+import { DEFAULT_SPIN_LIMIT } from '../../shared/exit-channel';
+import { TsvmmError } from '../../shared/errors';
+
+export const BOOT_PROTOCOLS = ['auto', 'linux', 'pvh'] as const;
+export type BootProtocolChoice = (typeof BOOT_PROTOCOLS)[number];
+export const IRQCHIPS = ['kernel', 'split'] as const;
+export type IrqchipChoice = (typeof IRQCHIPS)[number];
+
+/** Where COM1 goes: the process's stdio, a file, or nowhere. */
+export type SerialConfig = { kind: 'stdio' } | { kind: 'file'; path: string } | { kind: 'null' };
+
+export interface VmConfig {
+  cpus: number;
+  memoryMiB: number;
+  /** ELF vmlinux, bzImage or PVH ELF; absent: the bundled demo guest. */
+  kernel?: string;
+  initrd?: string;
+  /** Appended to the base command line. */
+  cmdline?: string;
+  bootProtocol: BootProtocolChoice;
+  irqchip: IrqchipChoice;
+  serial: SerialConfig;
+  /** The RTC's start, ISO-8601 UTC; absent: the host clock. */
+  rtcBase?: string;
+  handOff: HandOffMode;
+  spinLimit: number;
+  /** Devices beyond the fixed PC board. None exist yet; the list is where PCI devices will go. */
+  devices: unknown[];
+}
+
+export const DEFAULT_CPUS = 1;
+export const DEFAULT_MEMORY_MIB = 256;
+/** The most loads a spin budget may ask for: about 10 ms of spinning per exit, far past any useful budget. */
+export const MAX_SPIN_LIMIT = 10_000_000;
+
+export const DEFAULT_VM_CONFIG: Readonly<VmConfig> = Object.freeze<VmConfig>({
+  cpus: DEFAULT_CPUS,
+  memoryMiB: DEFAULT_MEMORY_MIB,
+  bootProtocol: 'auto',
+  irqchip: 'kernel',
+  serial: { kind: 'stdio' },
+  handOff: 'spin-park',
+  spinLimit: DEFAULT_SPIN_LIMIT,
+  devices: [],
+});
+
+/** A field of a VmConfig that is not what it must be. */
+export class VmConfigError extends TsvmmError {
+  constructor(readonly field: string, message: string) {
+    super('usage', message, { step: `config field ${field}` });
+  }
+}
+
+type Checker = (value: unknown, field: string, where: string) => unknown;
+
+const fail = (field: string, where: string, want: string, value: unknown): never => {
+  throw new VmConfigError(field, `${where}: "${field}" must be ${want}, got ${JSON.stringify(value)}`);
+};
+const wholeNumber = (min: number, max: number): Checker => (value, field, where) => {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) fail(field, where, `a whole number from ${min} to ${max}`, value);
+  return value;
+};
+const text = (allowEmpty: boolean): Checker => (value, field, where) => {
+  if (typeof value !== 'string' || (!allowEmpty && value === '')) fail(field, where, allowEmpty ? 'a string' : 'a non-empty string', value);
+  return value;
+};
+const oneOf = (choices: readonly string[]): Checker => (value, field, where) => {
+  if (typeof value !== 'string' || !choices.includes(value)) fail(field, where, `one of ${choices.map((c) => `"${c}"`).join(', ')}`, value);
+  return value;
+};
+const serial: Checker = (value, field, where) => {
+  const object = value as Partial<SerialConfig> | null;
+  if (object && typeof object === 'object' && (object.kind === 'stdio' || object.kind === 'null') && Object.keys(object).length === 1) return { kind: object.kind };
+  if (object && typeof object === 'object' && object.kind === 'file' && typeof object.path === 'string' && object.path !== '' && Object.keys(object).length === 2) {
+    return { kind: 'file', path: object.path };
+  }
+  return fail(field, where, '{"kind":"stdio"}, {"kind":"null"} or {"kind":"file","path":"..."}', value);
+};
+const isoTime: Checker = (value, field, where) => {
+  if (typeof value !== 'string' || Number.isNaN(Date.parse(value))) fail(field, where, 'an ISO-8601 time such as "2026-11-26T08:15:00Z"', value);
+  return value;
+};
+const deviceList: Checker = (value, field, where) => {
+  if (!Array.isArray(value)) fail(field, where, 'a list', value);
+  if ((value as unknown[]).length > 0) {
+    throw new VmConfigError(field, `${where}: "${field}" lists devices, but this tsvmm has none beyond the PC board yet; remove them`);
+  }
+  return [];
+};
+
+const FIELDS: Record<keyof VmConfig, Checker> = {
+  // The host's and the MP table's limits are checked when the VM is built, with the numbers that apply.
+  cpus: wholeNumber(1, 65536),
+  memoryMiB: wholeNumber(1, 1024 * 1024),
+  kernel: text(false),
+  initrd: text(false),
+  cmdline: text(true),
+  bootProtocol: oneOf(BOOT_PROTOCOLS),
+  irqchip: oneOf(IRQCHIPS),
+  serial,
+  rtcBase: isoTime,
+  handOff: oneOf(HAND_OFF_MODES),
+  spinLimit: wholeNumber(1, MAX_SPIN_LIMIT),
+  devices: deviceList,
+};
+
+/**
+ * Checks `raw` (parsed JSON, or an object from code) field by field and
+ * fills what it leaves out from DEFAULT_VM_CONFIG. `where` names the source
+ * in messages ("config file vm.json"). Unknown fields are refused: a typo
+ * must not silently fall back to a default.
+ */
+export function resolveVmConfig(raw: unknown, where = 'VM config'): VmConfig {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new VmConfigError('(top level)', `${where}: must be a JSON object such as {"cpus": 2}, got ${Array.isArray(raw) ? 'a list' : JSON.stringify(raw)}`);
+  }
+  const config: Record<string, unknown> = { ...DEFAULT_VM_CONFIG, serial: { ...DEFAULT_VM_CONFIG.serial }, devices: [] };
+  for (const [field, value] of Object.entries(raw)) {
+    const check = (FIELDS as Record<string, Checker>)[field];
+    if (!check) {
+      throw new VmConfigError(field, `${where}: unknown field "${field}"; the fields are ${Object.keys(FIELDS).join(', ')}`);
+    }
+    if (value === undefined) continue;
+    config[field] = check(value, field, where);
+  }
+  return config as unknown as VmConfig;
+}
