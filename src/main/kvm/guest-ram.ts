@@ -32,7 +32,7 @@ export class GuestRam {
           const size = Math.min(MAX_SLOT_BYTES, region.size - offset);
           const guestAddress = region.guestAddress + offset;
           const mapped = addon.mmap(-1, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, 0);
-          if (typeof mapped === 'number') throw new KvmError(`mmap of ${size >> 20} MiB guest RAM at ${hex(guestAddress)}`, -mapped);
+          if (typeof mapped === 'number') throw new KvmError(`mmap of ${Math.floor(size / (1024 * 1024))} MiB guest RAM at ${hex(guestAddress)}`, -mapped);
           const slot = { slot: slots.length, guestAddress, size, hostAddress: mapped };
           slots.push(slot);
           vm.setUserMemoryRegion(slot.slot, guestAddress, size, mapped);
