@@ -5,6 +5,7 @@
 
 import { ByteRegisterDevice } from '../bus/bus-device';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
+import { StatefulDevice, StateFields, arrayField, byteField, finiteNumberField, integerField, nullableField, restoreFields, saveFields } from '../snapshot';
 
 /** The CMOS's first port; it claims CMOS_PORT_COUNT ports from here. */
 export const CMOS_PORT_COUNT = 2;
@@ -89,6 +90,14 @@ export interface CmosState {
   frozenMs: number | null;
 }
 
+/** The one field list of a Cmos's state (the model keeps these fields in a record of the same shape). */
+const CMOS_FIELDS: StateFields<CmosState, CmosState> = {
+  index: integerField(0, CMOS_SIZE - 1),
+  data: arrayField(byteField, { exactly: CMOS_SIZE }),
+  offsetMs: finiteNumberField,
+  frozenMs: nullableField(finiteNumberField),
+};
+
 /** The calendar fields the time registers show. */
 interface ClockFields {
   seconds: number;
@@ -122,56 +131,43 @@ function checkMemorySize(what: string, bytes: number): void {
  * read-only; the rest of the 128 bytes (alarm registers included: no RTC
  * interrupt is wired) is NVRAM.
  */
-export class Cmos implements ByteRegisterDevice {
+export class Cmos implements ByteRegisterDevice, StatefulDevice<CmosState> {
   readonly name = 'cmos';
   private readonly now: () => number;
-  private index = 0;
-  private data = new Array<number>(CMOS_SIZE).fill(0);
-  private offsetMs = 0;
-  private frozenMs: number | null = null;
+  /** Everything snapshot() saves, under CMOS_FIELDS' names. */
+  private readonly regs: CmosState = { index: 0, data: new Array<number>(CMOS_SIZE).fill(0), offsetMs: 0, frozenMs: null };
 
   constructor(options: CmosOptions) {
     checkMemorySize('memoryBelow4G', options.memoryBelow4G);
     checkMemorySize('memoryAbove4G', options.memoryAbove4G);
     this.now = options.now;
-    this.data[REG_A] = A_DEFAULT;
-    this.data[REG_B] = B_DEFAULT;
-    this.data[REG_D] = D_VALID_RAM_AND_TIME;
+    this.regs.data[REG_A] = A_DEFAULT;
+    this.regs.data[REG_B] = B_DEFAULT;
+    this.regs.data[REG_D] = D_VALID_RAM_AND_TIME;
 
     const extendedUnits = Math.min(EXTENDED_MEMORY_MAX_UNITS, Math.floor(Math.max(0, options.memoryBelow4G - EXTENDED_MEMORY_START) / MEMORY_UNIT));
-    this.data[REG_EXTENDED_MEMORY_LOW] = extendedUnits & 0xff;
-    this.data[REG_EXTENDED_MEMORY_HIGH] = extendedUnits >> 8;
+    this.regs.data[REG_EXTENDED_MEMORY_LOW] = extendedUnits & 0xff;
+    this.regs.data[REG_EXTENDED_MEMORY_HIGH] = extendedUnits >> 8;
 
     const highUnits = Math.min(HIGH_MEMORY_MAX_UNITS, Math.floor(options.memoryAbove4G / MEMORY_UNIT));
-    this.data[REG_HIGH_MEMORY_LOW] = highUnits & 0xff;
-    this.data[REG_HIGH_MEMORY_MIDDLE] = (highUnits >> 8) & 0xff;
-    this.data[REG_HIGH_MEMORY_TOP] = highUnits >> 16;
+    this.regs.data[REG_HIGH_MEMORY_LOW] = highUnits & 0xff;
+    this.regs.data[REG_HIGH_MEMORY_MIDDLE] = (highUnits >> 8) & 0xff;
+    this.regs.data[REG_HIGH_MEMORY_TOP] = highUnits >> 16;
   }
 
-  /** Rebuilds a Cmos from `state()`; `now` comes from the options, the memory sizes from the saved bytes. */
-  static fromState(state: CmosState, options: CmosOptions): Cmos {
-    if (!Array.isArray(state.data) || state.data.length !== CMOS_SIZE || state.data.some((b) => !Number.isInteger(b) || b < 0 || b > 0xff)) {
-      throw new CmosError(`cannot restore CMOS state: data must be ${CMOS_SIZE} bytes; pass a state produced by Cmos.state()`);
-    }
-    if (!Number.isInteger(state.index) || state.index < 0 || state.index >= CMOS_SIZE) {
-      throw new CmosError(`cannot restore CMOS state: index ${state.index} is not 0..${CMOS_SIZE - 1}; pass a state produced by Cmos.state()`);
-    }
-    const cmos = new Cmos(options);
-    cmos.index = state.index;
-    cmos.data = [...state.data];
-    cmos.offsetMs = state.offsetMs;
-    cmos.frozenMs = state.frozenMs;
-    return cmos;
+  snapshot(): CmosState {
+    return saveFields(this.regs, CMOS_FIELDS);
   }
 
-  state(): CmosState {
-    return { index: this.index, data: [...this.data], offsetMs: this.offsetMs, frozenMs: this.frozenMs };
+  /** Puts `state` (from snapshot()) back; `now` stays this Cmos's, the memory sizes come from the saved bytes. */
+  restore(state: CmosState): void {
+    restoreFields(this.regs, state, CMOS_FIELDS, (problem) => new CmosError(`cannot restore CMOS state: ${problem}; pass a state produced by Cmos.snapshot()`));
   }
 
   readRegister(offset: number): number {
-    if (offset === INDEX_PORT) return this.index; // crosvm reads back the index
+    if (offset === INDEX_PORT) return this.regs.index; // crosvm reads back the index
     if (offset !== DATA_PORT) return 0xff;
-    switch (this.index) {
+    switch (this.regs.index) {
       case REG_SECONDS:
       case REG_MINUTES:
       case REG_HOURS:
@@ -180,23 +176,23 @@ export class Cmos implements ByteRegisterDevice {
       case REG_MONTH:
       case REG_YEAR:
       case REG_CENTURY:
-        return this.readTime(this.index);
+        return this.readTime(this.regs.index);
       case REG_A:
-        return this.data[REG_A] & ~A_UPDATE_IN_PROGRESS;
+        return this.regs.data[REG_A] & ~A_UPDATE_IN_PROGRESS;
       case REG_C:
         return 0;
       default:
-        return this.data[this.index];
+        return this.regs.data[this.regs.index];
     }
   }
 
   writeRegister(offset: number, value: number): void {
     if (offset === INDEX_PORT) {
-      this.index = value & INDEX_MASK;
+      this.regs.index = value & INDEX_MASK;
       return;
     }
     if (offset !== DATA_PORT) return;
-    switch (this.index) {
+    switch (this.regs.index) {
       case REG_SECONDS:
       case REG_MINUTES:
       case REG_HOURS:
@@ -204,12 +200,12 @@ export class Cmos implements ByteRegisterDevice {
       case REG_MONTH:
       case REG_YEAR:
       case REG_CENTURY:
-        this.writeTime(this.index, value);
+        this.writeTime(this.regs.index, value);
         return;
       case REG_WEEKDAY:
         return; // derived from the date, so a written weekday cannot disagree with it
       case REG_A:
-        this.data[REG_A] = value & ~A_UPDATE_IN_PROGRESS;
+        this.regs.data[REG_A] = value & ~A_UPDATE_IN_PROGRESS;
         return;
       case REG_B:
         this.writeRegisterB(value);
@@ -218,21 +214,21 @@ export class Cmos implements ByteRegisterDevice {
       case REG_D:
         return; // read-only
       default:
-        this.data[this.index] = value;
+        this.regs.data[this.regs.index] = value;
     }
   }
 
   private get binary(): boolean {
-    return (this.data[REG_B] & B_BINARY) !== 0;
+    return (this.regs.data[REG_B] & B_BINARY) !== 0;
   }
 
   private get twentyFourHour(): boolean {
-    return (this.data[REG_B] & B_24_HOUR) !== 0;
+    return (this.regs.data[REG_B] & B_24_HOUR) !== 0;
   }
 
   /** The guest's current time in ms since the epoch. */
   private guestTimeMs(): number {
-    return this.frozenMs ?? this.now() + this.offsetMs;
+    return this.regs.frozenMs ?? this.now() + this.regs.offsetMs;
   }
 
   private encode(value: number): number {
@@ -319,18 +315,18 @@ export class Cmos implements ByteRegisterDevice {
     date.setUTCFullYear(fields.year, fields.month - 1, fields.day);
     const newMs = date.getTime() + fields.hours * MS_PER_HOUR + fields.minutes * MS_PER_MINUTE + fields.seconds * MS_PER_SECOND + subSecondMs;
     if (Number.isNaN(newMs)) return; // nonsense (non-BCD digits, ...): keep the clock running as it was
-    if (this.frozenMs !== null) this.frozenMs = newMs;
-    else this.offsetMs = newMs - this.now();
+    if (this.regs.frozenMs !== null) this.regs.frozenMs = newMs;
+    else this.regs.offsetMs = newMs - this.now();
   }
 
   private writeRegisterB(value: number): void {
-    const wasSet = (this.data[REG_B] & B_SET) !== 0;
+    const wasSet = (this.regs.data[REG_B] & B_SET) !== 0;
     const isSet = (value & B_SET) !== 0;
-    if (!wasSet && isSet) this.frozenMs = this.guestTimeMs();
-    if (wasSet && !isSet && this.frozenMs !== null) {
-      this.offsetMs = this.frozenMs - this.now();
-      this.frozenMs = null;
+    if (!wasSet && isSet) this.regs.frozenMs = this.guestTimeMs();
+    if (wasSet && !isSet && this.regs.frozenMs !== null) {
+      this.regs.offsetMs = this.regs.frozenMs - this.now();
+      this.regs.frozenMs = null;
     }
-    this.data[REG_B] = value;
+    this.regs.data[REG_B] = value;
   }
 }

@@ -5,6 +5,8 @@
 // so Linux's i8042 driver finds no controller and gives up quietly.
 
 import { ByteRegisterDevice } from '../bus/bus-device';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
+import { StatefulDevice, StateFields, checkFields, integerField, saveFields } from '../snapshot';
 
 /** System control port B on a PC; the i8042's registers are decoded by their PC port numbers. */
 const PORT_B_ADDRESS = 0x61;
@@ -37,17 +39,28 @@ export interface I8042Options {
   basePort?: number;
 }
 
+export class I8042Error extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('internal', message, options);
+  }
+}
+
 /** Plain, JSON-able state (the device has none beyond its placement). */
 export interface I8042State {
   basePort: number;
 }
+
+/** The one field list of an I8042's state. */
+const I8042_FIELDS: StateFields<{ basePort: number }, I8042State> = {
+  basePort: integerField(0, 0xffff, 'a 16-bit port'),
+};
 
 /**
  * The i8042 reset path. Reads: 0x64 -> 0 (status: nothing to read, ready),
  * 0x61 -> 0x20 (timer 2 output high, constant), 0x62/0x63 -> 0. Writes: 0xfe
  * to 0x64 calls `onReset`; everything else is ignored.
  */
-export class I8042 implements ByteRegisterDevice {
+export class I8042 implements ByteRegisterDevice, StatefulDevice<I8042State> {
   readonly name = 'i8042';
   private readonly onReset: () => void;
   private readonly basePort: number;
@@ -57,12 +70,22 @@ export class I8042 implements ByteRegisterDevice {
     this.basePort = options.basePort ?? DEFAULT_BASE_PORT;
   }
 
-  static fromState(state: I8042State, options: I8042Options): I8042 {
-    return new I8042({ ...options, basePort: state.basePort });
+  snapshot(): I8042State {
+    return saveFields({ basePort: this.basePort }, I8042_FIELDS);
   }
 
-  state(): I8042State {
-    return { basePort: this.basePort };
+  /**
+   * Checks `state` (from snapshot()). There is nothing to put back: the
+   * base port is where the bus entry already is, so a state saved at
+   * another port is refused rather than decoded at the wrong ports.
+   */
+  restore(state: I8042State): void {
+    const fail = (problem: string) => new I8042Error(`cannot restore i8042 state: ${problem}; pass a state produced by I8042.snapshot()`);
+    const problem = checkFields(state, I8042_FIELDS);
+    if (problem) throw fail(problem);
+    if (state.basePort !== this.basePort) {
+      throw fail(`basePort is 0x${state.basePort.toString(16)}, but this i8042 sits at 0x${this.basePort.toString(16)}`);
+    }
   }
 
   readRegister(offset: number): number {

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Cmos, CmosError, CMOS_PORT_COUNT } from '../../../../src/devices/legacy/cmos';
+import type { CmosState } from '../../../../src/devices/legacy/cmos';
 import { CMOS_PORT as CMOS_BASE_PORT } from '../../../../src/main/layout';
 
 const INDEX = 0, DATA = 1;
@@ -198,13 +199,14 @@ test('setting the century', () => {
   assert.is(read(YEAR), 0x26);
 });
 
-test('state() round-trips through JSON', () => {
+test('snapshot() round-trips through JSON into a fresh Cmos', () => {
   const { cmos, write, clock } = makeCmos();
   write(0x50, 0x12);
   write(SECONDS, 0x10);
   cmos.writeRegister(INDEX, 0x50);
-  const copy = Cmos.fromState(JSON.parse(JSON.stringify(cmos.state())), { now: () => clock.ms, memoryBelow4G: 0, memoryAbove4G: 0 });
-  assert.equal(copy.state(), cmos.state());
+  const copy = new Cmos({ now: () => clock.ms, memoryBelow4G: 0, memoryAbove4G: 0 });
+  copy.restore(JSON.parse(JSON.stringify(cmos.snapshot())));
+  assert.equal(copy.snapshot(), cmos.snapshot());
   assert.is(copy.readRegister(DATA), 0x12);
   copy.writeRegister(INDEX, SECONDS);
   assert.is(copy.readRegister(DATA), 0x10);
@@ -212,14 +214,43 @@ test('state() round-trips through JSON', () => {
   assert.is(copy.readRegister(DATA), 0xbf); // memory registers come from the saved bytes
 });
 
+test('restore() is in place: the same Cmos, its clock, and the state shares nothing with it', () => {
+  const { cmos, read, write, clock } = makeCmos();
+  write(REG_B, 0x82); // SET, BCD, 24-hour: the clock stops at 08:15:42
+  const saved = cmos.snapshot();
+  write(REG_B, 0x06); // running again, binary
+  write(0x50, 0x99);
+  cmos.restore(saved);
+  saved.data[0x50] = 0x77; // the state is a copy
+  assert.is(read(0x50), 0x00);
+  clock.ms += 60_000;
+  assert.is(read(MINUTES), 0x15); // still frozen, in BCD, as saved
+  write(REG_B, 0x02); // clear SET: runs on from the frozen time with this Cmos's clock
+  clock.ms += 60_000;
+  assert.is(read(MINUTES), 0x16);
+});
+
 test('errors', () => {
   const now = () => 0;
   assert.throws(() => new Cmos({ now, memoryBelow4G: -1, memoryAbove4G: 0 }), (e: unknown) => e instanceof CmosError && /memoryBelow4G is -1/.test(e.message));
   assert.throws(() => new Cmos({ now, memoryBelow4G: 0, memoryAbove4G: 1.5 }), /memoryAbove4G is 1.5/);
-  const state = makeCmos().cmos.state();
-  const options = { now, memoryBelow4G: 0, memoryAbove4G: 0 };
-  assert.throws(() => Cmos.fromState({ ...state, data: [1, 2] }, options), /data must be 128 bytes/);
-  assert.throws(() => Cmos.fromState({ ...state, index: 128 }, options), /index 128/);
+});
+
+test('restore() refuses a bad state in one line and changes nothing', () => {
+  const { cmos, read, write } = makeCmos();
+  write(0x50, 0x12);
+  const before = cmos.snapshot();
+  const good = cmos.snapshot();
+  const cmosError = (pattern: RegExp) => (e: unknown) => e instanceof CmosError && pattern.test(e.message) && !e.message.includes('\n');
+  assert.throws(() => cmos.restore({ ...good, data: [1, 2] }), cmosError(/data has 2 entries, not 128/));
+  assert.throws(() => cmos.restore({ ...good, index: 128 }), cmosError(/index is 128, not an integer 0\.\.127/));
+  // A bad field after good ones: nothing of the good ones is applied either.
+  assert.throws(() => cmos.restore({ ...good, index: 3, data: good.data.map((b, i) => (i === 127 ? 256 : b)) }), cmosError(/data\[127\] is 256, not a byte/));
+  assert.throws(() => cmos.restore({ ...good, index: 3, frozenMs: Number.NaN }), cmosError(/frozenMs is NaN, not a finite number/));
+  assert.throws(() => cmos.restore({ ...good, offsetMs: '5' } as unknown as CmosState), cmosError(/offsetMs is "5"/));
+  assert.throws(() => cmos.restore({ index: 0, data: good.data, offsetMs: 0 } as CmosState), cmosError(/frozenMs is missing/));
+  assert.equal(cmos.snapshot(), before);
+  assert.is(read(0x50), 0x12);
 });
 
 test.run();

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { I8042, I8042_PORT_COUNT, I8042_PORT_COUNT_WITH_PIT_SPEAKER } from '../../../../src/devices/legacy/i8042';
+import { I8042, I8042Error, I8042_PORT_COUNT, I8042_PORT_COUNT_WITH_PIT_SPEAKER } from '../../../../src/devices/legacy/i8042';
+import type { I8042State } from '../../../../src/devices/legacy/i8042';
 import { I8042_PORT as I8042_BASE_PORT, I8042_PORT_AFTER_SPEAKER as I8042_BASE_PORT_WITH_PIT_SPEAKER } from '../../../../src/main/layout';
 import { Bus } from '../../../../src/devices/bus/bus';
 import { byteRegisters } from '../../../../src/devices/bus/width-adapter';
@@ -61,13 +62,31 @@ test('placed at 0x62, port 0x64 is still the command port', () => {
   assert.is(machine.bus.find(0x61), undefined);
 });
 
-test('state round-trips', () => {
-  const device = new I8042({ onReset: () => {}, basePort: 0x62 });
-  let resets = 0;
-  const copy = I8042.fromState(JSON.parse(JSON.stringify(device.state())), { onReset: () => resets++ });
-  assert.equal(copy.state(), { basePort: 0x62 });
-  copy.writeRegister(2, 0xfe); // 0x62 + 2 = 0x64
-  assert.is(resets, 1);
+test('snapshot() round-trips through JSON; restore() keeps the device in place and wired', () => {
+  const machine = onBus(0x62);
+  const saved = JSON.parse(JSON.stringify(machine.device.snapshot())) as I8042State;
+  assert.equal(saved, { basePort: 0x62 });
+  const fresh = new I8042({ onReset: () => {}, basePort: 0x62 });
+  fresh.restore(saved);
+  assert.equal(fresh.snapshot(), { basePort: 0x62 });
+  machine.device.restore(saved); // in place: the same object, still on the bus, still calling onReset
+  assert.is(machine.bus.find(0x64)?.device.name, 'i8042');
+  machine.write(0x64, 0xfe);
+  assert.is(machine.resets(), 1);
+});
+
+test('restore() refuses a bad state and changes nothing', () => {
+  const machine = onBus(0x62);
+  const i8042Error = (pattern: RegExp) => (e: unknown) => e instanceof I8042Error && pattern.test(e.message) && !e.message.includes('\n');
+  // Placement is the bus entry's: a state saved at 0x61 cannot be decoded at 0x62.
+  assert.throws(() => machine.device.restore({ basePort: 0x61 }), i8042Error(/basePort is 0x61, but this i8042 sits at 0x62/));
+  assert.throws(() => machine.device.restore({ basePort: -1 }), i8042Error(/basePort is -1, not a 16-bit port/));
+  assert.throws(() => machine.device.restore({} as I8042State), i8042Error(/basePort is missing/));
+  assert.throws(() => machine.device.restore(null as unknown as I8042State), i8042Error(/the state is null, not an object/));
+  assert.throws(() => machine.device.restore({ basePort: 0x62, extra: 1 } as I8042State), i8042Error(/field 'extra'/));
+  assert.equal(machine.device.snapshot(), { basePort: 0x62 });
+  machine.write(0x64, 0xfe);
+  assert.is(machine.resets(), 1);
 });
 
 test.run();
