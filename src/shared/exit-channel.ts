@@ -1,12 +1,14 @@
 // The hand-off of an I/O or MMIO exit from a vCPU worker to the device
 // thread, through SharedArrayBuffer words and Atomics.
 //
-// The exit itself is not copied: the device thread has its own view of every
-// vCPU's kvm_run page, decodes the access from it and writes read data back
-// into it. What crosses threads is only a pair of ever-increasing sequence
-// numbers per vCPU: `requested` (bumped by the vCPU when its kvm_run holds an
-// access for the device thread) and `completed` (bumped by the device thread
-// when it is done). A vCPU has at most one access in flight, because x86 port
+// The exit's data is not copied: the device thread has its own view of every
+// vCPU's kvm_run page and reads and writes the access's bytes there. The vCPU
+// decodes the exit once (kvm-run.ts decodeAccess) and writes the descriptor
+// (kind, address, size, count, data offset) into its channel line; the device
+// thread dispatches on that alone. Beside it cross a pair of ever-increasing
+// sequence numbers per vCPU: `requested` (bumped by the vCPU when its line
+// holds an access for the device thread) and `completed` (bumped by the
+// device thread when it is done). A vCPU has at most one access in flight, because x86 port
 // I/O and MMIO reads are synchronous: the instruction cannot retire before the
 // device answers, and running the guest on would reorder its accesses.
 //
@@ -20,12 +22,21 @@
 // keeps the forwarded exit close to an inline one; the parking is what keeps
 // an idle guest from burning a core.
 
+import { ACCESS_KIND, Access } from './kvm-run';
+
 /** Int32 slots of one vCPU's channel. Each lives on its own 64-byte line so the two sides never share a cache line they write. */
 export const CHANNEL_SLOT = {
   /** Sequence number of the last access the vCPU handed over. */
   requested: 0,
   /** What the vCPU asks for (a REQUEST_KIND), written before `requested`. */
   kind: 1,
+  /** The access's address (port, guest-physical address, or EOI vector): low and high 32 bits. */
+  addressLow: 2,
+  addressHigh: 3,
+  /** Bytes per element, elements, and where the first one is in the kvm_run mapping. */
+  size: 4,
+  count: 5,
+  dataOffset: 6,
   /** Sequence number of the last access the device thread finished. */
   completed: 16,
   /** The answer to a request that has one (the vector of an INTA), written before `completed`. */
@@ -35,12 +46,11 @@ export const CHANNEL_SLOT = {
 } as const;
 const CHANNEL_BYTES = 48 * 4;
 
-/** What a hand-off asks the device thread to do. */
+/** What a hand-off asks the device thread to do: one of the access kinds, or an INTA cycle. */
 export const REQUEST_KIND = {
-  /** Serve the I/O, MMIO or EOI exit described in this vCPU's kvm_run. */
-  exit: 0,
+  ...ACCESS_KIND,
   /** Acknowledge the userspace PIC's interrupt (an INTA cycle); the vector comes back in `result`. */
-  interruptAcknowledge: 1,
+  interruptAcknowledge: 6,
 } as const;
 
 /** The `result` of an INTA when the PIC has nothing to deliver after all. */
@@ -139,6 +149,8 @@ export function waitCounters(spinLimit: number): WaitCounters {
 
 export class ExitChannel {
   readonly words: Int32Array;
+  /** The same line as unsigned words, for the descriptor's fields. */
+  private readonly fields: Uint32Array;
   /** vCPU side: the sequence number of the last hand-off. */
   private lastRequested = 0;
 
@@ -147,16 +159,34 @@ export class ExitChannel {
     private readonly doorbell?: Doorbell,
   ) {
     this.words = new Int32Array(buffer);
+    this.fields = new Uint32Array(buffer);
     this.lastRequested = Atomics.load(this.words, CHANNEL_SLOT.requested);
   }
 
   // ---- vCPU side -------------------------------------------------------
 
   /**
-   * Hands the access in kvm_run to the device thread and returns at once with
-   * its sequence number: always positive, wrapping long before 2^31.
+   * Hands `access` (its bytes are in kvm_run) to the device thread and
+   * returns at once with its sequence number: always positive, wrapping long
+   * before 2^31.
    */
-  handOff(kind: number = REQUEST_KIND.exit): number {
+  handOff(access: Access): number {
+    // Plain stores, published by the atomic store of `requested` in publish().
+    const fields = this.fields;
+    fields[CHANNEL_SLOT.addressLow] = access.address >>> 0;
+    fields[CHANNEL_SLOT.addressHigh] = Math.floor(access.address / 0x1_0000_0000);
+    fields[CHANNEL_SLOT.size] = access.size;
+    fields[CHANNEL_SLOT.count] = access.count;
+    fields[CHANNEL_SLOT.dataOffset] = access.dataOffset;
+    return this.publish(access.kind);
+  }
+
+  /** Asks the device thread for the userspace PIC's INTA cycle; the vector comes back in `result`. */
+  requestInterruptAcknowledge(): number {
+    return this.publish(REQUEST_KIND.interruptAcknowledge);
+  }
+
+  private publish(kind: number): number {
     const sequence = (this.lastRequested % MAX_SEQUENCE) + 1;
     this.words[CHANNEL_SLOT.kind] = kind; // published by the atomic store of `requested` below
     this.lastRequested = sequence;
@@ -211,6 +241,16 @@ export class ExitChannel {
   /** Device side: what hand-off `pendingSequence()` asks for. */
   requestKind(): number {
     return this.words[CHANNEL_SLOT.kind];
+  }
+
+  /** Device side: the pending access's descriptor, into `access` (no allocation). */
+  readAccess(access: Access): void {
+    const fields = this.fields;
+    access.kind = fields[CHANNEL_SLOT.kind];
+    access.address = fields[CHANNEL_SLOT.addressLow] + fields[CHANNEL_SLOT.addressHigh] * 0x1_0000_0000;
+    access.size = fields[CHANNEL_SLOT.size];
+    access.count = fields[CHANNEL_SLOT.count];
+    access.dataOffset = fields[CHANNEL_SLOT.dataOffset];
   }
 
   /** The answer of the last completed request (read after isComplete / waitForCompletion). */

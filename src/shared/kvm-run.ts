@@ -2,7 +2,11 @@
 // classify an exit) and the device thread (to serve a forwarded access) read
 // it through their own view of the same mapping.
 
-import { IO_DIRECTION_OUT, KVM_RUN } from './kvm-abi';
+import { EXIT, IO_DIRECTION_OUT, KVM_RUN } from './kvm-abi';
+
+const EXIT_IO = EXIT.IO;
+const EXIT_MMIO = EXIT.MMIO;
+const EXIT_IOAPIC_EOI = EXIT.IOAPIC_EOI;
 
 export class KvmRunView {
   readonly bytes: Uint8Array;
@@ -85,4 +89,64 @@ export class KvmRunView {
 
   // KVM_EXIT_SYSTEM_EVENT
   get systemEventType(): number { return this.data.getUint32(KVM_RUN.system_event_type, true); }
+}
+
+/** What a forwarded access is, as the vCPU decodes it once and the device thread dispatches on it. */
+export const ACCESS_KIND = {
+  /** Not an access: an exit the vCPU handles itself. */
+  none: 0,
+  ioRead: 1,
+  ioWrite: 2,
+  mmioRead: 3,
+  mmioWrite: 4,
+  /** KVM_EXIT_IOAPIC_EOI: `address` holds the vector (split irqchip). */
+  eoi: 5,
+} as const;
+
+/**
+ * One access, decoded from kvm_run: reused by its owner for every exit, so
+ * decoding allocates nothing. `dataOffset` is where its bytes are in the
+ * kvm_run mapping; `count` elements of `size` bytes (string I/O has several).
+ */
+export interface Access {
+  kind: number;
+  address: number;
+  size: number;
+  count: number;
+  dataOffset: number;
+}
+
+export function emptyAccess(): Access {
+  return { kind: ACCESS_KIND.none, address: 0, size: 0, count: 0, dataOffset: 0 };
+}
+
+/**
+ * Decodes the I/O, MMIO or IOAPIC EOI exit in a kvm_run page into `access`
+ * (kind none for any other exit). Fields are read straight from the page:
+ * this runs on every exit, and under PVM each object or page touched after
+ * the world switch costs cycles.
+ */
+export function decodeAccess(bytes: Uint8Array, data: DataView, access: Access): void {
+  const reason = data.getUint32(KVM_RUN.exit_reason, true);
+  if (reason === EXIT_IO) {
+    access.kind = bytes[KVM_RUN.io_direction] === IO_DIRECTION_OUT ? ACCESS_KIND.ioWrite : ACCESS_KIND.ioRead;
+    access.address = data.getUint16(KVM_RUN.io_port, true);
+    access.size = bytes[KVM_RUN.io_size];
+    access.count = data.getUint32(KVM_RUN.io_count, true);
+    access.dataOffset = data.getUint32(KVM_RUN.io_data_offset, true) + data.getUint32(KVM_RUN.io_data_offset + 4, true) * 0x1_0000_0000;
+  } else if (reason === EXIT_MMIO) {
+    access.kind = bytes[KVM_RUN.mmio_is_write] !== 0 ? ACCESS_KIND.mmioWrite : ACCESS_KIND.mmioRead;
+    access.address = data.getUint32(KVM_RUN.mmio_phys_addr, true) + data.getUint32(KVM_RUN.mmio_phys_addr + 4, true) * 0x1_0000_0000;
+    access.size = data.getUint32(KVM_RUN.mmio_len, true);
+    access.count = 1;
+    access.dataOffset = KVM_RUN.mmio_data;
+  } else if (reason === EXIT_IOAPIC_EOI) {
+    access.kind = ACCESS_KIND.eoi;
+    access.address = bytes[KVM_RUN.eoi_vector];
+    access.size = 0;
+    access.count = 0;
+    access.dataOffset = 0;
+  } else {
+    access.kind = ACCESS_KIND.none;
+  }
 }

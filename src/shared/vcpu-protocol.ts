@@ -2,7 +2,6 @@
 // (control only; exits go through exit-channel.ts).
 
 import type { MessagePort } from 'node:worker_threads';
-import type { ClaimedRanges } from './address-claims';
 import type { Regs } from './kvm-structs';
 
 /**
@@ -25,7 +24,8 @@ export interface VcpuWorkerConfig {
   doorbell: SharedArrayBuffer;
   control: SharedArrayBuffer;
   stats: SharedArrayBuffer;
-  claims: ClaimedRanges;
+  /** The shared claim table (address-claims.ts ClaimTable.buffer). */
+  claims: SharedArrayBuffer;
   handOff: HandOffMode;
   spinLimit: number;
   /** This vCPU takes the userspace PIC's interrupts (the boot vCPU with the split irqchip). */

@@ -9,7 +9,7 @@ import {
 import {
   EXIT, INTERNAL_ERROR, INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, IO_DIRECTION_OUT, IOCTL, KVM_RUN,
 } from '../shared/kvm-abi';
-import { KvmRunView } from '../shared/kvm-run';
+import { ACCESS_KIND, Access, KvmRunView, decodeAccess, emptyAccess } from '../shared/kvm-run';
 import { ERRNO, KvmError, NativeAddon, check } from '../shared/native';
 import { VCPU_CONTROL, VCPU_REQUEST, VCPU_STAT_INDEX } from '../shared/vcpu-stats';
 import type { HandOffMode, VcpuStop, VcpuWorkerConfig } from '../shared/vcpu-protocol';
@@ -31,8 +31,11 @@ const OTHER_EXITS = VCPU_STAT_INDEX.otherExits;
 
 export class VcpuRunLoop {
   private readonly run: KvmRunView;
-  /** run.bytes, kept here so the exit path reads it without going through run. */
+  /** run.bytes and run.data, kept here so the exit path reads them without going through run. */
   private readonly bytes: Uint8Array;
+  private readonly data: DataView;
+  /** The access of the current exit, decoded once (reused for every exit). */
+  private readonly access: Access = emptyAccess();
   private readonly claims: AddressClaims;
   private readonly channel: ExitChannel;
   private readonly control: Int32Array;
@@ -47,6 +50,7 @@ export class VcpuRunLoop {
   ) {
     this.run = new KvmRunView(addon.view(config.runAddress, config.runSize));
     this.bytes = this.run.bytes;
+    this.data = this.run.data;
     this.claims = new AddressClaims(config.claims);
     const doorbell = new Doorbell(config.doorbell);
     this.channel = new ExitChannel(config.channel, handOffRingsDoorbell(config.handOff) ? doorbell : undefined);
@@ -131,39 +135,37 @@ export class VcpuRunLoop {
    */
   private handleExit(result: number): VcpuStop | number {
     if (result < 0) return this.onRunError(-result) ?? NOTHING_TO_FORWARD;
-    const { stats, run, bytes } = this;
+    const { stats, access } = this;
     stats[KVM_RUNS]++;
-    const reason = run.exitReason;
-    if (reason === EXIT.IO) {
+    decodeAccess(this.bytes, this.data, access);
+    const kind = access.kind;
+    if (kind === ACCESS_KIND.ioRead || kind === ACCESS_KIND.ioWrite) {
       stats[IO_EXITS]++;
-      if (this.claims.portClaimed(run.ioPort)) {
+      if (this.claims.portClaimed(access.address)) {
         stats[FORWARDED]++;
-        return this.channel.handOff();
+        return this.channel.handOff(access);
       }
       // Reads nobody claims return all ones, as a PC bus with no device
       // answers. Filled in the page itself: no view to look up per exit.
-      if (bytes[KVM_RUN.io_direction] !== IO_DIRECTION_OUT) {
-        const start = run.ioDataOffset;
-        bytes.fill(0xff, start, start + bytes[KVM_RUN.io_size] * run.ioCount);
-      }
+      if (kind === ACCESS_KIND.ioRead) this.bytes.fill(0xff, access.dataOffset, access.dataOffset + access.size * access.count);
       stats[UNCLAIMED]++;
       return NOTHING_TO_FORWARD;
     }
-    if (reason === EXIT.MMIO) {
+    if (kind === ACCESS_KIND.mmioRead || kind === ACCESS_KIND.mmioWrite) {
       stats[MMIO_EXITS]++;
-      if (this.claims.mmioClaimed(run.mmioAddress)) {
+      if (this.claims.mmioClaimed(access.address)) {
         stats[FORWARDED]++;
-        return this.channel.handOff();
+        return this.channel.handOff(access);
       }
-      if (bytes[KVM_RUN.mmio_is_write] === 0) bytes.fill(0xff, KVM_RUN.mmio_data, KVM_RUN.mmio_data + run.mmioLength);
+      if (kind === ACCESS_KIND.mmioRead) this.bytes.fill(0xff, access.dataOffset, access.dataOffset + access.size);
       stats[UNCLAIMED]++;
       return NOTHING_TO_FORWARD;
     }
     stats[OTHER_EXITS]++;
     // Only with the split irqchip: the userspace IOAPIC on the device
     // thread must see the EOI to clear the entry's remote IRR.
-    if (reason === EXIT.IOAPIC_EOI) return this.channel.handOff();
-    return this.onOtherExit(reason) ?? NOTHING_TO_FORWARD;
+    if (kind === ACCESS_KIND.eoi) return this.channel.handOff(access);
+    return this.onOtherExit(this.run.exitReason) ?? NOTHING_TO_FORWARD;
   }
 
   /**
@@ -181,7 +183,7 @@ export class VcpuRunLoop {
     }
     if (run.readyForInterruptInjection && run.interruptsEnabled) {
       run.requestInterruptWindow = false;
-      return this.channel.handOff(REQUEST_KIND.interruptAcknowledge);
+      return this.channel.requestInterruptAcknowledge();
     }
     run.requestInterruptWindow = true;
     return undefined;

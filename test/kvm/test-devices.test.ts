@@ -82,4 +82,37 @@ test('mmio: 1-, 2-, 4- and 8-byte accesses reach the device with their width; un
   assert.equal(registers.accesses, ['w1@0', 'w2@2', 'w4@4', 'w8@8', 'r1@0', 'r2@2', 'r4@4', 'r8@8']);
 });
 
+test('a device moved while the guest runs: the vCPU forwards its new place at once', async () => {
+  // The mmio guest ends by reading 4 bytes at 0xd0100000, where nothing is.
+  // When its last register write arrives, a decoy device is moved there; the
+  // read must then be forwarded (the vCPU's claims followed) and answered by it.
+  const UNCLAIMED = MMIO_DEVICES_START + 0x10_0000;
+  const PARKED = MMIO_DEVICES_START + 0x20_0000;
+  const decoy: BusDevice = { name: 'decoy', read: (_offset, data) => data.fill(0x5a), write: () => {} };
+  let machine: Machine | undefined;
+  const registers = new RegisterFile();
+  const registersWrite = registers.write.bind(registers);
+  registers.write = (offset, data) => {
+    registersWrite(offset, data);
+    if (data.length === 8) machine?.devices.move('decoy', UNCLAIMED);
+  };
+  let output = '';
+  machine = await Machine.create({ cpus: 1, memoryMiB: 128, bootProtocol: 'linux' }, {
+    kernel: new Uint8Array(fs.readFileSync(guest('mmio'))),
+    serialOutput: (bytes) => { output += Buffer.from(bytes).toString('latin1'); },
+    extraDevices: [
+      { bus: 'mmio', base: MMIO_DEVICES_START, length: 64, device: registers },
+      { id: 'decoy', bus: 'mmio', base: PARKED, length: 0x1000, device: decoy },
+    ],
+  });
+  try {
+    const exit = await machine.run();
+    assert.equal(exit, { kind: 'reset', source: 'i8042' }, output);
+    assert.is(output, 'mmio: read8 11 read16 2233 read32 44556677 read64 8899aabbccddeeff\nmmio: unclaimed 5a5a5a5a\n');
+    assert.is(machine.devices.device('decoy').base, UNCLAIMED);
+  } finally {
+    await machine.close();
+  }
+});
+
 test.run();

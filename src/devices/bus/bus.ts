@@ -103,6 +103,33 @@ export class Bus {
     this.entries.splice(index, 0, entry);
   }
 
+  /** Releases the range inserted at `base`; returns its device. Throws BusError when nothing was inserted there. */
+  remove(base: number): BusDevice {
+    const index = this.entries.findIndex((entry) => entry.base === base);
+    if (index < 0) throw new BusError(`cannot remove the range at ${hex(base)} from the ${this.kind} bus: nothing was inserted there`);
+    const [entry] = this.entries.splice(index, 1);
+    if (this.lastHit === entry) this.lastHit = undefined;
+    return entry.device;
+  }
+
+  /**
+   * Moves the range inserted at `base` to `newBase` (a PCI BAR the guest
+   * reprogrammed). All or nothing: when the new place overlaps another range
+   * or leaves the bus, the range stays where it was and BusError says why.
+   */
+  move(base: number, newBase: number): void {
+    const index = this.entries.findIndex((entry) => entry.base === base);
+    if (index < 0) throw new BusError(`cannot move the range at ${hex(base)} on the ${this.kind} bus: nothing was inserted there`);
+    const { length } = this.entries[index];
+    const device = this.remove(base);
+    try {
+      this.insert(newBase, length, device);
+    } catch (error) {
+      this.insert(base, length, device);
+      throw error;
+    }
+  }
+
   /** The device owning `address`, its base and the offset of `address` from that base; undefined if nobody claims it. */
   find(address: number): BusTarget | undefined {
     const entry = this.entryAt(address);

@@ -87,6 +87,8 @@ export interface BoardOptions {
   /** The userspace PIC's INT output changed (split irqchip; it goes to the boot vCPU's LINT0). */
   onPicInt?: (asserted: boolean) => void;
   extraDevices?: readonly ExtraDevice[];
+  /** A device was added, moved or removed after construction: the claimed ranges changed. */
+  onRangesChanged?: () => void;
 }
 
 /** The four legacy UARTs, in the order of their ids. */
@@ -158,6 +160,25 @@ export class Board {
     const entry = this.registry.get(id);
     if (!entry) throw new TsvmmError('internal', `the board has no device '${id}' (it has ${[...this.registry.keys()].join(', ')})`);
     return entry;
+  }
+
+  /**
+   * Moves device `id` to `newBase` on its bus (a PCI BAR the guest
+   * reprogrammed), all or nothing; the vCPUs' claims follow.
+   */
+  move(id: string, newBase: number): void {
+    const entry = this.device(id);
+    (entry.bus === 'io' ? this.io : this.mmio).move(entry.base, newBase);
+    this.registry.set(id, { ...entry, base: newBase });
+    this.options.onRangesChanged?.();
+  }
+
+  /** Takes device `id` off its bus and out of the board; the vCPUs' claims follow. */
+  remove(id: string): void {
+    const entry = this.device(id);
+    (entry.bus === 'io' ? this.io : this.mmio).remove(entry.base);
+    this.registry.delete(id);
+    this.options.onRangesChanged?.();
   }
 
   /** COM1, the UART connected to the host. */

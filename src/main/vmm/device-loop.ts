@@ -10,8 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Bus } from '../../devices/bus/bus';
 import { DOORBELL_SLOT, Doorbell, ExitChannel, NO_INTERRUPT, REQUEST_KIND } from '../../shared/exit-channel';
-import { EXIT } from '../../shared/kvm-abi';
-import { KvmRunView } from '../../shared/kvm-run';
+import { Access, KvmRunView, emptyAccess } from '../../shared/kvm-run';
 
 export interface ServedVcpu {
   channel: ExitChannel;
@@ -95,37 +94,39 @@ export class DeviceLoop {
   }
 
   private serve({ channel, run }: ServedVcpu, sequence: number): void {
-    if (channel.requestKind() === REQUEST_KIND.interruptAcknowledge) {
-      channel.complete(sequence, this.targets.acknowledgeInterrupt() ?? NO_INTERRUPT);
-    } else {
-      this.serveAccess(run);
-      channel.complete(sequence);
+    const access = this.access;
+    channel.readAccess(access);
+    const { io, mmio } = this.targets;
+    switch (access.kind) {
+      case REQUEST_KIND.ioRead:
+      case REQUEST_KIND.ioWrite: {
+        const { address, size } = access;
+        const end = access.dataOffset + size * access.count;
+        // String I/O (rep ins/outs) arrives as one exit with `count` elements.
+        for (let offset = access.dataOffset; offset < end; offset += size) {
+          if (access.kind === REQUEST_KIND.ioWrite) io.write(address, run.bytesAt(offset, size));
+          else io.read(address, run.bytesAt(offset, size));
+        }
+        break;
+      }
+      case REQUEST_KIND.mmioRead:
+        mmio.read(access.address, run.bytesAt(access.dataOffset, access.size));
+        break;
+      case REQUEST_KIND.mmioWrite:
+        mmio.write(access.address, run.bytesAt(access.dataOffset, access.size));
+        break;
+      case REQUEST_KIND.eoi:
+        this.targets.endOfInterrupt(access.address);
+        break;
+      case REQUEST_KIND.interruptAcknowledge:
+        channel.complete(sequence, this.targets.acknowledgeInterrupt() ?? NO_INTERRUPT);
+        return;
     }
+    channel.complete(sequence);
   }
 
-  /** Performs the access described in a vCPU's kvm_run, in place. */
-  private serveAccess(run: KvmRunView): void {
-    const { io, mmio } = this.targets;
-    if (run.exitReason === EXIT.IO) {
-      const size = run.ioSize;
-      const port = run.ioPort;
-      const write = run.ioIsWrite;
-      const start = run.ioDataOffset;
-      const end = start + size * run.ioCount;
-      // String I/O (rep ins/outs) arrives as one exit with `count` elements.
-      for (let offset = start; offset < end; offset += size) {
-        const element = run.bytesAt(offset, size);
-        if (write) io.write(port, element);
-        else io.read(port, element);
-      }
-    } else if (run.exitReason === EXIT.MMIO) {
-      const data = run.mmioData();
-      if (run.mmioIsWrite) mmio.write(run.mmioAddress, data);
-      else mmio.read(run.mmioAddress, data);
-    } else if (run.exitReason === EXIT.IOAPIC_EOI) {
-      this.targets.endOfInterrupt(run.eoiVector);
-    }
-  }
+  /** The descriptor of the access being served (reused: serving allocates nothing). */
+  private readonly access: Access = emptyAccess();
 
   private pump(): void {
     if (!this.running) return;

@@ -15,6 +15,7 @@ import { bootMsrs } from '../arch/msrs';
 import { bootFpu, bootRegs, bootSregs, pvhBootRegs, pvhBootSregs } from '../arch/regs';
 import { Board, ExtraDevice } from '../board/board';
 import { SerialInputQueue } from '../board/serial-input';
+import { ClaimTable } from '../../shared/address-claims';
 import { Doorbell } from '../../shared/exit-channel';
 import type { Regs } from '../../shared/kvm-structs';
 import type { VcpuStatValues } from '../../shared/vcpu-stats';
@@ -77,6 +78,8 @@ const MIB = 1024 * 1024;
 
 export class Machine {
   private readonly doorbell = new Doorbell();
+  /** What the vCPUs forward; republished whenever a device moves. */
+  private readonly claims = new ClaimTable();
   private board!: Board;
   private host!: KvmBoardHost;
   private readonly input = new SerialInputQueue((bytes) => this.board.com1.enqueueInput(bytes));
@@ -202,12 +205,17 @@ export class Machine {
       onReset: () => this.end({ kind: 'reset', source: 'i8042' }),
       onPicInt: (asserted) => this.threads[0]?.setExternalInterrupt(asserted),
       extraDevices: this.hooks.extraDevices,
+      onRangesChanged: () => this.publishClaims(),
     });
+    this.publishClaims();
+  }
+
+  private publishClaims(): void {
+    this.claims.publish(this.board.io.ranges(), this.board.mmio.ranges());
   }
 
   private async spawnThreads(runSize: number, workers: Worker[]): Promise<void> {
     const board = this.board;
-    const claims = { ports: board.io.ranges(), mmio: board.mmio.ranges() };
     const mode = this.config.handOff;
     const spawned = await Promise.allSettled(this.vcpus.map((vcpu) => VcpuThread.spawn({
       vcpuId: vcpu.id,
@@ -215,7 +223,7 @@ export class Machine {
       runAddress: vcpu.mapRunArea(runSize),
       runSize,
       doorbell: this.doorbell.buffer,
-      claims,
+      claims: this.claims.buffer,
       handOff: mode,
       spinLimit: this.config.spinLimit,
       // With the split irqchip the PIC is ours, and its INT line goes to the boot vCPU's LINT0.

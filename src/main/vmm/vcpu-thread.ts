@@ -12,7 +12,6 @@ import {
   VCPU_CONTROL, VCPU_CONTROL_BYTES, VCPU_REQUEST, VCPU_STATS_BYTES, VcpuStatValues, readVcpuStats,
 } from '../../shared/vcpu-stats';
 import type { HandOffMode, VcpuStop, VcpuWorkerApi, VcpuWorkerConfig } from '../../shared/vcpu-protocol';
-import type { ClaimedRanges } from '../../shared/address-claims';
 import { ExitChannel } from '../../shared/exit-channel';
 import type { Regs } from '../../shared/kvm-structs';
 
@@ -23,7 +22,7 @@ export interface VcpuThreadOptions {
   runAddress: bigint;
   runSize: number;
   doorbell: SharedArrayBuffer;
-  claims: ClaimedRanges;
+  claims: SharedArrayBuffer;
   handOff: HandOffMode;
   spinLimit: number;
   injectsExtint: boolean;

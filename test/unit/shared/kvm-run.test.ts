@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EXIT, KVM_RUN } from '../../../src/shared/kvm-abi';
-import { KvmRunView } from '../../../src/shared/kvm-run';
+import { ACCESS_KIND, KvmRunView, decodeAccess, emptyAccess } from '../../../src/shared/kvm-run';
 
 function page(): { view: KvmRunView; data: DataView } {
   const buffer = new ArrayBuffer(2 * 4096);
@@ -45,6 +45,51 @@ test('an MMIO exit: 64-bit addresses are exact above 4 GiB', () => {
   assert.is(view.mmioIsWrite, false);
   assert.is(view.mmioData().byteOffset, KVM_RUN.mmio_data);
   assert.is(view.mmioData().length, 4);
+});
+
+test('decodeAccess: port I/O (string I/O keeps its count and data offset)', () => {
+  const { view, data } = page();
+  data.setUint32(KVM_RUN.exit_reason, EXIT.IO, true);
+  data.setUint8(KVM_RUN.io_direction, 0);
+  data.setUint8(KVM_RUN.io_size, 2);
+  data.setUint16(KVM_RUN.io_port, 0x510, true);
+  data.setUint32(KVM_RUN.io_count, 8, true);
+  data.setBigUint64(KVM_RUN.io_data_offset, 4096n, true);
+  const access = emptyAccess();
+  decodeAccess(view.bytes, view.data, access);
+  assert.equal(access, { kind: ACCESS_KIND.ioRead, address: 0x510, size: 2, count: 8, dataOffset: 4096 });
+  data.setUint8(KVM_RUN.io_direction, 1);
+  decodeAccess(view.bytes, view.data, access);
+  assert.is(access.kind, ACCESS_KIND.ioWrite);
+});
+
+test('decodeAccess: MMIO reads and writes, addresses above 4 GiB exact', () => {
+  const { view, data } = page();
+  data.setUint32(KVM_RUN.exit_reason, EXIT.MMIO, true);
+  data.setBigUint64(KVM_RUN.mmio_phys_addr, 0xff_ffff_f004n, true);
+  data.setUint32(KVM_RUN.mmio_len, 4, true);
+  data.setUint8(KVM_RUN.mmio_is_write, 1);
+  const access = emptyAccess();
+  decodeAccess(view.bytes, view.data, access);
+  assert.equal(access, { kind: ACCESS_KIND.mmioWrite, address: 0xff_ffff_f004, size: 4, count: 1, dataOffset: KVM_RUN.mmio_data });
+  data.setUint8(KVM_RUN.mmio_is_write, 0);
+  decodeAccess(view.bytes, view.data, access);
+  assert.is(access.kind, ACCESS_KIND.mmioRead);
+});
+
+test('decodeAccess: an IOAPIC EOI carries its vector; any other exit is no access', () => {
+  const { view, data } = page();
+  data.setUint32(KVM_RUN.exit_reason, EXIT.IOAPIC_EOI, true);
+  data.setUint8(KVM_RUN.eoi_vector, 0x31);
+  const access = emptyAccess();
+  decodeAccess(view.bytes, view.data, access);
+  assert.is(access.kind, ACCESS_KIND.eoi);
+  assert.is(access.address, 0x31);
+  for (const reason of [EXIT.HLT, EXIT.SHUTDOWN, EXIT.INTERNAL_ERROR, EXIT.SYSTEM_EVENT]) {
+    data.setUint32(KVM_RUN.exit_reason, reason, true);
+    decodeAccess(view.bytes, view.data, access);
+    assert.is(access.kind, ACCESS_KIND.none, `exit ${reason}`);
+  }
 });
 
 test.run();

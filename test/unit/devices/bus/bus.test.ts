@@ -192,4 +192,23 @@ test('null port ranges are crosvm\'s', () => {
   assert.is(bus.read(0xf2, data), false);
 });
 
+test('remove frees a range; move relocates it, all or nothing', () => {
+  const bus = new Bus('mmio');
+  const bar: BusDevice = { name: 'bar', read: (offset, data) => data.fill(offset), write: () => {} };
+  const other: BusDevice = { name: 'other', read: (_offset, data) => data.fill(0x77), write: () => {} };
+  bus.insert(0xd000_0000, 0x1000, bar);
+  bus.insert(0xe000_0000, 0x1000, other);
+  const data = new Uint8Array(1);
+  bus.read(0xd000_0010, data); // leaves bar as the last hit
+  bus.move(0xd000_0000, 0xd100_0000);
+  assert.is(bus.read(0xd000_0010, data), false, 'the old place reads as unclaimed (the last-hit cache forgot it)');
+  assert.is(bus.read(0xd100_0010, data), true);
+  assert.is(data[0], 0x10, 'the device sees offsets from its new base');
+  assert.throws(() => bus.move(0xd100_0000, 0xe000_0800), /overlaps 'other'/);
+  assert.is(bus.find(0xd100_0000)?.device, bar, 'a refused move leaves the range where it was');
+  assert.is(bus.remove(0xd100_0000), bar);
+  assert.is(bus.find(0xd100_0000), undefined);
+  assert.throws(() => bus.remove(0xd100_0000), /nothing was inserted there/);
+});
+
 test.run();
