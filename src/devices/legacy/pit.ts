@@ -10,6 +10,10 @@
 import { ByteRegisterDevice } from '../bus/bus-device';
 import type { InterruptLine } from '../interrupt';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
+import {
+  StatefulDevice, StateFields, arrayField, bitsField, booleanField, byteField, decimalBigIntField, integerField, nullableField,
+  recordField, restoreFields, saveFields,
+} from '../snapshot';
 
 /** Channels 0-2 and the control word. */
 export const PIT_PORT_COUNT = 4;
@@ -94,7 +98,7 @@ export interface PitOptions {
   interrupt: InterruptLine;
 }
 
-/** One channel, as plain JSON-able data (bigints as decimal strings). */
+/** One channel, as plain JSON-able data (startNs and pausedTicks, bigints in the model, as decimal strings). */
 export interface PitChannelState {
   modeBits: number;
   access: number;
@@ -104,7 +108,9 @@ export interface PitChannelState {
   gate: boolean;
   triggered: boolean;
   running: boolean;
+  /** A bigint, as a decimal string. */
   startNs: string;
+  /** A bigint, as a decimal string. */
   pausedTicks: string;
   pendingLowByte: number | null;
   readHighNext: boolean;
@@ -243,46 +249,36 @@ class Channel {
       (this.bcd ? STATUS_BCD : 0)
     );
   }
-
-  toState(): PitChannelState {
-    return {
-      modeBits: this.modeBits,
-      access: this.access,
-      bcd: this.bcd,
-      reload: this.reload,
-      loaded: this.loaded,
-      gate: this.gate,
-      triggered: this.triggered,
-      running: this.running,
-      startNs: this.startNs.toString(),
-      pausedTicks: this.pausedTicks.toString(),
-      pendingLowByte: this.pendingLowByte,
-      readHighNext: this.readHighNext,
-      latchedCount: [...this.latchedCount],
-      latchedStatus: this.latchedStatus,
-      nullCount: this.nullCount,
-    };
-  }
-
-  static fromState(state: PitChannelState): Channel {
-    const channel = new Channel(state.gate);
-    channel.modeBits = state.modeBits;
-    channel.access = state.access;
-    channel.bcd = state.bcd;
-    channel.reload = state.reload;
-    channel.loaded = state.loaded;
-    channel.triggered = state.triggered;
-    channel.running = state.running;
-    channel.startNs = BigInt(state.startNs);
-    channel.pausedTicks = BigInt(state.pausedTicks);
-    channel.pendingLowByte = state.pendingLowByte;
-    channel.readHighNext = state.readHighNext;
-    channel.latchedCount = [...state.latchedCount];
-    channel.latchedStatus = state.latchedStatus;
-    channel.nullCount = state.nullCount;
-    return channel;
-  }
 }
+
+/** The one field list of a channel's state, read from and written to the Channel's same-named fields. */
+const PIT_CHANNEL_FIELDS: StateFields<Channel, PitChannelState> = {
+  modeBits: integerField(0, CONTROL_MODE_MASK),
+  access: integerField(ACCESS_LOW, ACCESS_LOW_HIGH, 'an access mode 1..3'),
+  bcd: booleanField,
+  reload: integerField(1, BINARY_MODULUS),
+  loaded: booleanField,
+  gate: booleanField,
+  triggered: booleanField,
+  running: booleanField,
+  startNs: decimalBigIntField,
+  pausedTicks: decimalBigIntField,
+  pendingLowByte: nullableField(byteField),
+  readHighNext: booleanField,
+  latchedCount: arrayField(byteField, { atMost: 2 }),
+  latchedStatus: nullableField(byteField),
+  nullCount: booleanField,
+};
+
+/** What a Pit's state holds. */
+interface PitRegisters {
+  channels: Channel[];
+}
+
+const PIT_FIELDS: StateFields<PitRegisters, PitState> = {
+  // The gate given here is overwritten by the saved one.
+  channels: arrayField(recordField(PIT_CHANNEL_FIELDS, () => new Channel(false)), { exactly: CHANNEL_COUNT }),
+};
 
 /**
  * The 8254 PIT at ports 0x40-0x43: three 16-bit down-counters clocked at
@@ -301,12 +297,13 @@ class Channel {
  *   through `setGate` (PitSpeakerPort maps it to port 0x61 bit 0). Nothing
  *   is wired to channel 1's or 2's output except that port.
  */
-export class Pit implements ByteRegisterDevice {
+export class Pit implements ByteRegisterDevice, StatefulDevice<PitState> {
   readonly name = 'pit';
   private readonly now: () => bigint;
   private readonly schedule: PitOptions['schedule'];
   private readonly interrupt: InterruptLine;
-  private channels: Channel[];
+  /** Everything snapshot() saves, under PIT_FIELDS' names. */
+  private readonly regs: PitRegisters;
   private timer: ScheduledTimer | null = null;
   /** Bumped whenever the timer is replaced, so a callback that raced its cancel() does nothing. */
   private timerGeneration = 0;
@@ -315,22 +312,21 @@ export class Pit implements ByteRegisterDevice {
     this.now = options.now;
     this.schedule = options.schedule;
     this.interrupt = options.interrupt;
-    this.channels = [new Channel(true), new Channel(true), new Channel(false)];
+    this.regs = { channels: [new Channel(true), new Channel(true), new Channel(false)] };
   }
 
-  /** Rebuilds a Pit from `state()` and re-arms channel 0's timer. */
-  static fromState(state: PitState, options: PitOptions): Pit {
-    if (!Array.isArray(state.channels) || state.channels.length !== CHANNEL_COUNT) {
-      throw new PitError(`cannot restore PIT state: expected ${CHANNEL_COUNT} channels; pass a state produced by Pit.state()`);
-    }
-    const pit = new Pit(options);
-    pit.channels = state.channels.map((c) => Channel.fromState(c));
-    pit.rescheduleInterrupt();
-    return pit;
+  private get channels(): Channel[] {
+    return this.regs.channels;
   }
 
-  state(): PitState {
-    return { channels: this.channels.map((c) => c.toState()) };
+  snapshot(): PitState {
+    return saveFields(this.regs, PIT_FIELDS);
+  }
+
+  /** Puts `state` (from snapshot()) back and re-arms channel 0's timer on this Pit's clock (a pending timer is replaced). */
+  restore(state: PitState): void {
+    restoreFields(this.regs, state, PIT_FIELDS, (problem) => new PitError(`cannot restore PIT state: ${problem}; pass a state produced by Pit.snapshot()`));
+    this.rescheduleInterrupt();
   }
 
   /** Stops channel 0's timer (VM teardown). */
@@ -530,8 +526,13 @@ export class Pit implements ByteRegisterDevice {
 
 /** Plain, JSON-able state of a PitSpeakerPort (the gate lives in the Pit's state). */
 export interface PitSpeakerPortState {
+  /** Port B bits 1-3 as last written. */
   latched: number;
 }
+
+const PIT_SPEAKER_PORT_FIELDS: StateFields<PitSpeakerPortState, PitSpeakerPortState> = {
+  latched: bitsField(PORT_B_WRITABLE & ~PORT_B_TIMER2_GATE, 'port B bits 1-3 (within 0x0e)'),
+};
 
 export interface PitSpeakerPortOptions {
   pit: Pit;
@@ -546,31 +547,31 @@ export interface PitSpeakerPortOptions {
  * which Linux's pit_calibrate_tsc() polls. Insert it at 0x61 and the i8042
  * at 0x62 when the PIT is in userspace.
  */
-export class PitSpeakerPort implements ByteRegisterDevice {
+export class PitSpeakerPort implements ByteRegisterDevice, StatefulDevice<PitSpeakerPortState> {
   readonly name = 'pit-speaker-port';
   private readonly pit: Pit;
   private readonly now: () => bigint;
-  private latched = 0;
+  /** Everything snapshot() saves, under PIT_SPEAKER_PORT_FIELDS' names. */
+  private readonly regs: PitSpeakerPortState = { latched: 0 };
 
   constructor(options: PitSpeakerPortOptions) {
     this.pit = options.pit;
     this.now = options.now;
   }
 
-  static fromState(state: PitSpeakerPortState, options: PitSpeakerPortOptions): PitSpeakerPort {
-    const port = new PitSpeakerPort(options);
-    port.latched = state.latched & PORT_B_WRITABLE & ~PORT_B_TIMER2_GATE;
-    return port;
+  snapshot(): PitSpeakerPortState {
+    return saveFields(this.regs, PIT_SPEAKER_PORT_FIELDS);
   }
 
-  state(): PitSpeakerPortState {
-    return { latched: this.latched };
+  restore(state: PitSpeakerPortState): void {
+    restoreFields(this.regs, state, PIT_SPEAKER_PORT_FIELDS,
+      (problem) => new PitError(`cannot restore PIT port 0x61 state: ${problem}; pass a state produced by PitSpeakerPort.snapshot()`));
   }
 
   readRegister(_offset: number): number {
     const refresh = (this.now() / REFRESH_PERIOD_NS) & 1n ? PORT_B_REFRESH : 0;
     return (
-      this.latched |
+      this.regs.latched |
       (this.pit.gate(SPEAKER_CHANNEL) ? PORT_B_TIMER2_GATE : 0) |
       refresh |
       (this.pit.output(SPEAKER_CHANNEL) ? PORT_B_TIMER2_OUTPUT : 0)
@@ -578,7 +579,7 @@ export class PitSpeakerPort implements ByteRegisterDevice {
   }
 
   writeRegister(_offset: number, value: number): void {
-    this.latched = value & PORT_B_WRITABLE & ~PORT_B_TIMER2_GATE;
+    this.regs.latched = value & PORT_B_WRITABLE & ~PORT_B_TIMER2_GATE;
     this.pit.setGate(SPEAKER_CHANNEL, (value & PORT_B_TIMER2_GATE) !== 0);
   }
 }

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Pit, PitError, PitSpeakerPort, PIT_PORT_COUNT, PIT_FREQUENCY_HZ } from '../../../../src/devices/legacy/pit';
+import type { PitChannelState, PitSpeakerPortState, PitState } from '../../../../src/devices/legacy/pit';
 import { PIT_PORT as PIT_BASE_PORT, PIT_SPEAKER_PORT } from '../../../../src/main/layout';
 
 // Expected times are ceil(ticks * 1e9 / 1193182) ns, the first nanosecond at
@@ -287,7 +288,21 @@ test('port 0x61: stored bits, refresh toggle every 15.085 us', () => {
   assert.is(portB.readRegister(0) & 0x10, 0x10);
   time.advanceTo(30_170);
   assert.is(portB.readRegister(0) & 0x10, 0x00);
-  assert.equal(portB.state(), { latched: 0x0e });
+  assert.equal(portB.snapshot(), { latched: 0x0e });
+});
+
+test('port 0x61: snapshot() round-trips through JSON; a bad state changes nothing', () => {
+  const { pit, time } = makePit();
+  const portB = new PitSpeakerPort({ pit, now: time.now });
+  portB.writeRegister(0, 0x0b); // bits 1 and 3 stored, gate high
+  const saved = JSON.parse(JSON.stringify(portB.snapshot())) as PitSpeakerPortState;
+  assert.equal(saved, { latched: 0x0a });
+  const fresh = new PitSpeakerPort({ pit, now: time.now });
+  fresh.restore(saved);
+  assert.is(fresh.readRegister(0) & 0x0f, 0x0b); // stored bits from the state, the gate from the Pit
+  assert.throws(() => fresh.restore({ latched: 0x01 }), (e: unknown) => e instanceof PitError && /latched is 1, not port B bits 1-3/.test(e.message));
+  assert.throws(() => fresh.restore({ latched: 0x0a, gate: true } as PitSpeakerPortState), /field 'gate'/);
+  assert.equal(fresh.snapshot(), { latched: 0x0a });
 });
 
 test('mode 0 gate low holds the count; mode 2 gate rising edge reloads', () => {
@@ -333,20 +348,70 @@ test('mode 1 waits for a gate rising edge, OUT low until terminal count', () => 
   assert.is(pit.output(CHANNEL2), true);
 });
 
-test('state() round-trips through JSON and re-arms channel 0', () => {
+test('snapshot() round-trips through JSON and restore() re-arms channel 0 on a fresh Pit', () => {
   const { pit, time } = makePit();
   pit.writeRegister(CONTROL, 0x34);
   pit.writeRegister(CHANNEL0, 0xa9);
   pit.writeRegister(CHANNEL0, 0x04);
   time.advanceTo(83_810);
-  const saved = JSON.parse(JSON.stringify(pit.state()));
+  const saved = JSON.parse(JSON.stringify(pit.snapshot())) as PitState;
+  assert.is(typeof saved.channels[0].startNs, 'string'); // bigints are decimal strings
   pit.dispose();
   assert.is(time.pending().length, 0);
   const irq = { count: 0, trigger() { this.count++; } };
-  const copy = Pit.fromState(saved, { now: time.now, schedule: time.schedule, interrupt: irq });
-  assert.equal(copy.state(), saved);
+  const copy = new Pit({ now: time.now, schedule: time.schedule, interrupt: irq });
+  copy.restore(saved);
+  assert.equal(copy.snapshot(), saved);
   assert.is(copy.readRegister(CHANNEL0), 0x45);
   assert.is(copy.readRegister(CHANNEL0), 0x04);
+  time.advanceTo(999_848);
+  assert.is(irq.count, 1);
+});
+
+test('restore() is in place: the same Pit re-arms its own timer and still raises its interrupt line', () => {
+  const { pit, time, irq } = makePit();
+  pit.writeRegister(CONTROL, 0x34); // channel 0, mode 2, 1193
+  pit.writeRegister(CHANNEL0, 0xa9);
+  pit.writeRegister(CHANNEL0, 0x04);
+  const saved = pit.snapshot();
+  pit.writeRegister(CONTROL, 0x30); // channel 0, mode 0: stops until a count is written
+  assert.is(time.pending().length, 0);
+  pit.restore(saved);
+  assert.is(time.pending().length, 1); // one timer, armed from the saved start
+  time.advanceTo(999_848);
+  assert.is(irq.count, 1);
+  time.advanceTo(1_999_695);
+  assert.is(irq.count, 2);
+  pit.restore(saved); // a timer already pending is replaced, not doubled
+  assert.is(time.pending().length, 1);
+  time.advanceTo(2_999_543);
+  assert.is(irq.count, 3);
+});
+
+test('restore() refuses a bad state in one line and changes nothing', () => {
+  const { pit, time, irq } = makePit();
+  pit.writeRegister(CONTROL, 0x34);
+  pit.writeRegister(CHANNEL0, 0xa9);
+  pit.writeRegister(CHANNEL0, 0x04);
+  const before = pit.snapshot();
+  const pending = time.pending().length;
+  const pitError = (pattern: RegExp) => (e: unknown) => e instanceof PitError && pattern.test(e.message) && !e.message.includes('\n');
+  const withChannel = (index: number, change: Partial<Record<keyof PitChannelState, unknown>>) =>
+    ({ channels: before.channels.map((c, i) => (i === index ? { ...c, ...change } : c)) }) as PitState;
+  assert.throws(() => pit.restore({ channels: [] }), pitError(/channels has 0 entries, not 3/));
+  assert.throws(() => pit.restore(withChannel(2, { startNs: 5 })), pitError(/channels\[2\]\.startNs is 5, not a non-negative integer as a decimal string/));
+  assert.throws(() => pit.restore(withChannel(2, { pausedTicks: '1e3' })), pitError(/channels\[2\]\.pausedTicks is "1e3"/));
+  assert.throws(() => pit.restore(withChannel(1, { reload: 0 })), pitError(/channels\[1\]\.reload is 0, not an integer 1\.\.65536/));
+  assert.throws(() => pit.restore(withChannel(1, { access: 0 })), pitError(/access is 0, not an access mode 1\.\.3/));
+  assert.throws(() => pit.restore(withChannel(0, { latchedCount: [1, 2, 3] })), pitError(/latchedCount has 3 entries, more than 2/));
+  assert.throws(() => pit.restore(withChannel(0, { gate: 1 })), pitError(/channels\[0\]\.gate is 1, not true or false/));
+  assert.throws(() => pit.restore(withChannel(0, { modeBits: undefined })), pitError(/modeBits is missing/));
+  // Channel 0 is valid and changed, channel 2 is not: nothing is applied and the timer is untouched.
+  const mixed = withChannel(0, { reload: 100 });
+  mixed.channels[2] = { ...mixed.channels[2], latchedStatus: 256 };
+  assert.throws(() => pit.restore(mixed), pitError(/channels\[2\]\.latchedStatus is 256, not a byte/));
+  assert.equal(pit.snapshot(), before);
+  assert.is(time.pending().length, pending);
   time.advanceTo(999_848);
   assert.is(irq.count, 1);
 });
@@ -355,8 +420,7 @@ test('errors', () => {
   const { pit } = makePit();
   assert.throws(() => pit.setGate(3, true), (e: unknown) => e instanceof PitError && /channel 3 does not exist/.test(e.message));
   assert.throws(() => pit.output(-1), /channels are 0, 1 and 2/);
-  const time = new FakeTime();
-  assert.throws(() => Pit.fromState({ channels: [] }, { now: time.now, schedule: time.schedule, interrupt: { trigger() {} } }), /expected 3 channels/);
+  assert.throws(() => pit.restore({ channels: [] }), (e: unknown) => e instanceof PitError && /channels has 0 entries, not 3/.test(e.message));
 });
 
 test.run();
