@@ -15,6 +15,9 @@
 import { ByteRegisterDevice } from '../bus/bus-device';
 import type { InterruptLine } from '../interrupt';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
+import {
+  StatefulDevice, StateFields, bitsField, booleanField, byteField, integerField, oneOfField, recordField, restoreFields, saveFields,
+} from '../snapshot';
 
 /** Each chip claims two ports (command, data). */
 export const PIC_PORT_COUNT = 2;
@@ -284,63 +287,42 @@ class Chip {
       default: // no operation
     }
   }
-
-  toState(): PicChipState {
-    return {
-      irr: this.irr,
-      imr: this.imr,
-      isr: this.isr,
-      lineLevels: this.lineLevels,
-      highestPriority: this.highestPriority,
-      vectorBase: this.vectorBase,
-      initStep: this.initStep,
-      icw4Needed: this.icw4Needed,
-      singleMode: this.singleMode,
-      levelTriggered: this.levelTriggered,
-      mode8086: this.mode8086,
-      autoEoi: this.autoEoi,
-      rotateOnAutoEoi: this.rotateOnAutoEoi,
-      specialFullyNested: this.specialFullyNested,
-      readIsr: this.readIsr,
-      pollPending: this.pollPending,
-      specialMask: this.specialMask,
-      elcr: this.elcr,
-    };
-  }
-
-  static fromState(state: PicChipState, isMaster: boolean, fail: (why: string) => PicError): Chip {
-    const which = isMaster ? 'master' : 'slave';
-    if (typeof state !== 'object' || state === null) throw fail(`the ${which} state is missing`);
-    for (const key of ['irr', 'imr', 'isr', 'lineLevels', 'vectorBase', 'elcr'] as const) {
-      const value = state[key];
-      if (!Number.isInteger(value) || value < 0 || value > ALL_LEVELS) throw fail(`${which} ${key} ${value} is not a byte`);
-    }
-    if (!Number.isInteger(state.highestPriority) || state.highestPriority < 0 || state.highestPriority > LEVEL_MASK) {
-      throw fail(`${which} highestPriority ${state.highestPriority} is not a level 0..${LEVEL_MASK}`);
-    }
-    if (!INIT_STEPS.includes(state.initStep)) throw fail(`${which} initStep ${JSON.stringify(state.initStep)} is not one of ${INIT_STEPS.join(', ')}`);
-    const chip = new Chip(isMaster);
-    chip.irr = state.irr;
-    chip.imr = state.imr;
-    chip.isr = state.isr;
-    chip.lineLevels = state.lineLevels;
-    chip.highestPriority = state.highestPriority;
-    chip.vectorBase = state.vectorBase & ICW2_VECTOR_BASE;
-    chip.initStep = state.initStep;
-    chip.icw4Needed = state.icw4Needed === true;
-    chip.singleMode = state.singleMode === true;
-    chip.levelTriggered = state.levelTriggered === true;
-    chip.mode8086 = state.mode8086 === true;
-    chip.autoEoi = state.autoEoi === true;
-    chip.rotateOnAutoEoi = state.rotateOnAutoEoi === true;
-    chip.specialFullyNested = state.specialFullyNested === true;
-    chip.readIsr = state.readIsr === true;
-    chip.pollPending = state.pollPending === true;
-    chip.specialMask = state.specialMask === true;
-    chip.elcr = state.elcr & chip.elcrWritable;
-    return chip;
-  }
 }
+
+/** The one field list of a chip's state, read from and written to the Chip's same-named fields; only the ELCR's writable bits differ. */
+function chipFields(elcrWritable: number): StateFields<Chip, PicChipState> {
+  return {
+    irr: byteField,
+    imr: byteField,
+    isr: byteField,
+    lineLevels: byteField,
+    highestPriority: integerField(0, LEVEL_MASK, `a level 0..${LEVEL_MASK}`),
+    vectorBase: bitsField(ICW2_VECTOR_BASE, 'a vector base (a multiple of 8)'),
+    initStep: oneOfField(INIT_STEPS),
+    icw4Needed: booleanField,
+    singleMode: booleanField,
+    levelTriggered: booleanField,
+    mode8086: booleanField,
+    autoEoi: booleanField,
+    rotateOnAutoEoi: booleanField,
+    specialFullyNested: booleanField,
+    readIsr: booleanField,
+    pollPending: booleanField,
+    specialMask: booleanField,
+    elcr: bitsField(elcrWritable, `an ELCR byte within 0x${elcrWritable.toString(16)}`),
+  };
+}
+
+/** What a Pic's state holds. */
+interface PicChips {
+  master: Chip;
+  slave: Chip;
+}
+
+const PIC_FIELDS: StateFields<PicChips, PicState> = {
+  master: recordField(chipFields(ELCR_MASTER_WRITABLE), () => new Chip(true)),
+  slave: recordField(chipFields(ELCR_SLAVE_WRITABLE), () => new Chip(false)),
+};
 
 /** The two ports of one chip, for insertion on the I/O bus with byteRegisters(). */
 class ChipPorts implements ByteRegisterDevice {
@@ -382,7 +364,7 @@ class ChipPorts implements ByteRegisterDevice {
  * accepted and ignored), and the hardware's "IR must stay high until the
  * first INTA" rule (a withdrawn edge request is still delivered).
  */
-export class Pic {
+export class Pic implements StatefulDevice<PicState> {
   /** Ports 0x20-0x21: offset 0 command (ICW1, OCW2, OCW3 / IRR, ISR, poll), offset 1 data (ICW2-4, OCW1 / IMR). */
   readonly masterPorts: ByteRegisterDevice;
   /** Ports 0xa0-0xa1, the same registers for the slave. */
@@ -390,8 +372,8 @@ export class Pic {
   /** Ports 0x4d0-0x4d1: ELCR1 (IRQs 0-7) and ELCR2 (IRQs 8-15); 1 = level triggered. */
   readonly elcrPorts: ByteRegisterDevice;
   private readonly onIntChange: PicOptions['onIntChange'];
-  private master = new Chip(true);
-  private slave = new Chip(false);
+  /** Everything snapshot() saves, under PIC_FIELDS' names. */
+  private readonly chips: PicChips = { master: new Chip(true), slave: new Chip(false) };
   private int = false;
 
   constructor(options: PicOptions) {
@@ -401,19 +383,26 @@ export class Pic {
     this.elcrPorts = new ChipPorts('pic-elcr', (o) => this.readElcr(o), (o, v) => this.writeElcr(o, v));
   }
 
-  /** Rebuilds a Pic from `state()`. Calls nothing: read intAsserted for the restored INT output. */
-  static fromState(state: PicState, options: PicOptions): Pic {
-    const fail = (why: string) => new PicError(`cannot restore PIC state: ${why}; pass a state produced by Pic.state()`);
-    if (typeof state !== 'object' || state === null) throw fail('the state is not an object');
-    const pic = new Pic(options);
-    pic.master = Chip.fromState(state.master, true, fail);
-    pic.slave = Chip.fromState(state.slave, false, fail);
-    pic.int = pic.master.pendingLevel() !== NO_IRQ;
-    return pic;
+  private get master(): Chip {
+    return this.chips.master;
   }
 
-  state(): PicState {
-    return { master: this.master.toState(), slave: this.slave.toState() };
+  private get slave(): Chip {
+    return this.chips.slave;
+  }
+
+  snapshot(): PicState {
+    return saveFields(this.chips, PIC_FIELDS);
+  }
+
+  /**
+   * Puts `state` (from snapshot()) back. Calls nothing, not even onIntChange
+   * when INT differs from before: INT's receiver (the boot vCPU's pending
+   * ExtINT) is restored with its own state; read intAsserted.
+   */
+  restore(state: PicState): void {
+    restoreFields(this.chips, state, PIC_FIELDS, (problem) => new PicError(`cannot restore PIC state: ${problem}; pass a state produced by Pic.snapshot()`));
+    this.int = this.master.pendingLevel() !== NO_IRQ;
   }
 
   /** The master's INT output: an interrupt is waiting for acknowledge(). */

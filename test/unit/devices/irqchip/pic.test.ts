@@ -556,7 +556,7 @@ test('INT output: onIntChange is called once per change', () => {
   assert.equal(aeoi.edges, [true, false]);
 });
 
-test('state() is plain JSON; fromState() restores the behaviour and calls nothing', () => {
+test('snapshot() is plain JSON; restore() on a fresh Pic restores the behaviour and calls nothing', () => {
   const { pic, outb, init } = makePic();
   init();
   outb(ELCR1, 0x20);
@@ -568,13 +568,14 @@ test('state() is plain JSON; fromState() restores the behaviour and calls nothin
   outb(MASTER_DATA, 0x80);
   outb(MASTER_CMD, READ_ISR);
   outb(SLAVE_CMD, 0x11); // the slave is mid-initialization, waiting for ICW2
-  const state = pic.state();
+  const state = pic.snapshot();
   const json = JSON.parse(JSON.stringify(state)) as PicState;
   assert.equal(json, state);
 
   const edges: boolean[] = [];
-  const restored = Pic.fromState(json, { onIntChange: (a) => edges.push(a) });
-  assert.equal(restored.state(), state);
+  const restored = new Pic({ onIntChange: (a) => edges.push(a) });
+  restored.restore(json);
+  assert.equal(restored.snapshot(), state);
   assert.equal(edges, []);
   assert.is(restored.intAsserted, pic.intAsserted);
   assert.ok(restored.intAsserted); // IRQ 5 outranks IRQ 6 in service
@@ -592,15 +593,59 @@ test('state() is plain JSON; fromState() restores the behaviour and calls nothin
   restored.pulse(9);
   assert.is(restored.acknowledge(), 0x71);
 
+});
+
+test('restore() refuses a bad state in one line and changes nothing', () => {
+  const { pic, init, outb } = makePic();
+  init();
+  outb(ELCR1, 0x20);
+  pic.pulse(6);
+  const state = pic.snapshot();
   const bad = (mutate: (s: PicState) => void, pattern: RegExp) => {
     const copy = JSON.parse(JSON.stringify(state)) as PicState;
     mutate(copy);
-    assert.throws(() => Pic.fromState(copy, { onIntChange: () => {} }), picError(pattern));
+    assert.throws(() => pic.restore(copy), (e: unknown) => picError(pattern)(e) && !(e as Error).message.includes('\n'));
   };
-  bad((s) => { s.master.irr = 256; }, /cannot restore PIC state: master irr 256 is not a byte/);
-  bad((s) => { s.slave.highestPriority = 8; }, /slave highestPriority 8 is not a level 0\.\.7/);
-  bad((s) => { (s.slave as { initStep: string }).initStep = 'icw5'; }, /slave initStep "icw5"/);
-  bad((s) => { delete (s as Partial<PicState>).slave; }, /the slave state is missing/);
+  bad((s) => { s.master.irr = 256; }, /cannot restore PIC state: master\.irr is 256, not a byte/);
+  bad((s) => { s.slave.highestPriority = 8; }, /slave\.highestPriority is 8, not a level 0\.\.7/);
+  bad((s) => { (s.slave as { initStep: string }).initStep = 'icw5'; }, /slave\.initStep is "icw5", not one of ready, icw2, icw3, icw4/);
+  bad((s) => { delete (s as Partial<PicState>).slave; }, /slave is missing, not an object/);
+  // Stricter than fromState was: booleans must be booleans, masked bits must be clear.
+  bad((s) => { (s.master as { autoEoi: unknown }).autoEoi = 1; }, /master\.autoEoi is 1, not true or false/);
+  bad((s) => { s.master.vectorBase = 0x21; }, /master\.vectorBase is 33, not a vector base/);
+  bad((s) => { s.master.elcr = 0x01; }, /master\.elcr is 1, not an ELCR byte within 0xf8/);
+  bad((s) => { s.slave.elcr = 0x01; }, /slave\.elcr is 1, not an ELCR byte within 0xde/);
+  bad((s) => { (s as unknown as Record<string, unknown>).third = {}; }, /field 'third'/);
+  // The master is fine and different, the slave is not: the master is not applied either.
+  bad((s) => { s.master.imr = 0xff; s.slave.isr = -1; }, /slave\.isr is -1, not a byte/);
+  assert.throws(() => pic.restore(null as unknown as PicState), picError(/the state is null, not an object/));
+  assert.equal(pic.snapshot(), state);
+  assert.ok(pic.intAsserted);
+  assert.is(pic.acknowledge(), 0x26);
+});
+
+test('restore() is in place: the same Pic, still reporting INT changes through onIntChange', () => {
+  const { pic, init, outb, edges } = makePic();
+  init();
+  const quiet = pic.snapshot();
+  pic.pulse(3);
+  assert.equal(edges, [true]);
+  const pending = pic.snapshot();
+  pic.restore(quiet); // INT was high, is low now: restore itself reports nothing (read intAsserted)
+  assert.equal(edges, [true]);
+  assert.not.ok(pic.intAsserted);
+  assert.is(pic.acknowledge(), 0x27); // nothing requested: spurious
+  pic.pulse(4); // still wired: the next change goes out
+  assert.equal(edges, [true, true]);
+  assert.is(pic.acknowledge(), 0x24);
+  assert.equal(edges, [true, true, false]);
+  pic.restore(pending);
+  assert.ok(pic.intAsserted);
+  assert.is(pic.acknowledge(), 0x23);
+  // The rise restore() made was not reported, so the fall is reported after another fall:
+  // whoever restores a Pic sets INT's receiver from intAsserted (as the vCPU's own state does).
+  assert.equal(edges, [true, true, false, false]);
+  outb(MASTER_CMD, EOI);
 });
 
 test('setIrqLine, pulse and picInterruptLine reject IRQ 2 and numbers outside 0..15', () => {
