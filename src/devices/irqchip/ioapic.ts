@@ -15,6 +15,7 @@
 import { BusDevice } from '../bus/bus-device';
 import type { InterruptLine, MsiMessage } from '../interrupt';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
+import { StatefulDevice, StateFields, arrayField, bitsField, booleanField, byteField, integerField, recordField, restoreFields, saveFields } from '../snapshot';
 
 /** Input pins (redirection entries) of the 82093AA: ISA IRQs 0-15 and PCI INTA-INTD lines. */
 export const IOAPIC_PIN_COUNT = 24;
@@ -111,6 +112,23 @@ export interface IoapicState {
   lineLevels: boolean[];
 }
 
+/** The one field list of an Ioapic's state (the model keeps these fields in a record of the same shape). */
+const IOAPIC_FIELDS: StateFields<IoapicState, IoapicState> = {
+  ioregsel: byteField,
+  id: integerField(0, ID_MASK, `a 4-bit APIC id 0..${ID_MASK}`),
+  redirectionTable: arrayField(
+    recordField<IoapicRedirectionEntry, IoapicRedirectionEntry>(
+      {
+        low: bitsField(ENTRY_LOW_WRITABLE | ENTRY_REMOTE_IRR, 'a redirection entry low dword (no delivery status or reserved bits)'),
+        high: bitsField(ENTRY_HIGH_WRITABLE, 'a redirection entry high dword (only the destination, bits 31:24)'),
+      },
+      () => ({ low: ENTRY_RESET_LOW, high: 0 }),
+    ),
+    { exactly: IOAPIC_PIN_COUNT },
+  ),
+  lineLevels: arrayField(booleanField, { exactly: IOAPIC_PIN_COUNT }),
+};
+
 /** The MSI message a redirection entry sends (address and data; the level-assert bit is set on every message, as Linux composes them). */
 export function redirectionEntryMsi(entry: IoapicRedirectionEntry): MsiMessage {
   const destination = entry.high >>> ENTRY_DESTINATION_SHIFT;
@@ -155,7 +173,7 @@ function checkId(id: number, what: string): void {
  * (QEMU, crosvm; Linux relies on it to "EOI" a pin on IOAPICs without an EOI
  * register).
  */
-export class Ioapic implements BusDevice {
+export class Ioapic implements BusDevice, StatefulDevice<IoapicState> {
   readonly name = 'ioapic';
   /** IOWIN reads of a width other than 4 and reads at offsets other than IOREGSEL and IOWIN (answered with 0). */
   rejectedReads = 0;
@@ -163,65 +181,44 @@ export class Ioapic implements BusDevice {
   rejectedWrites = 0;
   private readonly sendMsi: IoapicOptions['sendMsi'];
   private readonly routeChanged?: IoapicOptions['routeChanged'];
-  private ioregsel = 0;
-  private id: number;
-  private table: IoapicRedirectionEntry[];
-  private levels: boolean[];
+  /** Everything snapshot() saves, under IOAPIC_FIELDS' names. */
+  private readonly regs: IoapicState;
 
   constructor(options: IoapicOptions) {
     const id = options.id ?? 0;
     checkId(id, 'cannot create the IOAPIC');
     this.sendMsi = options.sendMsi;
     this.routeChanged = options.routeChanged;
-    this.id = id;
-    this.table = Array.from({ length: IOAPIC_PIN_COUNT }, () => ({ low: ENTRY_RESET_LOW, high: 0 }));
-    this.levels = new Array<boolean>(IOAPIC_PIN_COUNT).fill(false);
-  }
-
-  /** Rebuilds an Ioapic from `state()`; sends nothing (pending level interrupts go out on the next EOI or line change). */
-  static fromState(state: IoapicState, options: IoapicOptions): Ioapic {
-    const fail = (why: string) => new IoapicError(`cannot restore IOAPIC state: ${why}; pass a state produced by Ioapic.state()`);
-    if (!Array.isArray(state.redirectionTable) || state.redirectionTable.length !== IOAPIC_PIN_COUNT) {
-      throw fail(`expected ${IOAPIC_PIN_COUNT} redirection entries`);
-    }
-    if (!Array.isArray(state.lineLevels) || state.lineLevels.length !== IOAPIC_PIN_COUNT) {
-      throw fail(`expected ${IOAPIC_PIN_COUNT} line levels`);
-    }
-    if (!Number.isInteger(state.ioregsel) || state.ioregsel < 0 || state.ioregsel > IOREGSEL_MASK) {
-      throw fail(`IOREGSEL ${state.ioregsel} is not a byte`);
-    }
-    const ioapic = new Ioapic({ ...options, id: state.id });
-    ioapic.ioregsel = state.ioregsel;
-    ioapic.table = state.redirectionTable.map(({ low, high }) => ({
-      low: (low & (ENTRY_LOW_WRITABLE | ENTRY_REMOTE_IRR)) >>> 0,
-      high: (high & ENTRY_HIGH_WRITABLE) >>> 0,
-    }));
-    ioapic.levels = state.lineLevels.map((level) => level === true);
-    return ioapic;
-  }
-
-  state(): IoapicState {
-    return {
-      ioregsel: this.ioregsel,
-      id: this.id,
-      redirectionTable: this.table.map((entry) => ({ ...entry })),
-      lineLevels: [...this.levels],
+    this.regs = {
+      ioregsel: 0,
+      id,
+      redirectionTable: Array.from({ length: IOAPIC_PIN_COUNT }, () => ({ low: ENTRY_RESET_LOW, high: 0 })),
+      lineLevels: new Array<boolean>(IOAPIC_PIN_COUNT).fill(false),
     };
+  }
+
+  snapshot(): IoapicState {
+    return saveFields(this.regs, IOAPIC_FIELDS);
+  }
+
+  /** Puts `state` (from snapshot()) back; sends nothing, not even a route change (pending level interrupts go out on the next EOI or line change). */
+  restore(state: IoapicState): void {
+    restoreFields(this.regs, state, IOAPIC_FIELDS, (problem) => new IoapicError(`cannot restore IOAPIC state: ${problem}; pass a state produced by Ioapic.snapshot()`));
   }
 
   /** Pin `pin`'s redirection entry as the guest reads it. */
   redirectionEntry(pin: number): IoapicRedirectionEntry {
     this.checkPin(pin, 'read the redirection entry of');
-    return { ...this.table[pin] };
+    return { ...this.regs.redirectionTable[pin] };
   }
 
   read(offset: number, data: Uint8Array): void {
     data.fill(0);
     let value: number;
     if (offset === IOREGSEL) {
-      value = this.ioregsel;
+      value = this.regs.ioregsel;
     } else if (offset === IOWIN && data.length === REGISTER_WIDTH) {
-      value = this.readRegister(this.ioregsel);
+      value = this.readRegister(this.regs.ioregsel);
     } else {
       this.rejectedReads++;
       return;
@@ -231,9 +228,9 @@ export class Ioapic implements BusDevice {
 
   write(offset: number, data: Uint8Array): void {
     if (offset === IOREGSEL && data.length > 0) {
-      this.ioregsel = data[0];
+      this.regs.ioregsel = data[0];
     } else if (offset === IOWIN && data.length === REGISTER_WIDTH) {
-      this.writeRegister(this.ioregsel, (data[0] | (data[1] << 8) | (data[2] << 16) | (data[3] << 24)) >>> 0);
+      this.writeRegister(this.regs.ioregsel, (data[0] | (data[1] << 8) | (data[2] << 16) | (data[3] << 24)) >>> 0);
     } else {
       this.rejectedWrites++;
     }
@@ -242,9 +239,9 @@ export class Ioapic implements BusDevice {
   /** Sets input pin `pin` to `level` (true = asserted); see the class doc for what that sends. */
   setIrqLine(pin: number, level: boolean): void {
     this.checkPin(pin, 'set the line of');
-    const wasHigh = this.levels[pin];
-    this.levels[pin] = level;
-    const entry = this.table[pin];
+    const wasHigh = this.regs.lineLevels[pin];
+    this.regs.lineLevels[pin] = level;
+    const entry = this.regs.redirectionTable[pin];
     if (!level || isMasked(entry)) return;
     if (isLevel(entry)) this.deliverLevel(pin);
     else if (!wasHigh) this.deliver(pin);
@@ -267,10 +264,10 @@ export class Ioapic implements BusDevice {
       throw new IoapicError(`cannot end interrupt vector ${vector}: a vector is 0..${VECTOR_LIMIT - 1}`);
     }
     for (let pin = 0; pin < IOAPIC_PIN_COUNT; pin++) {
-      const entry = this.table[pin];
+      const entry = this.regs.redirectionTable[pin];
       if ((entry.low & ENTRY_VECTOR_MASK) !== vector || !isLevel(entry)) continue;
       entry.low &= ~ENTRY_REMOTE_IRR;
-      if (this.levels[pin] && !isMasked(entry)) this.deliverLevel(pin);
+      if (this.regs.lineLevels[pin] && !isMasked(entry)) this.deliverLevel(pin);
     }
   }
 
@@ -284,7 +281,7 @@ export class Ioapic implements BusDevice {
     switch (register) {
       case REG_ID:
       case REG_ARBITRATION: // the arbitration id is loaded from the APIC id (datasheet 3.2.3), as KVM and QEMU report it
-        return (this.id << ID_SHIFT) >>> 0;
+        return (this.regs.id << ID_SHIFT) >>> 0;
       case REG_VERSION:
         return ((IOAPIC_PIN_COUNT - 1) << VERSION_MAX_ENTRY_SHIFT) | IOAPIC_VERSION;
       default: {
@@ -297,7 +294,7 @@ export class Ioapic implements BusDevice {
 
   private writeRegister(register: number, value: number): void {
     if (register === REG_ID) {
-      this.id = (value >>> ID_SHIFT) & ID_MASK;
+      this.regs.id = (value >>> ID_SHIFT) & ID_MASK;
       return;
     }
     const entry = this.entryAt(register);
@@ -310,24 +307,24 @@ export class Ioapic implements BusDevice {
       if (!isLevel(entry)) entry.low &= ~ENTRY_REMOTE_IRR;
     }
     this.routeChanged?.(pin, isMasked(entry) ? null : redirectionEntryMsi(entry));
-    if (isLevel(entry) && this.levels[pin] && !isMasked(entry)) this.deliverLevel(pin);
+    if (isLevel(entry) && this.regs.lineLevels[pin] && !isMasked(entry)) this.deliverLevel(pin);
   }
 
   private entryAt(register: number): IoapicRedirectionEntry | undefined {
     if (register < REG_REDIRECTION_BASE) return undefined;
-    return this.table[(register - REG_REDIRECTION_BASE) >> 1];
+    return this.regs.redirectionTable[(register - REG_REDIRECTION_BASE) >> 1];
   }
 
   /** A level-triggered pin: sends unless a delivery is still awaiting its EOI. */
   private deliverLevel(pin: number): void {
-    const entry = this.table[pin];
+    const entry = this.regs.redirectionTable[pin];
     if (entry.low & ENTRY_REMOTE_IRR) return;
     entry.low |= ENTRY_REMOTE_IRR;
     this.deliver(pin);
   }
 
   private deliver(pin: number): void {
-    const { address, data } = redirectionEntryMsi(this.table[pin]);
+    const { address, data } = redirectionEntryMsi(this.regs.redirectionTable[pin]);
     this.sendMsi(address, data);
   }
 }

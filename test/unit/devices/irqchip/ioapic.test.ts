@@ -275,21 +275,24 @@ test('pins outside 0..23 are a VMM bug and throw', () => {
   assert.throws(() => ioapic.setIrqLine(1.5, true), ioapicError(/pin 1\.5/));
 });
 
-test('state() round-trips through JSON and fromState() keeps behaving the same', () => {
+test('snapshot() round-trips through JSON and restore() on a fresh Ioapic keeps behaving the same', () => {
   const first = makeIoapic();
   first.writeReg(ID, 0x0200_0000);
   first.program(10, 0x51 | LEVEL, 0x0100_0000);
   first.program(4, 0x34);
   first.ioapic.setIrqLine(10, true); // remote IRR set, line held
   first.ioapic.write(IOREGSEL, u32(redLow(4)));
-  const state = JSON.parse(JSON.stringify(first.ioapic.state())) as IoapicState;
+  const state = JSON.parse(JSON.stringify(first.ioapic.snapshot())) as IoapicState;
   assert.is(state.ioregsel, redLow(4));
   assert.is(state.id, 2);
   assert.is(state.lineLevels[10], true);
 
   const sent: MsiMessage[] = [];
-  const restored = Ioapic.fromState(state, { sendMsi: (address, data) => sent.push({ address, data }) });
-  assert.equal(restored.state(), first.ioapic.state());
+  const routes: Array<[number, MsiMessage | null]> = [];
+  const restored = new Ioapic({ sendMsi: (address, data) => sent.push({ address, data }), routeChanged: (pin, route) => routes.push([pin, route]) });
+  restored.restore(state);
+  assert.equal(restored.snapshot(), first.ioapic.snapshot());
+  assert.equal(routes, []); // restore sends nothing, not even route changes
   const data = new Uint8Array(4);
   restored.read(IOWIN, data); // IOREGSEL survived: pin 4's low dword
   assert.equal([...data], [0x34, 0, 0, 0]);
@@ -299,14 +302,48 @@ test('state() round-trips through JSON and fromState() keeps behaving the same',
   assert.equal(sent, [{ address: 0xfee0_1000, data: 0xc051 }]);
 });
 
-test('fromState() rejects states it did not produce', () => {
-  const { ioapic } = makeIoapic();
-  const good = ioapic.state();
-  const options = { sendMsi: () => {} };
-  assert.throws(() => Ioapic.fromState({ ...good, redirectionTable: good.redirectionTable.slice(1) }, options), ioapicError(/expected 24 redirection entries/));
-  assert.throws(() => Ioapic.fromState({ ...good, lineLevels: [] }, options), ioapicError(/expected 24 line levels/));
-  assert.throws(() => Ioapic.fromState({ ...good, ioregsel: 256 }, options), ioapicError(/IOREGSEL 256 is not a byte/));
-  assert.throws(() => Ioapic.fromState({ ...good, id: 99 }, options), ioapicError(/IOAPIC id 99/));
+test('restore() is in place: the same Ioapic sends nothing then, and its MSIs and routes after', () => {
+  const { ioapic, sent, routes, program, readReg } = makeIoapic();
+  program(4, 0x34);
+  const saved = ioapic.snapshot();
+  program(4, 0x35 | MASKED);
+  ioapic.setIrqLine(9, true);
+  sent.length = 0;
+  routes.length = 0;
+  ioapic.restore(saved);
+  assert.equal(sent, []);
+  assert.equal(routes, []);
+  assert.is(readReg(redLow(4)), 0x34);
+  ioapic.pulse(4); // the saved, unmasked entry: the same sendMsi gets it
+  assert.equal(sent, [{ address: 0xfee0_0000, data: 0x4034 }]);
+  program(4, 0x36);
+  assert.equal(routes.at(-1), [4, { address: 0xfee0_0000, data: 0x4036 }]);
+  saved.redirectionTable[4].low = 0x99; // the snapshot shares nothing with the model
+  assert.is(readReg(redLow(4)), 0x36);
+});
+
+test('restore() refuses states it did not produce, in one line, and changes nothing', () => {
+  const { ioapic, sent, routes, program } = makeIoapic(3);
+  program(4, 0x34);
+  const good = ioapic.snapshot();
+  sent.length = 0;
+  routes.length = 0;
+  const bad = (state: unknown, pattern: RegExp) =>
+    assert.throws(() => ioapic.restore(state as IoapicState), (e: unknown) => ioapicError(pattern)(e) && !(e as Error).message.includes('\n'));
+  bad({ ...good, redirectionTable: good.redirectionTable.slice(1) }, /cannot restore IOAPIC state: redirectionTable has 23 entries, not 24/);
+  bad({ ...good, lineLevels: [] }, /lineLevels has 0 entries, not 24/);
+  bad({ ...good, ioregsel: 256 }, /ioregsel is 256, not a byte/);
+  bad({ ...good, id: 99 }, /id is 99, not a 4-bit APIC id 0\.\.15/);
+  // Stricter than fromState was: levels must be booleans, reserved and read-only bits clear.
+  bad({ ...good, lineLevels: good.lineLevels.map((l, i) => (i === 23 ? 1 : l)) }, /lineLevels\[23\] is 1, not true or false/);
+  bad({ ...good, redirectionTable: good.redirectionTable.map((e, i) => (i === 5 ? { ...e, low: e.low | (1 << 12) } : e)) }, /redirectionTable\[5\]\.low is 69632, not a redirection entry low dword/);
+  bad({ ...good, redirectionTable: good.redirectionTable.map((e, i) => (i === 5 ? { ...e, high: 1 } : e)) }, /redirectionTable\[5\]\.high is 1, not a redirection entry high dword/);
+  bad({ ...good, redirectionTable: good.redirectionTable.map((e, i) => (i === 5 ? { low: e.low } : e)) }, /redirectionTable\[5\]\.high is missing/);
+  // Everything else good and changed: not applied either.
+  bad({ ...good, id: 7, ioregsel: 0x12, redirectionTable: good.redirectionTable.map(() => ({ low: 0x40, high: 0 })), lineLevels: 'high' }, /lineLevels is "high", not an array/);
+  assert.equal(ioapic.snapshot(), good);
+  assert.equal(sent, []);
+  assert.equal(routes, []);
 });
 
 test.run();
