@@ -135,8 +135,9 @@ export function arrayField<M, S>(element: StateField<M, S>, length: { exactly: n
   return {
     check: (value, path) => {
       if (!Array.isArray(value)) return `${path} is ${describe(value)}, not an array`;
-      if ('exactly' in length && value.length !== length.exactly) return `${path} has ${value.length} entries, not ${length.exactly}`;
-      if ('atMost' in length && value.length > length.atMost) return `${path} has ${value.length} entries, more than ${length.atMost}`;
+      const has = `${path} has ${value.length} ${value.length === 1 ? 'entry' : 'entries'}`;
+      if ('exactly' in length && value.length !== length.exactly) return `${has}, not ${length.exactly}`;
+      if ('atMost' in length && value.length > length.atMost) return `${has}, more than ${length.atMost}`;
       for (let i = 0; i < value.length; i++) {
         const problem = element.check(value[i], `${path}[${i}]`);
         if (problem) return problem;
