@@ -1,0 +1,265 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Board, BoardHost } from '../../../../src/main/board/board';
+import { GsiRouter, GsiRoute } from '../../../../src/main/kvm/gsi-router';
+import type { MsiMessage } from '../../../../src/devices/interrupt';
+import { isSnapshottable } from '../../../../src/devices/snapshot';
+import { CmosError } from '../../../../src/devices/legacy/cmos';
+import { TsvmmError } from '../../../../src/shared/errors';
+
+// A Board on a fake host: no KVM. Kernel lines count their triggers, the
+// GsiRouter records every table it commits, time moves by hand.
+type Irqchip = 'kernel' | 'split';
+const WALL_CLOCK_MS = Date.parse('2026-11-26T08:15:42Z');
+const MIB = 1024 * 1024;
+
+function makeHost(irqchip: Irqchip) {
+  const edges = new Map<number, number>();
+  const levels: Array<[number, boolean]> = [];
+  const msis: MsiMessage[] = [];
+  const tables: GsiRoute[][] = [];
+  const time = {
+    ns: 0n,
+    timers: [] as Array<{ due: bigint; callback: () => void; cancelled: boolean }>,
+    pending() {
+      return this.timers.filter((t) => !t.cancelled);
+    },
+    /** Runs each due callback at its time, in order, up to `ns`. */
+    advanceTo(ns: bigint) {
+      for (;;) {
+        const next = this.pending().filter((t) => t.due <= ns).sort((a, b) => (a.due < b.due ? -1 : 1))[0];
+        if (!next) break;
+        next.cancelled = true;
+        this.ns = next.due;
+        next.callback();
+      }
+      this.ns = ns;
+    },
+  };
+  const host: BoardHost = {
+    kernelEdgeLine: (gsi) => ({ trigger: () => { edges.set(gsi, (edges.get(gsi) ?? 0) + 1); } }),
+    kernelLevelLine: (gsi) => ({ trigger: () => { edges.set(gsi, (edges.get(gsi) ?? 0) + 1); }, setLevel: (asserted) => { levels.push([gsi, asserted]); } }),
+    msi: { signal: (message) => { msis.push({ ...message }); } },
+    gsiRouter: new GsiRouter((routes) => { tables.push(routes.map((r) => ({ ...r }))); }, irqchip),
+    now: () => time.ns,
+    schedule: (delayNs, callback) => {
+      const timer = { due: time.ns + delayNs, callback, cancelled: false };
+      time.timers.push(timer);
+      return { cancel: () => { timer.cancelled = true; } };
+    },
+    wallClockMs: () => WALL_CLOCK_MS,
+  };
+  return { host, edges, levels, msis, tables, time };
+}
+
+function makeBoard(irqchip: Irqchip) {
+  const fake = makeHost(irqchip);
+  const picInt: boolean[] = [];
+  let resets = 0;
+  const board = new Board({
+    vcpuCount: 2,
+    memoryBelow4G: 256 * MIB,
+    memoryAbove4G: 0,
+    irqchip,
+    host: fake.host,
+    onReset: () => { resets++; },
+    onPicInt: (asserted) => { picInt.push(asserted); },
+  });
+  const outb = (port: number, value: number) => assert.ok(board.io.write(port, Uint8Array.of(value)), `port 0x${port.toString(16)} is claimed`);
+  const inb = (port: number) => {
+    const data = new Uint8Array(1);
+    board.io.read(port, data);
+    return data[0];
+  };
+  const u32 = (value: number) => new Uint8Array([value & 0xff, (value >>> 8) & 0xff, (value >>> 16) & 0xff, value >>> 24]);
+  /** Programs IOAPIC pin `pin`'s low dword (high dword left 0: destination APIC 0). */
+  const ioapicProgram = (pin: number, low: number) => {
+    board.mmio.write(0xfec0_0000, u32(0x10 + 2 * pin));
+    board.mmio.write(0xfec0_0010, u32(low));
+  };
+  /** The BIOS/Linux 8259 sequence: vectors 0x20 and 0x28, slave on IR2, 8086 mode, nothing masked. */
+  const picInit = () => {
+    for (const [port, value] of [[0x20, 0x11], [0x21, 0x20], [0x21, 0x04], [0x21, 0x01], [0xa0, 0x11], [0xa1, 0x28], [0xa1, 0x02], [0xa1, 0x01]]) outb(port, value);
+  };
+  return { board, ...fake, picInt, resets: () => resets, outb, inb, ioapicProgram, picInit };
+}
+
+const listed = (board: Board) =>
+  board.devices().map(({ id, bus, base, length, irq }) => (irq === undefined ? { id, bus, base, length } : { id, bus, base, length, irq }));
+
+const COMS = [
+  { id: 'com1', bus: 'io', base: 0x3f8, length: 8, irq: 4 },
+  { id: 'com2', bus: 'io', base: 0x2f8, length: 8, irq: 3 },
+  { id: 'com3', bus: 'io', base: 0x3e8, length: 8, irq: 4 },
+  { id: 'com4', bus: 'io', base: 0x2e8, length: 8, irq: 3 },
+];
+const EMPTY = [
+  { id: 'io-delay', bus: 'io', base: 0xed, length: 1 },
+  { id: 'fpu', bus: 'io', base: 0xf0, length: 2 },
+];
+
+test('kernel irqchip: the devices, their buses, bases and lengths', () => {
+  const { board } = makeBoard('kernel');
+  assert.equal(listed(board), [
+    { id: 'pit', bus: 'io', base: 0x40, length: 8 }, // KVM's PIT: claimed so it reads as nothing, as crosvm
+    ...COMS,
+    { id: 'cmos', bus: 'io', base: 0x70, length: 2 },
+    { id: 'i8042', bus: 'io', base: 0x61, length: 4 },
+    ...EMPTY,
+  ]);
+  assert.equal(board.mmio.ranges(), []);
+  board.dispose();
+});
+
+test('split irqchip: the PIC, IOAPIC and PIT in userspace, port 0x61 to the PIT, the i8042 from 0x62', () => {
+  const { board } = makeBoard('split');
+  assert.equal(listed(board), [
+    { id: 'pic-master', bus: 'io', base: 0x20, length: 2 },
+    { id: 'pic-slave', bus: 'io', base: 0xa0, length: 2 },
+    { id: 'pic-elcr', bus: 'io', base: 0x4d0, length: 2 },
+    { id: 'ioapic', bus: 'mmio', base: 0xfec0_0000, length: 0x100 },
+    { id: 'pit', bus: 'io', base: 0x40, length: 4, irq: 0 },
+    { id: 'pit-speaker', bus: 'io', base: 0x61, length: 1 },
+    ...COMS,
+    { id: 'cmos', bus: 'io', base: 0x70, length: 2 },
+    { id: 'i8042', bus: 'io', base: 0x62, length: 3 },
+    ...EMPTY,
+  ]);
+  board.dispose();
+});
+
+test('every listed device is on its bus at its base, and the buses claim nothing else', () => {
+  for (const irqchip of ['kernel', 'split'] as const) {
+    const { board } = makeBoard(irqchip);
+    const devices = board.devices();
+    for (const { id, bus, base, length } of devices) {
+      const onBus = (bus === 'io' ? board.io : board.mmio).ranges().find((r) => r.base === base);
+      assert.ok(onBus, `${irqchip}: ${id} is on the ${bus} bus`);
+      assert.is(onBus.length, length, `${irqchip}: ${id}'s length`);
+    }
+    assert.is(board.io.ranges().length + board.mmio.ranges().length, devices.length, irqchip);
+    assert.equal(board.device('cmos').id, 'cmos');
+    assert.throws(() => board.device('com5'), (e: unknown) => e instanceof TsvmmError && /no device 'com5'/.test(e.message));
+    board.dispose();
+  }
+});
+
+test('kernel irqchip: a COM1 THR-empty interrupt triggers GSI 4, COM2\'s GSI 3', () => {
+  const { board, edges, outb } = makeBoard('kernel');
+  outb(0x3f9, 0x02); // COM1 IER: THR empty; THR is empty, so it fires at once
+  assert.equal([...edges], [[4, 1]]);
+  outb(0x2f9, 0x02);
+  assert.equal([...edges], [[4, 1], [3, 1]]);
+  board.dispose();
+});
+
+test('split irqchip: a COM1 THR-empty interrupt pulses PIC IRQ 4 and IOAPIC pin 4', () => {
+  const { board, edges, msis, tables, picInt, outb, ioapicProgram, picInit } = makeBoard('split');
+  picInit();
+  ioapicProgram(4, 0x34); // unmasked, edge, fixed, vector 0x34
+  assert.equal(tables.at(-1), [{ gsi: 4, kind: 'msi', message: { address: 0xfee0_0000, data: 0x4034 } }]); // mirrored into KVM's table
+  outb(0x3f9, 0x02);
+  assert.equal(picInt, [true]);
+  assert.is(board.acknowledgeInterrupt(), 0x24);
+  assert.equal(msis, [{ address: 0xfee0_0000, data: 0x4034 }]);
+  assert.is(edges.size, 0); // nothing goes to KVM's irqchip lines
+  board.dispose();
+});
+
+/** The ids snapshot() has: every model with snapshot/restore. */
+function expectedSnapshotIds(board: Board, irqchip: Irqchip): string[] {
+  // Serial has no snapshot()/restore() yet (it still has state()/fromState()):
+  // then COM1-4 are simply absent. Once it has them, they are expected here.
+  const coms = isSnapshottable(board.com1) ? ['com1', 'com2', 'com3', 'com4'] : [];
+  return irqchip === 'kernel' ? [...coms, 'cmos', 'i8042'] : ['pic-master', 'ioapic', 'pit', 'pit-speaker', ...coms, 'cmos', 'i8042'];
+}
+
+test('snapshot() has every snapshottable device by id; serial is absent while it has no snapshot()', () => {
+  for (const irqchip of ['kernel', 'split'] as const) {
+    const { board } = makeBoard(irqchip);
+    const states = board.snapshot();
+    assert.equal(Object.keys(states), expectedSnapshotIds(board, irqchip), irqchip);
+    assert.is('com1' in states, isSnapshottable(board.com1));
+    assert.not.ok('pic-slave' in states); // the PIC's other port views: one Pic, one state, under pic-master
+    board.dispose();
+  }
+});
+
+test('kernel irqchip: snapshot() round-trips through JSON into a fresh board', () => {
+  const a = makeBoard('kernel');
+  a.outb(0x70, 0x50);
+  a.outb(0x71, 0x5a); // CMOS NVRAM byte
+  const saved = JSON.parse(JSON.stringify(a.board.snapshot())) as Record<string, unknown>;
+  const b = makeBoard('kernel');
+  b.board.restore(saved);
+  assert.equal(b.board.snapshot(), saved);
+  assert.is(b.inb(0x70), 0x50); // the CMOS index survived
+  assert.is(b.inb(0x71), 0x5a);
+  b.outb(0x64, 0xfe); // the restored i8042 still resets
+  assert.is(b.resets(), 1);
+  a.board.dispose();
+  b.board.dispose();
+});
+
+test('split irqchip: snapshot() round-trips through JSON; the restored PIT ticks into the restored IOAPIC', () => {
+  const a = makeBoard('split');
+  a.picInit();
+  a.ioapicProgram(0, 0x30); // the PIT's pin
+  a.outb(0x43, 0x34); // PIT channel 0, mode 2
+  a.outb(0x40, 0xa9);
+  a.outb(0x40, 0x04); // 1193: IRQ 0 every 999848 ns
+  a.outb(0x61, 0x03); // port B: channel 2 gate, speaker data
+  a.outb(0x4d0, 0x20); // ELCR1: IRQ 5 level
+  a.outb(0x70, 0x51);
+  a.outb(0x71, 0xa5);
+  const saved = JSON.parse(JSON.stringify(a.board.snapshot())) as Record<string, unknown>;
+  assert.equal(Object.keys(saved), expectedSnapshotIds(a.board, 'split'));
+  a.board.dispose();
+
+  const b = makeBoard('split');
+  b.board.restore(saved);
+  assert.equal(b.board.snapshot(), saved);
+  assert.equal(b.msis, []);
+  assert.equal(b.tables, []); // restoring sends no MSI and commits no route
+  assert.is(b.inb(0x4d0), 0x20);
+  assert.is(b.inb(0x61) & 0x0f, 0x03);
+  b.time.advanceTo(999_848n);
+  assert.equal(b.msis, [{ address: 0xfee0_0000, data: 0x4030 }]);
+  assert.equal(b.picInt, [true]);
+  assert.is(b.board.acknowledgeInterrupt(), 0x20);
+  b.board.dispose();
+});
+
+test('restore() in place: the same board\'s devices take their saved state back and stay wired', () => {
+  const { board, msis, outb, inb, ioapicProgram, picInit, time } = makeBoard('split');
+  picInit();
+  ioapicProgram(0, 0x30);
+  outb(0x43, 0x34);
+  outb(0x40, 0xa9);
+  outb(0x40, 0x04);
+  const saved = JSON.parse(JSON.stringify(board.snapshot())) as Record<string, unknown>;
+  const models = board.devices().map((d) => d.model);
+  outb(0x43, 0x30); // PIT channel 0 stopped
+  ioapicProgram(0, 0x1_0030); // pin 0 masked
+  outb(0x21, 0xff); // everything masked
+  board.restore(saved);
+  assert.ok(board.devices().every((d, i) => d.model === models[i]));
+  assert.is(inb(0x21), 0x00);
+  time.advanceTo(999_848n);
+  assert.equal(msis, [{ address: 0xfee0_0000, data: 0x4030 }]);
+  board.dispose();
+});
+
+test('restore() refuses a state missing a device id, and a device refuses its own bad state', () => {
+  for (const irqchip of ['kernel', 'split'] as const) {
+    const { board } = makeBoard(irqchip);
+    const states = board.snapshot();
+    const withoutCmos = { ...states };
+    delete withoutCmos.cmos;
+    assert.throws(() => board.restore(withoutCmos), (e: unknown) => e instanceof TsvmmError && e.kind === 'usage' && /the saved board state has no entry for device 'cmos'/.test(e.message));
+    assert.throws(() => board.restore({ ...states, cmos: { index: 0 } }), (e: unknown) => e instanceof CmosError && /cannot restore CMOS state: data is missing/.test(e.message));
+    board.dispose();
+  }
+});
+
+test.run();
