@@ -99,7 +99,8 @@ export const byteField: StateField<number, number> = integerField(0, 0xff, 'a by
 
 /** An unsigned 32-bit value with no bits outside `mask`. */
 export function bitsField(mask: number, expected = `a value within the bits 0x${(mask >>> 0).toString(16)}`): StateField<number, number> {
-  return plainField((value) => Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 0xffff_ffff && ((value as number) & ~mask) === 0, expected);
+  const accepts = (value: unknown) => Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 0xffff_ffff;
+  return plainField((value) => accepts(value) && ((value as number) & ~mask) === 0, expected);
 }
 
 export const booleanField: StateField<boolean, boolean> = plainField((value) => typeof value === 'boolean', 'true or false');

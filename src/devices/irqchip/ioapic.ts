@@ -34,7 +34,6 @@ export const IOAPIC_VERSION = 0x11;
 const IOREGSEL = 0x00; // I/O register select: which indirect register IOWIN shows (bits 7:0)
 const IOWIN = 0x10; // I/O window: the selected register, read/write
 const REGISTER_WIDTH = 4; // IOWIN is a 32-bit register; accesses of other widths are dropped
-const IOREGSEL_MASK = 0xff;
 
 // Indirect registers (IOREGSEL values).
 const REG_ID = 0x00; // IOAPICID: bits 27:24 the APIC id
