@@ -85,8 +85,12 @@ function makeBoard(irqchip: Irqchip) {
   return { board, ...fake, picInt, resets: () => resets, outb, inb, ioapicProgram, picInit };
 }
 
-const listed = (board: Board) =>
-  board.devices().map(({ id, bus, base, length, irq }) => (irq === undefined ? { id, bus, base, length } : { id, bus, base, length, irq }));
+/**
+ * The legacy PC devices, which the board adds first: what follows them (the
+ * PCI root and functions, the extra devices) is another test's business.
+ */
+const listed = (board: Board, count: number) =>
+  board.devices().slice(0, count).map(({ id, bus, base, length, irq }) => (irq === undefined ? { id, bus, base, length } : { id, bus, base, length, irq }));
 
 const COMS = [
   { id: 'com1', bus: 'io', base: 0x3f8, length: 8, irq: 4 },
@@ -101,20 +105,21 @@ const EMPTY = [
 
 test('kernel irqchip: the devices, their buses, bases and lengths', () => {
   const { board } = makeBoard('kernel');
-  assert.equal(listed(board), [
+  const expected = [
     { id: 'pit', bus: 'io', base: 0x40, length: 8 }, // KVM's PIT: claimed so it reads as nothing, as crosvm
     ...COMS,
     { id: 'cmos', bus: 'io', base: 0x70, length: 2 },
     { id: 'i8042', bus: 'io', base: 0x61, length: 4 },
     ...EMPTY,
-  ]);
+  ];
+  assert.equal(listed(board, expected.length), expected);
   assert.equal(board.mmio.ranges(), []);
   board.dispose();
 });
 
 test('split irqchip: the PIC, IOAPIC and PIT in userspace, port 0x61 to the PIT, the i8042 from 0x62', () => {
   const { board } = makeBoard('split');
-  assert.equal(listed(board), [
+  const expected = [
     { id: 'pic-master', bus: 'io', base: 0x20, length: 2 },
     { id: 'pic-slave', bus: 'io', base: 0xa0, length: 2 },
     { id: 'pic-elcr', bus: 'io', base: 0x4d0, length: 2 },
@@ -125,7 +130,9 @@ test('split irqchip: the PIC, IOAPIC and PIT in userspace, port 0x61 to the PIT,
     { id: 'cmos', bus: 'io', base: 0x70, length: 2 },
     { id: 'i8042', bus: 'io', base: 0x62, length: 3 },
     ...EMPTY,
-  ]);
+  ];
+  assert.equal(listed(board, expected.length), expected);
+  assert.ok(board.mmio.ranges().some((r) => r.base === 0xfec0_0000 && r.length === 0x100));
   board.dispose();
 });
 
@@ -167,7 +174,11 @@ test('split irqchip: a COM1 THR-empty interrupt pulses PIC IRQ 4 and IOAPIC pin 
   board.dispose();
 });
 
-/** The ids snapshot() has: every model with snapshot/restore. */
+const LEGACY_IDS = new Set(['pic-master', 'pic-slave', 'pic-elcr', 'ioapic', 'pit', 'pit-speaker', 'com1', 'com2', 'com3', 'com4', 'cmos', 'i8042', 'io-delay', 'fpu']);
+/** The legacy devices' ids in a board state (PCI devices may add their own). */
+const legacyIds = (states: Record<string, unknown>) => Object.keys(states).filter((id) => LEGACY_IDS.has(id));
+
+/** The legacy ids snapshot() has: every model with snapshot/restore. */
 function expectedSnapshotIds(board: Board, irqchip: Irqchip): string[] {
   // Serial has no snapshot()/restore() yet (it still has state()/fromState()):
   // then COM1-4 are simply absent. Once it has them, they are expected here.
@@ -179,7 +190,7 @@ test('snapshot() has every snapshottable device by id; serial is absent while it
   for (const irqchip of ['kernel', 'split'] as const) {
     const { board } = makeBoard(irqchip);
     const states = board.snapshot();
-    assert.equal(Object.keys(states), expectedSnapshotIds(board, irqchip), irqchip);
+    assert.equal(legacyIds(states), expectedSnapshotIds(board, irqchip), irqchip);
     assert.is('com1' in states, isSnapshottable(board.com1));
     assert.not.ok('pic-slave' in states); // the PIC's other port views: one Pic, one state, under pic-master
     board.dispose();
@@ -214,7 +225,7 @@ test('split irqchip: snapshot() round-trips through JSON; the restored PIT ticks
   a.outb(0x70, 0x51);
   a.outb(0x71, 0xa5);
   const saved = JSON.parse(JSON.stringify(a.board.snapshot())) as Record<string, unknown>;
-  assert.equal(Object.keys(saved), expectedSnapshotIds(a.board, 'split'));
+  assert.equal(legacyIds(saved), expectedSnapshotIds(a.board, 'split'));
   a.board.dispose();
 
   const b = makeBoard('split');
