@@ -96,6 +96,19 @@ export const IO_DELAY_PORT = 0xed;
 export const FPU_PORT = 0xf0;
 /** PCI configuration mechanism #1 (CONFIG_ADDRESS at 0xcf8, CONFIG_DATA at 0xcfc). */
 export const PCI_CONFIG_PORT = 0xcf8;
+/** PCI I/O BARs are assigned from here to the end of the port space (crosvm's and SeaBIOS's start). */
+export const PCI_IO_START = 0xc000;
+export const PCI_IO_END = 0x1_0000;
+
+// ---- PCI memory ----
+
+/**
+ * 32-bit PCI memory BARs: from 0xe000_0000 (crosvm's first MMIO pool; the
+ * gap's first 256 MiB stay free for tsvmm's own and test devices) up to the
+ * IOAPIC.
+ */
+export const PCI_MMIO32_START = 0xe000_0000;
+export const PCI_MMIO32_END = 0xfec0_0000;
 
 // ---- Interrupts ----
 

@@ -12,7 +12,7 @@ import { loadElf, ElfLoadResult } from './elf';
 import { LONG_MODE_GDT, PVH_GDT, writeBootGdt, writeBootIdt } from './gdt';
 import { loadInitrd, placeInitrd } from './initrd';
 import { CMDLINE_START } from '../layout';
-import { writeMpTable } from './mptable';
+import { PciInterruptRoute, writeMpTable } from './mptable';
 import { writeIdentityPageTables } from './paging';
 import { writePvhStartInfo } from './pvh';
 import { rngSeedEntry, writeSetupData } from './setup-data';
@@ -36,6 +36,8 @@ export interface BootOptions {
   protocol: BootProtocolChoice;
   /** Entropy for the kernel's SETUP_RNG_SEED. */
   randomBytes: (count: number) => Uint8Array;
+  /** PCI INTx routes for the MP table (one per PCI device). */
+  pciInterrupts?: readonly PciInterruptRoute[];
 }
 
 export interface BootPlan {
@@ -94,7 +96,7 @@ export function configureSystem(
   }
 
   const e820 = e820Map(layout);
-  const mpTable = writeMpTable(memory, { cpuCount: options.cpuCount });
+  const mpTable = writeMpTable(memory, { cpuCount: options.cpuCount, pciInterrupts: options.pciInterrupts });
   writeBootIdt(memory);
 
   let entry: number;

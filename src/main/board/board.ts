@@ -9,7 +9,7 @@
 import {
   CMOS_PORT, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, COM3_IRQ, COM3_PORT, COM4_IRQ, COM4_PORT, FPU_PORT,
   I8042_PORT, I8042_PORT_AFTER_SPEAKER, IOAPIC_START, IO_DELAY_PORT, PIC_CASCADE_IRQ, PIC_ELCR_PORT, PIC_MASTER_PORT,
-  PIC_SLAVE_PORT, PIT_IRQ, PIT_PORT, PIT_SPEAKER_PORT,
+  PIC_SLAVE_PORT, PIT_IRQ, PIT_PORT, PIT_SPEAKER_PORT, PCI_CONFIG_PORT, GSI_LEGACY_END,
 } from '../layout';
 import { Bus, BusKind } from '../../devices/bus/bus';
 import type { BusDevice } from '../../devices/bus/bus-device';
@@ -24,8 +24,15 @@ import { Serial } from '../../devices/legacy/serial';
 import { IOAPIC_MMIO_SIZE, Ioapic, ioapicInterruptLine } from '../../devices/irqchip/ioapic';
 import { PIC_ELCR_PORT_COUNT, PIC_PORT_COUNT, Pic } from '../../devices/irqchip/pic';
 import type { GsiRouter } from '../kvm/gsi-router';
+import { BarAllocator, PciPlacement } from './pci';
+import type { PciFunction } from '../../devices/pci/config-space';
+import { PCI_CONFIG_PORT_COUNT, PciRoot } from '../../devices/pci/pci-root';
+import { BAR0 as VIRTIO_BAR0, VirtioBackend, VirtioPciDevice } from '../../devices/virtio/pci-transport';
+import type { DmaMemory } from '../../devices/virtio/queue';
 import { TsvmmError } from '../../shared/errors';
 
+/** Interrupt Pin 1: INTA, the pin of every single-function device. */
+const INTERRUPT_PIN_INTA = 1;
 /** A 16550A decodes eight registers. */
 const SERIAL_PORT_COUNT = 8;
 /** The PIT's ports when KVM's in-kernel PIT serves them: crosvm claims 0x40-0x47 with its NoDevice ("ignore pit"). */
@@ -87,6 +94,12 @@ export interface BoardOptions {
   /** The userspace PIC's INT output changed (split irqchip; it goes to the boot vCPU's LINT0). */
   onPicInt?: (asserted: boolean) => void;
   extraDevices?: readonly ExtraDevice[];
+  /** Virtio devices on the PCI bus, with their places from planPci (pci.ts). */
+  pciDevices?: readonly { placement: PciPlacement; backend: VirtioBackend }[];
+  /** Guest RAM as the virtio devices reach it. */
+  dmaMemory?: DmaMemory;
+  /** A guest mistake the board refused (a BAR over another device, ...), said once each. */
+  warn?: (message: string) => void;
   /** A device was added, moved or removed after construction: the claimed ranges changed. */
   onRangesChanged?: () => void;
 }
@@ -113,6 +126,11 @@ export class Board {
   private readonly pic?: Pic;
   private readonly ioapic?: Ioapic;
   private readonly pit?: Pit;
+  private readonly pciRoot: PciRoot;
+  /** Where each PCI BAR is on the buses now (undefined: not decoded), by board id. */
+  private readonly barsMapped = new Map<string, number | undefined>();
+  private readonly pciFunctions = new Map<number, { id: string; fn: PciFunction }>();
+  private readonly warned = new Set<string>();
 
   constructor(private readonly options: BoardOptions) {
     if (options.irqchip === 'split') {
@@ -145,6 +163,9 @@ export class Board {
     this.add({ id: 'i8042', bus: 'io', base: i8042Base, length: this.pit ? I8042_PORT_COUNT_WITH_PIT_SPEAKER : I8042_PORT_COUNT },
       byteRegisters(i8042), i8042);
     for (const { id, base, length } of EMPTY_PORTS) this.add({ id, bus: 'io', base, length }, new NoDevice(id));
+    this.pciRoot = new PciRoot((slot) => this.followBars(slot));
+    this.add({ id: 'pci-root', bus: 'io', base: PCI_CONFIG_PORT, length: PCI_CONFIG_PORT_COUNT }, this.pciRoot);
+    this.addPciDevices(options.pciDevices ?? []);
     (options.extraDevices ?? []).forEach((extra, index) => {
       this.add({ id: extra.id ?? `extra${index}`, bus: extra.bus, base: extra.base, length: extra.length }, extra.device);
     });
@@ -202,6 +223,84 @@ export class Board {
       if (!(id in states)) throw new TsvmmError('usage', `the saved board state has no entry for device '${id}'`);
       model.restore(states[id]);
     }
+  }
+
+  /** The PCI function in `slot` (0 is the host bridge). */
+  pciFunction(slot: number): PciFunction | undefined {
+    return this.pciRoot.functionAt(slot);
+  }
+
+  private addPciDevices(devices: readonly { placement: PciPlacement; backend: VirtioBackend }[]): void {
+    if (devices.length === 0) return;
+    const memory = this.options.dmaMemory;
+    if (!memory) throw new TsvmmError('internal', 'PCI devices need the guest memory (BoardOptions.dmaMemory)');
+    const allocator = new BarAllocator();
+    for (const { placement, backend } of devices) {
+      const fn = new VirtioPciDevice({
+        backend,
+        memory,
+        bar0Address: allocator.mmio32(VIRTIO_BAR0.size),
+        msi: this.options.host.msi,
+        intx: this.pciIntxLine(placement.irq),
+        warn: (message) => this.warnOnce(message),
+      });
+      fn.config.setInterrupt(placement.irq, INTERRUPT_PIN_INTA);
+      this.pciRoot.attach(placement.slot, fn);
+      this.pciFunctions.set(placement.slot, { id: placement.id, fn });
+      this.registry.set(placement.id, { id: placement.id, bus: 'mmio', base: 0, length: 0, model: fn, irq: placement.irq });
+    }
+  }
+
+  /**
+   * After a config write: puts every BAR of the function in `slot` where the
+   * guest has it now, on the bus of its kind, while its decode bit is set
+   * (a move takes effect when decoding is enabled again, as on hardware). A
+   * place that overlaps another device is refused and said once.
+   */
+  private followBars(slot: number): void {
+    const entry = this.pciFunctions.get(slot);
+    if (!entry) return;
+    let changed = false;
+    for (const bar of entry.fn.config.barPlacements()) {
+      const key = `${entry.id}.bar${bar.index}`;
+      const bus = bar.kind === 'io' ? this.io : this.mmio;
+      const wanted = bar.decoding && bar.address !== 0 ? bar.address : undefined;
+      const mapped = this.barsMapped.get(key);
+      if (wanted === mapped) continue;
+      if (mapped !== undefined) {
+        bus.remove(mapped);
+        this.barsMapped.set(key, undefined);
+        changed = true;
+      }
+      if (wanted === undefined) continue;
+      const region = entry.fn.barRegion(bar.index);
+      if (!region) continue;
+      try {
+        bus.insert(wanted, bar.size, { name: key, read: region.read, write: region.write });
+        this.barsMapped.set(key, wanted);
+        changed = true;
+      } catch (error) {
+        this.warnOnce(`${key}: the guest put it at 0x${wanted.toString(16)}, where it cannot go (${(error as Error).message}); it stays unmapped`);
+      }
+    }
+    if (changed) this.options.onRangesChanged?.();
+  }
+
+  /** PCI INTx is level-triggered: the in-kernel irqchip's GSI, or the userspace IOAPIC pin (and PIC IRQ below 16). */
+  private pciIntxLine(irq: number): LevelInterruptLine {
+    const { pic, ioapic } = this;
+    if (!pic || !ioapic) return this.options.host.kernelLevelLine(irq);
+    const set = (asserted: boolean) => {
+      ioapic.setIrqLine(irq, asserted);
+      if (irq < GSI_LEGACY_END && irq !== PIC_CASCADE_IRQ) pic.setIrqLine(irq, asserted);
+    };
+    return { setLevel: set, trigger: () => { set(true); set(false); } };
+  }
+
+  private warnOnce(message: string): void {
+    if (this.warned.has(message)) return;
+    this.warned.add(message);
+    this.options.warn?.(message);
   }
 
   /** The userspace PIC's INTA cycle: the vector to inject, or undefined when INT has dropped meanwhile. */

@@ -12,7 +12,17 @@ import { check, native } from '../../shared/native';
 
 export class KvmBoardHost implements BoardHost {
   readonly gsiRouter: GsiRouter;
-  readonly msi = { signal: (message: MsiMessage) => { this.vm.signalMsi(message.address, message.data); } };
+  /** MSIs KVM refused (a guest-programmed address that is no local APIC's): counted, never thrown at a device. */
+  refusedMsis = 0;
+  readonly msi = {
+    signal: (message: MsiMessage) => {
+      try {
+        this.vm.signalMsi(message.address, message.data);
+      } catch {
+        this.refusedMsis++;
+      }
+    },
+  };
   private readonly eventFds: number[] = [];
 
   constructor(private readonly vm: Vm, irqchip: 'kernel' | 'split') {

@@ -14,6 +14,8 @@ import { MAX_MPTABLE_CPUS } from '../arch/mptable';
 import { bootMsrs } from '../arch/msrs';
 import { bootFpu, bootRegs, bootSregs, pvhBootRegs, pvhBootSregs } from '../arch/regs';
 import { Board, ExtraDevice } from '../board/board';
+import { PciPlacement, pciInterruptRoutes, planPci } from '../board/pci';
+import { HostDevice, createHostDevices, hostDeviceIds } from './virtio-devices';
 import { SerialInputQueue } from '../board/serial-input';
 import { ClaimTable } from '../../shared/address-claims';
 import { Doorbell } from '../../shared/exit-channel';
@@ -66,6 +68,8 @@ export interface MachineHooks {
    * it starts any that are missing and ends the ones it does not need.
    */
   startedWorkers?: Worker[];
+  /** Guest mistakes tsvmm refused (a BAR over another device, a malformed virtqueue), one line each, once. */
+  warn?: (message: string) => void;
 }
 
 /**
@@ -101,6 +105,8 @@ export class Machine {
     readonly ram: GuestRam,
     readonly vcpus: Vcpu[],
     readonly boot: BootPlan,
+    private readonly pciPlan: readonly PciPlacement[],
+    private readonly hostDevices: readonly HostDevice[],
   ) {}
 
   /** Builds the whole VM from a (partial) VmConfig; nothing runs until run(). */
@@ -111,6 +117,7 @@ export class Machine {
     let vm: Vm | undefined;
     let ram: GuestRam | undefined;
     let machine: Machine | undefined;
+    let devices: HostDevice[] = [];
     try {
       kvm = Kvm.open(hooks.kvmDevice);
       const memBytes = resolved.memoryMiB * MIB;
@@ -133,6 +140,8 @@ export class Machine {
         vm.createIrqchip();
         vm.createPit2();
       }
+      const pciPlan = planPci(hostDeviceIds(resolved.devices));
+      devices = createHostDevices(resolved.devices);
       const layout = guestMemoryLayout(memBytes);
       ram = GuestRam.create(vm, layout);
       const boot = configureSystem(ram.memory, layout, {
@@ -142,12 +151,13 @@ export class Machine {
         cpuCount: resolved.cpus,
         protocol: resolved.bootProtocol,
         randomBytes: secureRandomBytes,
+        pciInterrupts: pciInterruptRoutes(pciPlan),
       });
       // Every vCPU exists before any runs: an AP created after the BSP has
       // sent its SIPI would never start.
       const vcpus: Vcpu[] = [];
       for (let id = 0; id < resolved.cpus; id++) vcpus.push(vm.createVcpu(id));
-      machine = new Machine(resolved, hooks, kvm, vm, ram, vcpus, boot);
+      machine = new Machine(resolved, hooks, kvm, vm, ram, vcpus, boot, pciPlan, devices);
       machine.configureVcpus(kvm.supportedCpuid());
       machine.attachDevices();
       await machine.spawnThreads(kvm.vcpuMmapSize(), workers);
@@ -157,6 +167,7 @@ export class Machine {
       if (machine) {
         await machine.close();
       } else {
+        for (const device of devices) device.dispose();
         ram?.release();
         vm?.close();
         kvm?.close();
@@ -205,6 +216,9 @@ export class Machine {
       onReset: () => this.end({ kind: 'reset', source: 'i8042' }),
       onPicInt: (asserted) => this.threads[0]?.setExternalInterrupt(asserted),
       extraDevices: this.hooks.extraDevices,
+      pciDevices: this.pciPlan.map((placement, i) => ({ placement, backend: this.hostDevices[i].backend })),
+      dmaMemory: this.ram.memory,
+      warn: (message) => this.hooks.warn?.(message),
       onRangesChanged: () => this.publishClaims(),
     });
     this.publishClaims();
@@ -374,6 +388,7 @@ export class Machine {
     await Promise.all(this.threads.map((thread) => thread.terminate()));
     this.board?.dispose();
     this.host?.dispose();
+    for (const device of this.hostDevices) device.dispose();
     for (const thread of this.threads) this.vcpus[thread.vcpuId].unmapRunArea(thread.runAddress, thread.runSize);
     for (const vcpu of this.vcpus) vcpu.close();
     this.ram.release();

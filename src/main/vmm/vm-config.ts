@@ -30,9 +30,19 @@ export interface VmConfig {
   rtcBase?: string;
   handOff: HandOffMode;
   spinLimit: number;
-  /** Devices beyond the fixed PC board. None exist yet; the list is where PCI devices will go. */
-  devices: unknown[];
+  /** Virtio PCI devices, in slot order (slot 1 first). */
+  devices: DeviceConfig[];
 }
+
+/** A virtio PCI device (Cloud Hypervisor's --disk, --rng, --console). */
+export type DeviceConfig =
+  | { kind: 'rng'; source: string }
+  | { kind: 'disk'; path: string; readonly: boolean; serial?: string };
+
+/** Where virtio-rng reads entropy unless told otherwise. */
+export const DEFAULT_RNG_SOURCE = '/dev/urandom';
+/** A virtio-blk serial (GET_ID) is at most 20 bytes. */
+export const MAX_DISK_SERIAL = 20;
 
 export const DEFAULT_CPUS = 1;
 export const DEFAULT_MEMORY_MIB = 256;
@@ -86,12 +96,38 @@ const isoTime: Checker = (value, field, where) => {
   if (typeof value !== 'string' || Number.isNaN(Date.parse(value))) fail(field, where, 'an ISO-8601 time such as "2026-11-26T08:15:00Z"', value);
   return value;
 };
+const DEVICE_FIELDS: Record<DeviceConfig['kind'], Record<string, 'string' | 'boolean'>> = {
+  rng: { kind: 'string', source: 'string' },
+  disk: { kind: 'string', path: 'string', readonly: 'boolean', serial: 'string' },
+};
+
+function checkDevice(value: unknown, field: string, where: string): DeviceConfig {
+  const object = value as Record<string, unknown> | null;
+  if (!object || typeof object !== 'object' || Array.isArray(object)) return fail(field, where, 'an object such as {"kind":"rng"}', value);
+  const kind = object.kind as DeviceConfig['kind'];
+  const fields = DEVICE_FIELDS[kind];
+  if (!fields) return fail(`${field}.kind`, where, `one of ${Object.keys(DEVICE_FIELDS).map((k) => `"${k}"`).join(', ')}`, object.kind);
+  for (const [key, entry] of Object.entries(object)) {
+    if (!(key in fields)) throw new VmConfigError(`${field}.${key}`, `${where}: unknown field "${key}" in a ${kind} device; its fields are ${Object.keys(fields).join(', ')}`);
+    if (typeof entry !== fields[key]) fail(`${field}.${key}`, where, `a ${fields[key]}`, entry);
+    if (typeof entry === 'string' && entry === '') fail(`${field}.${key}`, where, 'a non-empty string', entry);
+  }
+  if (kind === 'rng') return { kind, source: (object.source as string | undefined) ?? DEFAULT_RNG_SOURCE };
+  if (typeof object.path !== 'string') return fail(`${field}.path`, where, 'the image file\'s path', object.path);
+  const serial = object.serial as string | undefined;
+  if (serial !== undefined && (Buffer.byteLength(serial) > MAX_DISK_SERIAL || !/^[\x20-\x7e]*$/.test(serial))) {
+    fail(`${field}.serial`, where, `at most ${MAX_DISK_SERIAL} printable ASCII characters`, serial);
+  }
+  return { kind, path: object.path, readonly: (object.readonly as boolean | undefined) ?? false, ...(serial === undefined ? {} : { serial }) };
+}
+
 const deviceList: Checker = (value, field, where) => {
   if (!Array.isArray(value)) fail(field, where, 'a list', value);
-  if ((value as unknown[]).length > 0) {
-    throw new VmConfigError(field, `${where}: "${field}" lists devices, but this tsvmm has none beyond the PC board yet; remove them`);
-  }
-  return [];
+  const devices = (value as unknown[]).map((device, i) => checkDevice(device, `${field}[${i}]`, where));
+  const serials = devices.flatMap((d) => (d.kind === 'disk' && d.serial !== undefined ? [d.serial] : []));
+  const repeated = serials.find((serial, i) => serials.indexOf(serial) !== i);
+  if (repeated !== undefined) throw new VmConfigError(field, `${where}: two disks have the serial "${repeated}"; give each its own`);
+  return devices;
 };
 
 const FIELDS: Record<keyof VmConfig, Checker> = {

@@ -1,0 +1,107 @@
+// PCI bus 0 behind configuration mechanism #1 (ports 0xcf8-0xcff): the
+// CONFIG_ADDRESS register at offsets 0-3 and the CONFIG_DATA window at 4-7
+// (crosvm's PciConfigIo, Cloud Hypervisor's PciConfigIo). Slot 0 holds the
+// host bridge that firmware and Linux's pci_sanity_check look for.
+
+import type { BusDevice } from '../bus/bus-device';
+import { LEGACY_CONFIG_BYTES, PciConfigSpace, PciFunction } from './config-space';
+
+/** Slots on one bus. */
+export const PCI_SLOTS = 32;
+/** The ports the root claims: CONFIG_ADDRESS (4) and CONFIG_DATA (4). */
+export const PCI_CONFIG_PORT_COUNT = 8;
+const ADDRESS_ENABLE = 0x8000_0000;
+/** The bits of CONFIG_ADDRESS that hold something: enable, bus, device, function, register (bits 1:0 read 0). */
+const ADDRESS_WRITABLE = 0x80ff_fffc;
+
+/** The i440FX host bridge QEMU -M pc and crosvm put at 00:00.0 (what SeaBIOS and Linux's sanity check expect). */
+export class HostBridge implements PciFunction {
+  readonly name = 'host-bridge';
+  readonly config = new PciConfigSpace({
+    vendorId: 0x8086, deviceId: 0x1237, classCode: 0x06, subclass: 0x00, subsystemVendorId: 0x1af4, subsystemId: 0x1100,
+  });
+
+  barRegion(): undefined {
+    return undefined;
+  }
+}
+
+export class PciRoot implements BusDevice {
+  readonly name = 'pci-config';
+  private address = 0;
+  private readonly slots: (PciFunction | undefined)[] = new Array(PCI_SLOTS).fill(undefined);
+  /** Config accesses of widths or alignments the spec does not allow, ignored (for stats). */
+  oddAccesses = 0;
+
+  /** `onConfigWrite` runs after any write to a present function's space (the board re-reads its BARs). */
+  constructor(private readonly onConfigWrite: (slot: number, fn: PciFunction, offset: number) => void = () => {}) {
+    this.slots[0] = new HostBridge();
+  }
+
+  /** Puts `fn` in `slot` (1..31). */
+  attach(slot: number, fn: PciFunction): void {
+    if (!Number.isInteger(slot) || slot < 1 || slot >= PCI_SLOTS) throw new RangeError(`PCI slot ${slot} is not 1..${PCI_SLOTS - 1}`);
+    if (this.slots[slot]) throw new RangeError(`PCI slot ${slot} holds ${this.slots[slot]!.name} already`);
+    this.slots[slot] = fn;
+  }
+
+  functionAt(slot: number): PciFunction | undefined {
+    return this.slots[slot];
+  }
+
+  read(offset: number, data: Uint8Array): void {
+    if (offset < 4) {
+      // CONFIG_ADDRESS reads back what was written (Linux's pci_check_type1 depends on it).
+      for (let i = 0; i < data.length; i++) data[i] = offset + i < 4 ? (this.address >>> (8 * (offset + i))) & 0xff : 0xff;
+      return;
+    }
+    const target = this.target(offset, data.length);
+    if (!target) {
+      data.fill(0xff);
+      return;
+    }
+    target.fn.config.read(target.register, data);
+  }
+
+  write(offset: number, data: Uint8Array): void {
+    if (offset < 4) {
+      if (offset + data.length > 4) {
+        this.oddAccesses++;
+        return;
+      }
+      let value = this.address;
+      for (let i = 0; i < data.length; i++) {
+        const shift = 8 * (offset + i);
+        value = (value & ~(0xff << shift)) | (data[i] << shift);
+      }
+      this.address = (value & ADDRESS_WRITABLE) >>> 0;
+      return;
+    }
+    const target = this.target(offset, data.length);
+    if (!target) return;
+    target.fn.config.write(target.register, data);
+    target.fn.configWritten?.(target.register, data.length);
+    this.onConfigWrite(target.slot, target.fn, target.register);
+  }
+
+  /** The function and register CONFIG_DATA + `offset - 4` selects, or undefined (absent, disabled, odd access). */
+  private target(offset: number, length: number): { slot: number; fn: PciFunction; register: number } | undefined {
+    const within = offset - 4;
+    // A byte or word at 0xcfc + k is bytes k.. of the selected dword; nothing may cross it.
+    if (within + length > 4 || (length === 2 && (within & 1) !== 0) || length === 3) {
+      this.oddAccesses++;
+      return undefined;
+    }
+    const address = this.address;
+    if ((address & ADDRESS_ENABLE) === 0) return undefined;
+    const bus = (address >>> 16) & 0xff;
+    const slot = (address >>> 11) & 0x1f;
+    const fn = (address >>> 8) & 0x7;
+    if (bus !== 0 || fn !== 0) return undefined;
+    const present = this.slots[slot];
+    if (!present) return undefined;
+    const register = (address & 0xfc) + within;
+    if (register >= LEGACY_CONFIG_BYTES) return undefined;
+    return { slot, fn: present, register };
+  }
+}
