@@ -10,6 +10,11 @@
 // environment (thread) has its own instance data: the mappings it created,
 // unmapped by an environment cleanup hook if the thread ends without doing it.
 // The kick signal handler is process-wide and installed once.
+//
+// Event watchers (watcherCreate/Add/Remove/Close) are the one piece with a
+// thread of its own: an epoll thread per watcher that drains the eventfds
+// KVM signals (ioeventfd) and reports their tokens to JavaScript on the
+// thread that created the watcher, through a threadsafe function.
 
 #include <napi.h>
 
@@ -18,6 +23,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -25,8 +31,13 @@
 
 #include <cstdint>
 #include <algorithm>
+#include <atomic>
+#include <map>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace {
@@ -52,16 +63,23 @@ void InstallKickHandler() {
   });
 }
 
+struct Watcher;
+
 // Mappings created through one environment; unmapped when it is torn down.
+// Watchers it created, by handle (each closed by its own cleanup hook).
 struct EnvironmentState {
   struct Mapping {
     void* address;
     size_t length;
   };
   std::vector<Mapping> mappings;
+  std::map<uint32_t, Watcher*> watchers;
+  uint32_t next_watcher = 1;
 };
 
 void CleanupEnvironment(Napi::Env, EnvironmentState* state) {
+  // state->watchers is empty by now: each watcher's own cleanup hook (see
+  // WatcherCreate), which runs earlier, has closed it and left the registry.
   for (const auto& mapping : state->mappings) munmap(mapping.address, mapping.length);
   delete state;
 }
@@ -251,6 +269,309 @@ Napi::Value EventFdWrite(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, 0);
 }
 
+// ---------------------------------------------------------------------------
+// Event watcher: one epoll thread that waits on eventfds and tells JavaScript
+// which fired.
+//
+// The thread waits edge-triggered on every added fd plus a private wake
+// eventfd. When an fd fires it reads the fd (8 bytes, non-blocking) until it
+// is empty, adds the fd's token to a pending set and, unless a report is
+// already queued, queues one call through the threadsafe function. The call
+// runs on the creating thread's event loop, takes the whole pending set and
+// calls callback(tokens). So signals coalesce: any number of writes to any
+// number of fds between two reports give one report with each token once,
+// and at most one report is queued at a time (the next can be queued while
+// the callback runs, so a signal during the callback is never lost).
+//
+// Lifetime. The Watcher is freed by the threadsafe function's finalizer,
+// which runs on the creating thread once the function is released and its
+// queue drained, so a queued report never touches freed memory. Close (or the
+// environment's teardown) stops the thread first: sets `stopping`, signals
+// the wake fd, joins; then releases the function. After close no callback
+// runs (queued reports see `closed` and are dropped).
+//
+// The function is unref'd: an open watcher does not keep the event loop
+// alive (a VMM is kept alive by its vCPU workers, not by its notifiers).
+// A watcher left open when its environment ends (process exit, worker
+// exit) is closed by a per-watcher environment cleanup hook. That hook is
+// added after the threadsafe function is created; Node runs cleanup hooks in
+// reverse order of addition, so it stops the thread before the function's own
+// teardown hook finalizes it (and frees the Watcher).
+
+struct Watcher;
+// Runs on the creating thread for each queued report (defined below).
+void DeliverReport(Napi::Env env, Napi::Function callback, Watcher* watcher, std::nullptr_t*);
+using WatcherTsfn = Napi::TypedThreadSafeFunction<Watcher, std::nullptr_t, DeliverReport>;
+
+struct Watcher {
+  uint32_t handle = 0;
+  napi_env env = nullptr;
+  int epoll_fd = -1;
+  int wake_fd = -1;
+  std::thread thread;
+  std::atomic<bool> stopping{false};
+  WatcherTsfn tsfn;
+  bool stopped = false;     // creating thread only
+  bool hook_added = false;  // creating thread only
+
+  std::mutex mutex;  // guards everything below
+  std::unordered_map<int, uint32_t> tokens;  // fd -> token
+  std::vector<uint32_t> pending;
+  std::unordered_set<uint32_t> pending_set;
+  bool queued = false;
+  bool closed = false;
+};
+
+void DrainFd(int fd) {
+  uint64_t value;
+  for (int i = 0; i < 64; i++) {
+    ssize_t n = read(fd, &value, sizeof(value));
+    if (n > 0) continue;  // eventfd: one read empties it; the next says EAGAIN
+    if (n < 0 && errno == EINTR) continue;
+    break;  // EAGAIN (empty), EOF or an error: nothing more to read now
+  }
+}
+
+// Plain N-API calls whose failures are ignored, not node-addon-api's
+// wrappers: during an environment's teardown Node runs the event loop once
+// more before the cleanup hooks (Environment::CleanupHandles), so a queued
+// report can arrive when JavaScript can no longer run; a wrapper would try to
+// throw there, and a failed throw is a fatal error.
+void DeliverReport(Napi::Env env, Napi::Function callback, Watcher* watcher, std::nullptr_t*) {
+  if (env == nullptr || callback.IsEmpty()) return;  // the function is being torn down
+  std::vector<uint32_t> fired;
+  {
+    std::lock_guard<std::mutex> lock(watcher->mutex);
+    watcher->queued = false;
+    if (watcher->closed) return;
+    fired.swap(watcher->pending);
+    watcher->pending_set.clear();
+  }
+  if (fired.empty()) return;
+  napi_value array, global, result;
+  if (napi_create_array_with_length(env, fired.size(), &array) != napi_ok) return;
+  for (size_t i = 0; i < fired.size(); i++) {
+    napi_value token;
+    if (napi_create_uint32(env, fired[i], &token) != napi_ok) return;
+    if (napi_set_element(env, array, static_cast<uint32_t>(i), token) != napi_ok) return;
+  }
+  if (napi_get_undefined(env, &global) != napi_ok) return;
+  // An exception from the callback stays pending; Node reports it when this returns.
+  napi_call_function(env, global, callback, 1, &array, &result);
+}
+
+void WatcherThread(Watcher* watcher, WatcherTsfn tsfn) {
+  // Signals belong to Node's threads: block them all here so a process
+  // signal (SIGINT, the kick signal) is never taken by this thread.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  epoll_event events[64];
+  while (!watcher->stopping.load(std::memory_order_acquire)) {
+    int count = epoll_wait(watcher->epoll_fd, events, 64, -1);
+    if (count < 0) {
+      if (errno == EINTR) continue;
+      break;  // EBADF/EINVAL cannot happen while the watcher is open
+    }
+    bool report = false;
+    {
+      std::lock_guard<std::mutex> lock(watcher->mutex);
+      for (int i = 0; i < count; i++) {
+        int fd = events[i].data.fd;
+        if (fd == watcher->wake_fd) continue;
+        // An fd removed after epoll_wait returned is skipped: remove() holds
+        // the mutex, so once it returns this thread never reads that fd again
+        // and the caller may close it.
+        auto found = watcher->tokens.find(fd);
+        if (found == watcher->tokens.end()) continue;
+        DrainFd(fd);
+        if (watcher->pending_set.insert(found->second).second) watcher->pending.push_back(found->second);
+      }
+      if (!watcher->pending.empty() && !watcher->queued && !watcher->closed) {
+        watcher->queued = true;
+        report = true;
+      }
+    }
+    if (report && tsfn.NonBlockingCall(static_cast<std::nullptr_t*>(nullptr)) != napi_ok) {
+      std::lock_guard<std::mutex> lock(watcher->mutex);
+      watcher->queued = false;  // closing: nothing will be delivered any more
+    }
+  }
+}
+
+// Stops the thread and releases the function; idempotent. Creating thread only.
+void StopWatcher(Watcher* watcher) {
+  if (watcher->stopped) return;
+  watcher->stopped = true;
+  {
+    std::lock_guard<std::mutex> lock(watcher->mutex);
+    watcher->closed = true;
+  }
+  watcher->stopping.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  ssize_t ignored = write(watcher->wake_fd, &one, sizeof(one));
+  (void)ignored;
+  if (watcher->thread.joinable()) watcher->thread.join();
+  close(watcher->epoll_fd);
+  close(watcher->wake_fd);
+  watcher->epoll_fd = watcher->wake_fd = -1;
+  watcher->tsfn.Release();  // the finalizer (FreeWatcher) deletes the Watcher later
+}
+
+void WatcherCleanupHook(void* arg) {
+  auto* watcher = static_cast<Watcher*>(arg);
+  auto* state = static_cast<EnvironmentState*>(nullptr);
+  napi_get_instance_data(watcher->env, reinterpret_cast<void**>(&state));
+  if (state != nullptr) state->watchers.erase(watcher->handle);
+  watcher->hook_added = false;
+  StopWatcher(watcher);
+}
+
+void FreeWatcher(Napi::Env, void*, Watcher* watcher) { delete watcher; }
+
+Watcher* WatcherOf(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) return nullptr;
+  auto& watchers = StateOf(info.Env())->watchers;
+  auto found = watchers.find(info[0].As<Napi::Number>().Uint32Value());
+  return found == watchers.end() ? nullptr : found->second;
+}
+
+// watcherCreate(callback) -> handle (> 0) or -errno
+Napi::Value WatcherCreate(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) {
+    Napi::TypeError::New(env, "watcherCreate(callback: (tokens: number[]) => void)").ThrowAsJavaScriptException();
+    return env.Null();
+  }
+  int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd < 0) return Napi::Number::New(env, -errno);
+  int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd < 0) {
+    int error = errno;
+    close(epoll_fd);
+    return Napi::Number::New(env, -error);
+  }
+  epoll_event event;
+  memset(&event, 0, sizeof(event));
+  event.events = EPOLLIN;
+  event.data.fd = wake_fd;
+  if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &event) != 0) {
+    int error = errno;
+    close(epoll_fd);
+    close(wake_fd);
+    return Napi::Number::New(env, -error);
+  }
+  auto* state = StateOf(env);
+  auto* watcher = new Watcher();
+  watcher->env = env;
+  watcher->epoll_fd = epoll_fd;
+  watcher->wake_fd = wake_fd;
+  watcher->handle = state->next_watcher++;
+  // Unlimited queue (NonBlockingCall never waits), one thread reference: the
+  // watcher thread uses the function until StopWatcher has joined it, and
+  // StopWatcher then releases it once.
+  watcher->tsfn = WatcherTsfn::New(env, info[0].As<Napi::Function>(), "tsvmm event watcher", 0, 1, watcher, FreeWatcher);
+  if (static_cast<napi_threadsafe_function>(watcher->tsfn) == nullptr) {
+    env.GetAndClearPendingException();
+    close(epoll_fd);
+    close(wake_fd);
+    delete watcher;
+    return Napi::Number::New(env, -ENOMEM);
+  }
+  watcher->tsfn.Unref(env);
+  if (napi_add_env_cleanup_hook(env, WatcherCleanupHook, watcher) != napi_ok) {
+    watcher->stopped = true;
+    close(epoll_fd);
+    close(wake_fd);
+    watcher->tsfn.Release();  // its finalizer frees the watcher
+    return Napi::Number::New(env, -ENOMEM);
+  }
+  watcher->hook_added = true;
+  watcher->thread = std::thread(WatcherThread, watcher, watcher->tsfn);
+  state->watchers[watcher->handle] = watcher;
+  return Napi::Number::New(env, watcher->handle);
+}
+
+// watcherAdd(handle, fd, token) -> 0 or -errno. The fd is made non-blocking
+// (the watcher reads it); EEXIST when it is already watched.
+Napi::Value WatcherAdd(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  Watcher* watcher = WatcherOf(info);
+  if (watcher == nullptr) return Napi::Number::New(env, -EBADF);
+  if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) {
+    Napi::TypeError::New(env, "watcherAdd(handle, fd: number, token: number)").ThrowAsJavaScriptException();
+    return env.Null();
+  }
+  int fd = info[1].As<Napi::Number>().Int32Value();
+  uint32_t token = info[2].As<Napi::Number>().Uint32Value();
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return Napi::Number::New(env, -errno);
+  if ((flags & O_NONBLOCK) == 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return Napi::Number::New(env, -errno);
+  std::lock_guard<std::mutex> lock(watcher->mutex);
+  if (watcher->tokens.count(fd) != 0) return Napi::Number::New(env, -EEXIST);
+  watcher->tokens[fd] = token;
+  epoll_event event;
+  memset(&event, 0, sizeof(event));
+  event.events = EPOLLIN | EPOLLET;
+  event.data.fd = fd;
+  // Added under the mutex: the thread cannot see an event for fd before its token.
+  if (epoll_ctl(watcher->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
+    int error = errno;
+    watcher->tokens.erase(fd);
+    return Napi::Number::New(env, -error);
+  }
+  return Napi::Number::New(env, 0);
+}
+
+// watcherRemove(handle, fd) -> 0 or -errno (ENOENT when not watched). After it
+// returns the watcher never reads the fd again: the caller may close it. A
+// report already pending for its token may still arrive.
+Napi::Value WatcherRemove(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  Watcher* watcher = WatcherOf(info);
+  if (watcher == nullptr) return Napi::Number::New(env, -EBADF);
+  if (info.Length() < 2 || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "watcherRemove(handle, fd: number)").ThrowAsJavaScriptException();
+    return env.Null();
+  }
+  int fd = info[1].As<Napi::Number>().Int32Value();
+  std::lock_guard<std::mutex> lock(watcher->mutex);
+  if (watcher->tokens.erase(fd) == 0) return Napi::Number::New(env, -ENOENT);
+  // The fd may already be closed (epoll dropped it then): not an error.
+  if (epoll_ctl(watcher->epoll_fd, EPOLL_CTL_DEL, fd, nullptr) != 0 && errno != EBADF && errno != ENOENT) {
+    return Napi::Number::New(env, -errno);
+  }
+  return Napi::Number::New(env, 0);
+}
+
+// watcherClose(handle) -> 0 or -EBADF. Stops and joins the thread, closes its
+// epoll and wake fds (not the watched fds: they belong to the caller) and
+// releases the function; no callback runs afterwards.
+Napi::Value WatcherClose(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  Watcher* watcher = WatcherOf(info);
+  if (watcher == nullptr) return Napi::Number::New(env, -EBADF);
+  StateOf(env)->watchers.erase(watcher->handle);
+  if (watcher->hook_added) {
+    napi_remove_env_cleanup_hook(env, WatcherCleanupHook, watcher);
+    watcher->hook_added = false;
+  }
+  StopWatcher(watcher);
+  return Napi::Number::New(env, 0);
+}
+
+// eventfdRead(fd) -> BigInt counter (the eventfd is reset), or a negative
+// Number holding -errno (EAGAIN: a non-blocking eventfd at zero).
+Napi::Value EventFdRead(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uint64_t value = 0;
+  ssize_t n = read(fd, &value, sizeof(value));
+  if (n < 0) return Napi::Number::New(env, -errno);
+  if (n != sizeof(value)) return Napi::Number::New(env, -EIO);
+  return Napi::BigInt::New(env, value);
+}
+
 // currentThread() -> BigInt handle of the calling thread, for kick().
 Napi::Value CurrentThread(const Napi::CallbackInfo& info) {
   InstallKickHandler();
@@ -297,6 +618,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("detach", Napi::Function::New(env, Detach, "detach"));
   exports.Set("eventfd", Napi::Function::New(env, EventFd, "eventfd"));
   exports.Set("eventfdWrite", Napi::Function::New(env, EventFdWrite, "eventfdWrite"));
+  exports.Set("eventfdRead", Napi::Function::New(env, EventFdRead, "eventfdRead"));
+  exports.Set("watcherCreate", Napi::Function::New(env, WatcherCreate, "watcherCreate"));
+  exports.Set("watcherAdd", Napi::Function::New(env, WatcherAdd, "watcherAdd"));
+  exports.Set("watcherRemove", Napi::Function::New(env, WatcherRemove, "watcherRemove"));
+  exports.Set("watcherClose", Napi::Function::New(env, WatcherClose, "watcherClose"));
   exports.Set("currentThread", Napi::Function::New(env, CurrentThread, "currentThread"));
   exports.Set("kick", Napi::Function::New(env, Kick, "kick"));
   exports.Set("pageSize", Napi::Function::New(env, PageSize, "pageSize"));

@@ -29,6 +29,7 @@ export const SIZEOF = {
   kvm_cpuid_entry2: 40,
   kvm_userspace_memory_region: 32,
   kvm_irqfd: 32,
+  kvm_ioeventfd: 64,
   kvm_pit_config: 64,
   kvm_enable_cap: 104,
   kvm_irq_level: 8,
@@ -55,6 +56,7 @@ export const IOCTL = {
   KVM_CREATE_IRQCHIP: io(0x60),
   KVM_SET_GSI_ROUTING: iow(0x6a, SIZEOF.kvm_irq_routing),
   KVM_IRQFD: iow(0x76, SIZEOF.kvm_irqfd),
+  KVM_IOEVENTFD: iow(0x79, SIZEOF.kvm_ioeventfd),
   KVM_IRQ_LINE: iow(0x61, SIZEOF.kvm_irq_level),
   KVM_CREATE_PIT2: iow(0x77, SIZEOF.kvm_pit_config),
   KVM_ENABLE_CAP: iow(0xa3, SIZEOF.kvm_enable_cap),
@@ -85,6 +87,8 @@ export const CAP = {
   KVM_CAP_NR_VCPUS: 9,
   KVM_CAP_IRQFD: 32,
   KVM_CAP_PIT2: 33,
+  KVM_CAP_IOEVENTFD: 36,
+  KVM_CAP_IOEVENTFD_ANY_LENGTH: 122,
   KVM_CAP_MAX_VCPUS: 66,
   KVM_CAP_SPLIT_IRQCHIP: 121,
   KVM_CAP_IMMEDIATE_EXIT: 136,
@@ -228,6 +232,11 @@ export const MEMORY_REGION = {
 
 /** struct kvm_irqfd field offsets. */
 export const IRQFD = { fd: 0, gsi: 4, flags: 8, resamplefd: 12 } as const;
+
+/** struct kvm_ioeventfd field offsets (pad runs to the end: 36 bytes that must be zero). */
+export const IOEVENTFD = { datamatch: 0, addr: 8, len: 16, fd: 20, flags: 24, pad: 28 } as const;
+/** kvm_ioeventfd.flags bits. */
+export const KVM_IOEVENTFD_FLAG = { DATAMATCH: 1 << 0, PIO: 1 << 1, DEASSIGN: 1 << 2 } as const;
 
 /** struct kvm_enable_cap field offsets. */
 export const ENABLE_CAP = { cap: 0, flags: 4, args: 8 } as const;

@@ -19,6 +19,21 @@ export interface NativeAddon {
   detach(buffer: ArrayBuffer): void;
   eventfd(initval: number, flags: number): number;
   eventfdWrite(fd: number, value: number | bigint): number;
+  /** Reads (and resets) an eventfd's counter: a bigint, or a negative number holding -errno (EAGAIN when zero). */
+  eventfdRead(fd: number): bigint | number;
+  /**
+   * An epoll thread that drains the eventfds added to it and calls `callback`
+   * on this thread with the tokens of every fd that fired since the last call
+   * (coalesced, each token once). Returns a handle (> 0) or -errno. It does
+   * not keep the event loop alive; the environment's teardown closes it.
+   */
+  watcherCreate(callback: (tokens: number[]) => void): number;
+  /** Watches `fd` (made non-blocking) under `token` (uint32); -EEXIST if already watched, -EBADF for a bad handle. */
+  watcherAdd(handle: number, fd: number, token: number): number;
+  /** Stops watching `fd`; afterwards the watcher never reads it (it may be closed). -ENOENT if not watched. */
+  watcherRemove(handle: number, fd: number): number;
+  /** Stops and joins the thread and releases the callback; no callback runs afterwards. -EBADF for a bad handle. */
+  watcherClose(handle: number): number;
   currentThread(): bigint;
   kick(thread: bigint): number;
   pageSize(): number;

@@ -5,7 +5,7 @@
 import {
   CAP, ENABLE_CAP, IOCTL, IRQ_LEVEL, IRQFD, IRQ_ROUTING_ENTRY, IoctlName, KVM_API_VERSION, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI,
   KVM_PIT_SPEAKER_DUMMY, MAP_SHARED, MEMORY_REGION, MSI,
-  O_RDWR, PROT_READ, PROT_WRITE, SIZEOF,
+  O_RDWR, PROT_READ, PROT_WRITE, SIZEOF, IOEVENTFD, KVM_IOEVENTFD_FLAG,
 } from '../../shared/kvm-abi';
 import {
   CpuidEntry, Fpu, MsrEntry, Regs, Sregs, cpuidBuffer, decodeCpuid, decodeFpu, decodeRegs,
@@ -170,6 +170,21 @@ export class Vm {
     ioctl(this.fd, 'KVM_IRQFD', bytes, `gsi ${gsi}`);
   }
 
+  /**
+   * KVM_IOEVENTFD: a guest write to `address` (a port when `pio`, else a guest
+   * physical MMIO address) of `length` bytes signals `fd` inside KVM and the
+   * vCPU goes on without an exit. With `datamatch` only writes of that value
+   * do. `length` 0 (MMIO only, KVM_CAP_IOEVENTFD_ANY_LENGTH) matches any width.
+   */
+  registerIoeventfd(ioeventfd: Ioeventfd): void {
+    ioctl(this.fd, 'KVM_IOEVENTFD', encodeIoeventfd(ioeventfd, 0), describeIoeventfd(ioeventfd));
+  }
+
+  /** Undoes registerIoeventfd: the same fields (datamatch included) name the registration. */
+  unregisterIoeventfd(ioeventfd: Ioeventfd): void {
+    ioctl(this.fd, 'KVM_IOEVENTFD', encodeIoeventfd(ioeventfd, KVM_IOEVENTFD_FLAG.DEASSIGN), describeIoeventfd(ioeventfd));
+  }
+
   /** KVM_IRQ_LINE: holds GSI `gsi` of the in-kernel irqchip at `level` (a level-triggered line). */
   setIrqLine(gsi: number, level: boolean): void {
     const dv = new DataView(this.irqLevelBuffer.buffer);
@@ -203,6 +218,37 @@ export class Vm {
   close(): void {
     native().close(this.fd);
   }
+}
+
+/** One KVM_IOEVENTFD registration (see Vm.registerIoeventfd). */
+export interface Ioeventfd {
+  fd: number;
+  address: number | bigint;
+  /** 1, 2, 4 or 8 bytes; 0 for any length (MMIO only). */
+  length: number;
+  pio: boolean;
+  datamatch?: number | bigint;
+}
+
+function encodeIoeventfd(ioeventfd: Ioeventfd, extraFlags: number): Uint8Array {
+  const bytes = new Uint8Array(SIZEOF.kvm_ioeventfd);
+  const dv = new DataView(bytes.buffer);
+  let flags = extraFlags;
+  if (ioeventfd.pio) flags |= KVM_IOEVENTFD_FLAG.PIO;
+  if (ioeventfd.datamatch !== undefined) {
+    flags |= KVM_IOEVENTFD_FLAG.DATAMATCH;
+    dv.setBigUint64(IOEVENTFD.datamatch, BigInt.asUintN(64, BigInt(ioeventfd.datamatch)), true);
+  }
+  dv.setBigUint64(IOEVENTFD.addr, BigInt.asUintN(64, BigInt(ioeventfd.address)), true);
+  dv.setUint32(IOEVENTFD.len, ioeventfd.length, true);
+  dv.setInt32(IOEVENTFD.fd, ioeventfd.fd, true);
+  dv.setUint32(IOEVENTFD.flags, flags, true);
+  return bytes;
+}
+
+function describeIoeventfd({ fd, address, length, pio, datamatch }: Ioeventfd): string {
+  const match = datamatch === undefined ? '' : `, datamatch 0x${datamatch.toString(16)}`;
+  return `fd ${fd} at ${pio ? 'port' : 'MMIO'} 0x${address.toString(16)}, length ${length}${match}`;
 }
 
 export class Vcpu {

@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import {
   CAP, CPUID_ENTRY, DTABLE, ENABLE_CAP, EXIT, FPU, IOCTL, IRQFD, KVM_RUN, MEMORY_REGION, MSI, SEGMENT, SIZEOF, SREGS,
   SYSTEM_EVENT, INTERNAL_ERROR, IRQ_ROUTING_ENTRY, KVM_IRQ_ROUTING_MSI, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQCHIP, KVM_PIT_SPEAKER_DUMMY,
+  IOEVENTFD, KVM_IOEVENTFD_FLAG,
 } from '../../../src/shared/kvm-abi';
 
 const HEADER = '/usr/include/linux/kvm.h';
@@ -31,6 +32,7 @@ value('KVM_IRQ_ROUTING_MSI', 'KVM_IRQ_ROUTING_MSI', KVM_IRQ_ROUTING_MSI);
 value('KVM_IRQ_ROUTING_IRQCHIP', 'KVM_IRQ_ROUTING_IRQCHIP', KVM_IRQ_ROUTING_IRQCHIP);
 for (const [name, chip] of Object.entries(KVM_IRQCHIP)) value(`KVM_IRQCHIP_${name}`, `KVM_IRQCHIP_${name}`, chip);
 value('KVM_PIT_SPEAKER_DUMMY', 'KVM_PIT_SPEAKER_DUMMY', KVM_PIT_SPEAKER_DUMMY);
+for (const [name, bit] of Object.entries(KVM_IOEVENTFD_FLAG)) value(`KVM_IOEVENTFD_FLAG_${name}`, `KVM_IOEVENTFD_FLAG_${name}`, bit);
 for (const [name, size] of Object.entries(SIZEOF)) value(`sizeof ${name}`, `sizeof(struct ${name})`, size);
 
 const runFields: Record<keyof typeof KVM_RUN, string> = {
@@ -56,6 +58,7 @@ const structs: Array<[string, Record<string, number>, Record<string, string>?]> 
   ['kvm_cpuid_entry2', CPUID_ENTRY],
   ['kvm_userspace_memory_region', MEMORY_REGION],
   ['kvm_irqfd', IRQFD],
+  ['kvm_ioeventfd', IOEVENTFD],
   ['kvm_enable_cap', ENABLE_CAP],
   ['kvm_msi', MSI],
   ['kvm_irq_routing_entry', IRQ_ROUTING_ENTRY, {
