@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -248,6 +249,27 @@ Napi::Value Detach(const Napi::CallbackInfo& info) {
   auto buffer = info[0].As<Napi::ArrayBuffer>();
   if (!buffer.IsDetached()) buffer.Detach();
   return env.Undefined();
+}
+
+// flock(fd, operation) -> 0 or -errno: an advisory lock on a disk image, so
+// that a second tsvmm cannot open it for writing at the same time.
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int operation = info[1].As<Napi::Number>().Int32Value();
+  return Result(env, flock(fd, operation));
+}
+
+// fallocate(fd, mode, offset, length) -> 0 or -errno: punches holes for
+// virtio-blk DISCARD and WRITE_ZEROES where the file system can.
+Napi::Value Fallocate(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int mode = info[1].As<Napi::Number>().Int32Value();
+  int64_t offset = ToInt64(info[2], "offset");
+  int64_t length = ToInt64(info[3], "length");
+  if (env.IsExceptionPending()) return env.Null();
+  return Result(env, fallocate(fd, mode, offset, length));
 }
 
 // eventfd(initval, flags) -> fd or -errno
@@ -616,6 +638,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));
   exports.Set("view", Napi::Function::New(env, View, "view"));
   exports.Set("detach", Napi::Function::New(env, Detach, "detach"));
+  exports.Set("flock", Napi::Function::New(env, Flock, "flock"));
+  exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
   exports.Set("eventfd", Napi::Function::New(env, EventFd, "eventfd"));
   exports.Set("eventfdWrite", Napi::Function::New(env, EventFdWrite, "eventfdWrite"));
   exports.Set("eventfdRead", Napi::Function::New(env, EventFdRead, "eventfdRead"));

@@ -17,6 +17,10 @@ export interface NativeAddon {
   view(address: bigint, length: number): ArrayBuffer;
   /** Detaches a view() before its memory is unmapped: kept typed arrays then read as empty. */
   detach(buffer: ArrayBuffer): void;
+  /** flock(2) on a file: 0 or -errno. */
+  flock(fd: number, operation: number): number;
+  /** fallocate(2): 0 or -errno (EOPNOTSUPP where the file system cannot punch holes). */
+  fallocate(fd: number, mode: number, offset: number, length: number): number;
   eventfd(initval: number, flags: number): number;
   eventfdWrite(fd: number, value: number | bigint): number;
   /** Reads (and resets) an eventfd's counter: a bigint, or a negative number holding -errno (EAGAIN when zero). */

@@ -91,7 +91,14 @@ export class SplitQueue {
    */
   pop(memory: DmaMemory, features: QueueFeatures): DescriptorChain | undefined {
     const avail = this.ring(memory, this.availRing, 4 + 2 * this.size + 2);
-    const availIdx = Atomics.load(avail.u16, 1);
+    let availIdx = Atomics.load(avail.u16, 1);
+    if (availIdx === this.nextAvail && features.eventIdx) {
+      // Drained: ask for a notification at the next buffer (avail_event), then
+      // look once more, for a buffer made available before the driver could see it.
+      const used = this.ring(memory, this.usedRing, 4 + 8 * this.size + 2);
+      Atomics.store(used.u16, 2 + 4 * this.size, this.nextAvail);
+      availIdx = Atomics.load(avail.u16, 1);
+    }
     if (availIdx === this.nextAvail) return undefined;
     if (((availIdx - this.nextAvail) & 0xffff) > this.size) {
       throw new ChainError(`the driver claims ${(availIdx - this.nextAvail) & 0xffff} new buffers in a queue of ${this.size}`);

@@ -15,7 +15,7 @@ import { Bus, BusKind } from '../../devices/bus/bus';
 import type { BusDevice } from '../../devices/bus/bus-device';
 import { byteRegisters } from '../../devices/bus/width-adapter';
 import type { InterruptLine, LevelInterruptLine, MsiSink } from '../../devices/interrupt';
-import { isSnapshottable } from '../../devices/snapshot';
+import { StatefulDevice, isSnapshottable } from '../../devices/snapshot';
 import { CMOS_PORT_COUNT, Cmos } from '../../devices/legacy/cmos';
 import { I8042, I8042_PORT_COUNT, I8042_PORT_COUNT_WITH_PIT_SPEAKER } from '../../devices/legacy/i8042';
 import { NoDevice } from '../../devices/legacy/no-device';
@@ -218,11 +218,13 @@ export class Board {
 
   /** Puts every device back in `states` (from snapshot()); each device checks its own state. */
   restore(states: Record<string, unknown>): void {
-    for (const { id, model } of this.registry.values()) {
-      if (!isSnapshottable(model)) continue;
-      if (!(id in states)) throw new TsvmmError('usage', `the saved board state has no entry for device '${id}'`);
-      model.restore(states[id]);
-    }
+    const stateful = [...this.registry.values()].filter(({ model }) => isSnapshottable(model));
+    const missing = stateful.find(({ id }) => !(id in states));
+    if (missing) throw new TsvmmError('usage', `the saved board state has no entry for device '${missing.id}'`);
+    const unknown = Object.keys(states).find((id) => !stateful.some((device) => device.id === id));
+    if (unknown !== undefined) throw new TsvmmError('usage', `the saved board state has device '${unknown}', which this board does not have`);
+    // Each device checks its whole state before it changes anything; the ids are checked above.
+    for (const { id, model } of stateful) (model as StatefulDevice).restore(states[id]);
   }
 
   /** The PCI function in `slot` (0 is the host bridge). */

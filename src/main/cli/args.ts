@@ -3,7 +3,8 @@
 
 import { parseArgs } from 'node:util';
 import { HAND_OFF_MODES, HandOffMode } from '../../shared/vcpu-protocol';
-import { MAX_SPIN_LIMIT } from '../vmm/vm-config';
+import { DeviceConfig, MAX_SPIN_LIMIT } from '../vmm/vm-config';
+import { expandBareRng, parseDisk, parseRng } from './device-options';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 export class UsageError extends TsvmmError {
@@ -31,6 +32,8 @@ export interface CliOptions {
   /** RTC start time (ms since the epoch); undefined = the host clock. */
   rtcBase?: number;
   stats: boolean;
+  /** Virtio devices from --disk and --rng, in command-line order (their PCI slot order). */
+  devices: DeviceConfig[];
   /** A JSON VmConfig file; the options given on the command line override its fields. */
   config?: string;
   /** The long names of the options given on the command line (to know what overrides a --config file). */
@@ -56,6 +59,9 @@ Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
   --hand-off MODE       exit hand-off: spin-park (default), park, post-message, comlink
   --spin-limit N        spins before a vCPU parks waiting for the device thread
   --stats               print per-vCPU exit counters when the guest ends
+  --disk path=FILE[,readonly=on][,serial=ID]
+                        a virtio-blk disk backed by a raw image (repeatable)
+  --rng [src=PATH]      a virtio-rng device reading PATH (default /dev/urandom)
   --config FILE         a JSON VmConfig (fields as in the README); options given here override it
   --version             print the version and exit
   --help                print this help and exit
@@ -112,7 +118,7 @@ export function parseCli(argv: string[]): CliOptions {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: expandBareRng(argv),
       strict: true,
       allowPositionals: false,
       tokens: true,
@@ -130,6 +136,8 @@ export function parseCli(argv: string[]): CliOptions {
         'spin-limit': { type: 'string' },
         stats: { type: 'boolean' },
         config: { type: 'string' },
+        disk: { type: 'string', multiple: true },
+        rng: { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -143,7 +151,7 @@ export function parseCli(argv: string[]): CliOptions {
   const seen = new Set<string>();
   for (const token of parsed.tokens ?? []) {
     if (token.kind !== 'option') continue;
-    if (seen.has(token.name)) throw new UsageError(`--${token.name} is given more than once; give it once`);
+    if (seen.has(token.name) && token.name !== 'disk') throw new UsageError(`--${token.name} is given more than once; give it once`);
     seen.add(token.name);
     if (token.value === '') throw new UsageError(`--${token.name} needs a value, got an empty one`);
   }
@@ -178,6 +186,10 @@ export function parseCli(argv: string[]): CliOptions {
     rtcBase,
     stats: values.stats ?? false,
     config: values.config,
+    devices: (parsed.tokens ?? []).flatMap((token) => {
+      if (token.kind !== 'option' || (token.name !== 'disk' && token.name !== 'rng')) return [];
+      return [token.name === 'disk' ? parseDisk(token.value ?? '') : parseRng(token.value ?? true)];
+    }),
     given: seen,
   };
 }

@@ -47,6 +47,8 @@ function fromOptions(options: CliOptions, onlyGiven: boolean): Partial<VmConfig>
   if (given('rtc-base') && options.rtcBase !== undefined) fields.rtcBase = new Date(options.rtcBase).toISOString();
   if (given('hand-off')) fields.handOff = options.handOff;
   if (given('spin-limit') && options.spinLimit !== undefined) fields.spinLimit = options.spinLimit;
+  // Devices given on the command line replace the file's list.
+  if (given('disk') || given('rng')) fields.devices = options.devices;
   return fields;
 }
 

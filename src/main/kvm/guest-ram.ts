@@ -48,6 +48,12 @@ export class GuestRam {
 
   private released = false;
 
+  /** The slot holding guest range [address, address + length) and the offset in it; undefined unless one slot holds it all. */
+  locate(address: number, length: number): { slotAddress: bigint; slotSize: number; offset: number; length: number } | undefined {
+    const slot = this.slots.find((s) => address >= s.guestAddress && address + length <= s.guestAddress + s.size);
+    return slot && { slotAddress: slot.hostAddress, slotSize: slot.size, offset: address - slot.guestAddress, length };
+  }
+
   /**
    * Unmaps every slot. The main thread's views are detached first, so a
    * typed array someone kept reads as empty instead of faulting. Workers must

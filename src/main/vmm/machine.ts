@@ -141,9 +141,10 @@ export class Machine {
         vm.createPit2();
       }
       const pciPlan = planPci(hostDeviceIds(resolved.devices));
-      devices = createHostDevices(resolved.devices);
       const layout = guestMemoryLayout(memBytes);
       ram = GuestRam.create(vm, layout);
+      const guestRam = ram;
+      devices = createHostDevices(resolved.devices, (address, length) => guestRam.locate(address, length));
       const boot = configureSystem(ram.memory, layout, {
         kernel: hooks.kernel,
         initrd: hooks.initrd,
@@ -167,7 +168,7 @@ export class Machine {
       if (machine) {
         await machine.close();
       } else {
-        for (const device of devices) device.dispose();
+        await Promise.all(devices.map((device) => device.dispose()));
         ram?.release();
         vm?.close();
         kvm?.close();
@@ -388,7 +389,8 @@ export class Machine {
     await Promise.all(this.threads.map((thread) => thread.terminate()));
     this.board?.dispose();
     this.host?.dispose();
-    for (const device of this.hostDevices) device.dispose();
+    // Before guest RAM goes: the block pool's workers view it.
+    await Promise.all(this.hostDevices.map((device) => device.dispose()));
     for (const thread of this.threads) this.vcpus[thread.vcpuId].unmapRunArea(thread.runAddress, thread.runSize);
     for (const vcpu of this.vcpus) vcpu.close();
     this.ram.release();

@@ -3,7 +3,9 @@
 // VM exists. Each device owns what it opened until dispose().
 
 import * as fs from 'node:fs';
+import { VirtioBlk } from '../../devices/virtio/blk';
 import { VirtioRng } from '../../devices/virtio/rng';
+import { FileBlockStore, RamLocator } from '../io/block-store';
 import type { VirtioBackend } from '../../devices/virtio/pci-transport';
 import { TsvmmError } from '../../shared/errors';
 import type { DeviceConfig } from './vm-config';
@@ -12,7 +14,8 @@ export interface HostDevice {
   /** The board id: rng0, disk0, ... */
   id: string;
   backend: VirtioBackend;
-  dispose(): void;
+  /** Lets requests in flight finish and closes what the device opened. */
+  dispose(): Promise<void> | void;
 }
 
 function openEntropy(source: string): number {
@@ -50,8 +53,13 @@ function rngDevice(id: string, source: string): HostDevice {
   return { id, backend: rng, dispose: () => fs.closeSync(fd) };
 }
 
+function diskDevice(id: string, config: Extract<DeviceConfig, { kind: 'disk' }>, locate: RamLocator): HostDevice {
+  const store = FileBlockStore.open(config.path, config.readonly, locate);
+  return { id, backend: new VirtioBlk({ store, serial: config.serial }), dispose: () => store.close() };
+}
+
 /** Builds every device; closes what it opened when one of them fails. */
-export function createHostDevices(configs: readonly DeviceConfig[]): HostDevice[] {
+export function createHostDevices(configs: readonly DeviceConfig[], locate: RamLocator): HostDevice[] {
   const devices: HostDevice[] = [];
   const counts = new Map<string, number>();
   try {
@@ -59,8 +67,7 @@ export function createHostDevices(configs: readonly DeviceConfig[]): HostDevice[
       const index = counts.get(config.kind) ?? 0;
       counts.set(config.kind, index + 1);
       const id = `${config.kind}${index}`;
-      if (config.kind === 'rng') devices.push(rngDevice(id, config.source));
-      else throw new TsvmmError('usage', `${config.kind} devices are not available in this tsvmm yet`);
+      devices.push(config.kind === 'rng' ? rngDevice(id, config.source) : diskDevice(id, config, locate));
     }
   } catch (error) {
     for (const device of devices) device.dispose();
