@@ -7,7 +7,8 @@
 import * as fs from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { explain, guest, runTsvmm } from '../support/tsvmm';
+import { spawn } from 'node:child_process';
+import { MAIN, explain, guest, runTsvmm } from '../support/tsvmm';
 import { checkImage, guestSector, makeTempImage } from '../support/virtio-image';
 import { SERIAL, checkBlkLines, checkHostileLines, preamble, rngLines } from '../support/virtio-guests';
 
@@ -74,20 +75,38 @@ test('data safety: what the guest wrote before a completed flush is in the file 
   }
 });
 
+/** Starts tsvmm on the echo guest (it waits for input for ever) with `diskOption`; resolves once the guest runs, with a stop function. */
+async function holdImage(diskOption: string): Promise<{ stop: () => Promise<number | null> }> {
+  const child = spawn(process.execPath, [MAIN, '--kernel', guest('echo'), '--serial', 'stdio', '--disk', diskOption], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`the echo guest did not start: ${out}`)), GUEST_TIMEOUT_MS);
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString('latin1');
+      if (out.includes('echo: ready')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return { stop: () => { child.kill('SIGTERM'); return exited; } };
+}
+
 test('an image in use by another tsvmm is refused in one line; readonly=on lets readers share it', async () => {
   const { dir, image } = makeTempImage();
   try {
-    // the echo guest waits for input forever: the first tsvmm holds the image until stopped
-    const first = runTsvmm(['--kernel', guest('echo'), '--disk', `path=${image}`], { stopWhen: (stdout) => stdout.includes('echo: ready'), timeoutMs: GUEST_TIMEOUT_MS });
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    let second;
-    for (let attempt = 0; attempt < 100; attempt++) {
-      second = await runTsvmm(['--kernel', guest('hello'), '--disk', `path=${image}`], { timeoutMs: GUEST_TIMEOUT_MS });
-      if (second.code !== 0) break;
-    }
-    assert.is(second!.code, 2, explain(second!));
-    assert.is(second!.stderr, `tsvmm: --disk path=${image} is in use by another process (it holds a lock on the image); stop it, or give readonly=on to both\n`);
-    await first;
+    const writer = await holdImage(`path=${image}`);
+    const second = await runTsvmm(['--kernel', guest('hello'), '--disk', `path=${image}`]);
+    const reader = await runTsvmm(['--kernel', guest('hello'), '--disk', `path=${image},readonly=on`]);
+    assert.is(await writer.stop(), 143, 'the first tsvmm ran until it was stopped');
+    assert.is(second.code, 2, explain(second));
+    assert.is(second.stderr, `tsvmm: --disk path=${image} is in use by another process (it holds a lock on the image); stop it, or give readonly=on to both\n`);
+    assert.is(reader.code, 2, `a reader is refused while a writer holds the image: ${explain(reader)}`);
+    const sharedReader = await holdImage(`path=${image},readonly=on`);
+    const secondReader = await runTsvmm(['--kernel', guest('hello'), '--disk', `path=${image},readonly=on`]);
+    assert.is(await sharedReader.stop(), 143);
+    assert.is(secondReader.code, 0, `two readers share the image: ${explain(secondReader)}`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -102,7 +121,8 @@ test('--disk and --rng refusals: one line, exit 2', async () => {
       [['--disk', 'file=x'], /^tsvmm: --disk: unknown key "file"; the keys are path, readonly, serial\n$/],
       [['--disk', 'readonly=on'], /^tsvmm: --disk needs path=FILE \(a raw disk image\)\n$/],
       [['--disk', `path=${image},readonly=maybe`], /^tsvmm: --disk: readonly takes on or off, got "maybe"\n$/],
-      [['--disk', `path=${dir}`], /is not a regular file; give a raw disk image\n$/],
+      [['--disk', `path=${dir}`], /: cannot open it \(EISDIR\)\n$/],
+      [['--disk', 'path=/dev/null'], /^tsvmm: --disk path=\/dev\/null is not a regular file; give a raw disk image\n$/],
       [['--disk', `path=${image},serial=a`, '--disk', `path=${image},serial=a`], /two disks have the serial "a"; give each its own\n$/],
       [['--disk', `path=${image},serial=${'x'.repeat(21)}`], /"devices\[0\]\.serial" must be at most 20 printable ASCII characters/],
       [['--rng', 'src=/nonexistent'], /^tsvmm: --rng src=\/nonexistent: cannot open it \(ENOENT\); give a readable file or device such as \/dev\/urandom\n$/],
