@@ -10,6 +10,8 @@ import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { MAIN, explain, guest, runTsvmm } from '../support/tsvmm';
 import { checkImage, guestSector, makeTempImage } from '../support/virtio-image';
+import { Machine } from '../../src/main/vmm/machine';
+import type { VirtioPciDevice } from '../../src/devices/virtio/pci-transport';
 import { SERIAL, checkBlkLines, checkHostileLines, preamble, rngLines } from '../support/virtio-guests';
 
 /** tsvmm gives the first PCI device GSI 9 and writes it into Interrupt Line; below 16 the guest uses the 8259. */
@@ -136,6 +138,26 @@ test('--disk and --rng refusals: one line, exit 2', async () => {
       assert.is(result.stderr.split('\n').length, 2, `one line: ${result.stderr}`);
     }
   } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('queue notifications reach virtio-blk through KVM_IOEVENTFD: none arrives as a forwarded MMIO write', async () => {
+  const { dir, image } = makeTempImage();
+  let output = '';
+  const machine = await Machine.create({ cpus: 1, memoryMiB: 128, bootProtocol: 'linux', devices: [{ kind: 'disk', path: image, readonly: false, serial: SERIAL }] }, {
+    kernel: new Uint8Array(fs.readFileSync(guest('virtio-blk'))),
+    serialOutput: (bytes) => { output += Buffer.from(bytes).toString('latin1'); },
+  });
+  try {
+    const exit = await machine.run();
+    assert.equal(exit, { kind: 'reset', source: 'i8042' }, output);
+    assert.ok(output.includes('virtio-blk: done'), output);
+    const disk = machine.devices.device('disk0').model as VirtioPciDevice;
+    assert.ok(disk.counters.notifications >= 10, `notifications ${disk.counters.notifications}`);
+    assert.is(disk.counters.forwardedNotifications, 0, 'every notification was caught by an ioeventfd');
+  } finally {
+    await machine.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

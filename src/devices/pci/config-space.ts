@@ -221,4 +221,10 @@ export interface PciFunction {
   configWritten?(offset: number, length: number): void;
   /** The region behind BAR `index`: offsets are from the BAR's base. */
   barRegion(index: number): { read(offset: number, data: Uint8Array): void; write(offset: number, data: Uint8Array): void } | undefined;
+  /**
+   * Places in BAR `index` where a write only signals (virtio queue notify):
+   * the host may catch those writes without an exit (KVM_IOEVENTFD) and call
+   * `signal` itself. A write that reaches barRegion instead must do the same.
+   */
+  doorbells?(index: number): readonly { offset: number; length: number; signal: () => void }[];
 }

@@ -126,7 +126,7 @@ export class VirtioPciDevice implements PciFunction {
   private readonly msixCap: number;
   private warned = false;
   /** Counters for stats and tests. */
-  readonly counters = { notifications: 0, interrupts: 0, resets: 0 };
+  readonly counters = { notifications: 0, forwardedNotifications: 0, interrupts: 0, resets: 0 };
 
   constructor(private readonly options: VirtioPciOptions) {
     const { backend } = options;
@@ -194,6 +194,12 @@ export class VirtioPciDevice implements PciFunction {
     return { read: (offset, data) => this.readBar(offset, data), write: (offset, data) => this.writeBar(offset, data) };
   }
 
+  /** Each queue's notify register: a 16-bit write of its index, nothing else (virtio 1.2 4.1.4.4). */
+  doorbells(index: number): readonly { offset: number; length: number; signal: () => void }[] {
+    if (index !== 0) return [];
+    return this.queues.map((_, queue) => ({ offset: BAR0.notify + NOTIFY_OFF_MULTIPLIER * queue, length: 2, signal: () => this.notify(queue) }));
+  }
+
   get deviceStatus(): number {
     return this.status;
   }
@@ -225,6 +231,8 @@ export class VirtioPciDevice implements PciFunction {
   private writeBar(offset: number, data: Uint8Array): void {
     if (offset >= BAR0.common && offset < BAR0.common + COMMON_CONFIG_BYTES) return this.writeCommon(offset - BAR0.common, data);
     if (offset >= BAR0.notify && offset < BAR0.notify + NOTIFY_OFF_MULTIPLIER * this.queues.length) {
+      // Here only when no ioeventfd caught the write (another width, or a host without one).
+      this.counters.forwardedNotifications++;
       return this.notify((offset - BAR0.notify) / NOTIFY_OFF_MULTIPLIER | 0);
     }
     if (offset >= BAR0.device && offset < BAR0.device + this.backend.configSize) return this.backend.writeConfig?.(offset - BAR0.device, data);

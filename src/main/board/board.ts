@@ -75,6 +75,12 @@ export interface BoardHost {
   schedule(delayNs: bigint, callback: () => void): ScheduledTimer;
   /** The RTC's "now" in ms since the epoch. */
   wallClockMs(): number;
+  /**
+   * Calls `signal` for every guest write of `length` bytes at `address`
+   * without a vCPU exit (KVM_IOEVENTFD); undefined when the host cannot, and
+   * the write then arrives as a forwarded access.
+   */
+  watchWrites?(bus: BusKind, address: number, length: number, signal: () => void): { close(): void } | undefined;
 }
 
 export interface BoardOptions {
@@ -131,6 +137,8 @@ export class Board {
   private readonly barsMapped = new Map<string, number | undefined>();
   private readonly pciFunctions = new Map<number, { id: string; fn: PciFunction }>();
   private readonly warned = new Set<string>();
+  /** The doorbell watches of each mapped BAR, by its key. */
+  private readonly doorbellWatches = new Map<string, { close(): void }[]>();
 
   constructor(private readonly options: BoardOptions) {
     if (options.irqchip === 'split') {
@@ -272,6 +280,8 @@ export class Board {
       if (mapped !== undefined) {
         bus.remove(mapped);
         this.barsMapped.set(key, undefined);
+        for (const watch of this.doorbellWatches.get(key) ?? []) watch.close();
+        this.doorbellWatches.delete(key);
         changed = true;
       }
       if (wanted === undefined) continue;
@@ -280,12 +290,28 @@ export class Board {
       try {
         bus.insert(wanted, bar.size, { name: key, read: region.read, write: region.write });
         this.barsMapped.set(key, wanted);
+        this.watchDoorbells(key, entry.fn, bar.index, bar.kind === 'io' ? 'io' : 'mmio', wanted);
         changed = true;
       } catch (error) {
         this.warnOnce(`${key}: the guest put it at 0x${wanted.toString(16)}, where it cannot go (${(error as Error).message}); it stays unmapped`);
       }
     }
     if (changed) this.options.onRangesChanged?.();
+  }
+
+  /** Catches the BAR's doorbell writes without an exit where the host can; else they arrive as forwarded writes. */
+  private watchDoorbells(key: string, fn: PciFunction, index: number, bus: BusKind, base: number): void {
+    const watchWrites = this.options.host.watchWrites;
+    const watches: { close(): void }[] = [];
+    for (const doorbell of fn.doorbells?.(index) ?? []) {
+      const watch = watchWrites?.call(this.options.host, bus, base + doorbell.offset, doorbell.length, doorbell.signal);
+      if (!watch) {
+        this.warnOnce('queue notifications arrive as forwarded MMIO writes: this host has no KVM_IOEVENTFD');
+        continue;
+      }
+      watches.push(watch);
+    }
+    this.doorbellWatches.set(key, watches);
   }
 
   /** PCI INTx is level-triggered: the in-kernel irqchip's GSI, or the userspace IOAPIC pin (and PIC IRQ below 16). */
@@ -316,9 +342,11 @@ export class Board {
     this.ioapic?.endOfInterrupt(vector);
   }
 
-  /** Stops the PIT's timer. */
+  /** Stops the PIT's timer and the doorbell watches. */
   dispose(): void {
     this.pit?.dispose();
+    for (const watches of this.doorbellWatches.values()) for (const watch of watches) watch.close();
+    this.doorbellWatches.clear();
   }
 
   /** Claims `entry`'s range on its bus for `busDevice` and records it; `model` defaults to the bus device. */

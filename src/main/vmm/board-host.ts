@@ -7,7 +7,8 @@ import type { InterruptLine, LevelInterruptLine, MsiMessage } from '../../device
 import type { ScheduledTimer } from '../../devices/legacy/pit';
 import { GsiRouter } from '../kvm/gsi-router';
 import type { Vm } from '../kvm/kvm';
-import { EFD_NONBLOCK } from '../../shared/kvm-abi';
+import { CAP, EFD_NONBLOCK } from '../../shared/kvm-abi';
+import { EventWatcher } from '../kvm/event-watcher';
 import { check, native } from '../../shared/native';
 
 export class KvmBoardHost implements BoardHost {
@@ -24,9 +25,44 @@ export class KvmBoardHost implements BoardHost {
     },
   };
   private readonly eventFds: number[] = [];
+  /** Doorbell writes caught by KVM_IOEVENTFD, picked up by one watcher thread. */
+  private watcher?: EventWatcher;
+  private readonly doorbells = new Map<number, () => void>();
+  private nextToken = 1;
+  /** KVM_CAP_IOEVENTFD, asked once. */
+  private readonly ioeventfds: boolean;
 
   constructor(private readonly vm: Vm, irqchip: 'kernel' | 'split') {
     this.gsiRouter = new GsiRouter((routes) => vm.setGsiRouting(routes), irqchip);
+    this.ioeventfds = vm.kvm.checkExtension(CAP.KVM_CAP_IOEVENTFD) > 0;
+  }
+
+  watchWrites(bus: 'io' | 'mmio', address: number, length: number, signal: () => void): { close(): void } | undefined {
+    if (!this.ioeventfds) return undefined;
+    const addon = native();
+    const fd = check('eventfd', addon.eventfd(0, EFD_NONBLOCK));
+    const registration = { fd, address, length, pio: bus === 'io' };
+    try {
+      this.vm.registerIoeventfd(registration);
+    } catch (error) {
+      addon.close(fd);
+      throw error;
+    }
+    const token = this.nextToken++;
+    this.doorbells.set(token, signal);
+    this.watcher ??= new EventWatcher((tokens) => { for (const t of tokens) this.doorbells.get(t)?.(); });
+    this.watcher.add(fd, token);
+    let open = true;
+    return {
+      close: () => {
+        if (!open) return;
+        open = false;
+        this.watcher?.remove(fd);
+        this.doorbells.delete(token);
+        this.vm.unregisterIoeventfd(registration);
+        addon.close(fd);
+      },
+    };
   }
 
   kernelEdgeLine(gsi: number): InterruptLine {
@@ -63,8 +99,10 @@ export class KvmBoardHost implements BoardHost {
     return Date.now();
   }
 
-  /** Closes the irqfds. */
+  /** Closes the irqfds and the doorbell watcher (the board closed its watches first). */
   dispose(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
     const addon = native();
     for (const fd of this.eventFds) addon.close(fd);
     this.eventFds.length = 0;
