@@ -81,7 +81,7 @@ function describe(value: unknown): string {
 }
 
 /** A field kept as is (a number, a boolean, an array of them), checked by `accepts`; `expected` names what it must be. */
-export function plainField<T>(accepts: (value: unknown) => boolean, expected: string): StateField<T, T> {
+function plainField<T>(accepts: (value: unknown) => boolean, expected: string): StateField<T, T> {
   return {
     check: (value, path) => (accepts(value) ? undefined : `${path} is ${describe(value)}, not ${expected}`),
     save: (value) => copyPlain(value),

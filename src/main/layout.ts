@@ -45,7 +45,6 @@ export const EBDA_START = 0x9fc00;
 export const MPTABLE_START = EBDA_START;
 /** Legacy video/BIOS hole; not RAM in the e820 map. */
 export const LOW_RAM_END = EBDA_START;
-export const BIOS_ROM_START = 0xa0000;
 
 /** The kernel's protected-mode image is loaded at the 1 MiB mark ("HIGH_MEMORY"). */
 export const HIGH_MEMORY_START = 0x100000;
@@ -53,7 +52,7 @@ export const KERNEL_START = HIGH_MEMORY_START;
 
 /** The 32-bit MMIO gap below 4 GiB: 768 MiB, as crosvm's arch_memory_regions. */
 export const FIRST_ADDR_PAST_32BITS = 0x1_0000_0000;
-export const MEM_32BIT_GAP_SIZE = 768 * 1024 * 1024;
+const MEM_32BIT_GAP_SIZE = 768 * 1024 * 1024;
 export const MMIO_GAP_START = FIRST_ADDR_PAST_32BITS - MEM_32BIT_GAP_SIZE; // 0xd000_0000
 /** Where userspace MMIO devices are placed, at the start of the gap. */
 export const MMIO_DEVICES_START = MMIO_GAP_START;
@@ -122,8 +121,6 @@ export const COM4_IRQ = 3;
 export const PIC_CASCADE_IRQ = 2;
 /** Pins of the IOAPIC (KVM's in-kernel one has 24; the userspace one and the MP table match it). */
 export const IOAPIC_PINS = 24;
-/** GSIs 0-15 are the ISA IRQs (PIC inputs and IOAPIC pins 0-15). */
-export const GSI_LEGACY_START = 0;
 export const GSI_LEGACY_END = 16;
 /** PCI INTx lines go to IOAPIC pins from here up (crosvm's choice; Linux reads them from the MP table). */
 export const GSI_PCI_INTX_START = 9;

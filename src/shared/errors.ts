@@ -10,8 +10,7 @@
  * - guest-fault: the guest did something that ends the VM;
  * - internal: a tsvmm bug; the message still names where it happened.
  */
-export const ERROR_KINDS = ['usage', 'guest-image', 'host', 'guest-fault', 'internal'] as const;
-export type ErrorKind = (typeof ERROR_KINDS)[number];
+export type ErrorKind = 'usage' | 'guest-image' | 'host' | 'guest-fault' | 'internal';
 
 export interface TsvmmErrorOptions {
   /** The step that failed, such as 'read program headers' or 'KVM_SET_CPUID2'. */

@@ -132,7 +132,6 @@ export function exitReasonName(reason: number): string {
   return `KVM_EXIT_${EXIT_NAMES.get(reason) ?? reason}`;
 }
 
-export const IO_DIRECTION_IN = 0;
 export const IO_DIRECTION_OUT = 1;
 
 /** KVM_EXIT_INTERNAL_ERROR sub-errors. */
@@ -223,7 +222,6 @@ export const FPU = {
 export const CPUID_ENTRY = {
   function: 0, index: 4, flags: 8, eax: 12, ebx: 16, ecx: 20, edx: 24,
 } as const;
-export const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1;
 
 /** struct kvm_userspace_memory_region field offsets. */
 export const MEMORY_REGION = {
@@ -259,19 +257,10 @@ export const MSI = { address_lo: 0, address_hi: 4, data: 8, flags: 12, devid: 16
 /** struct kvm_irq_level field offsets. */
 export const IRQ_LEVEL = { irq: 0, level: 4 } as const;
 
-/** Local APIC register offsets inside kvm_lapic_state.regs (same as the MMIO page). */
-export const LAPIC = {
-  ID: 0x20,
-  SPURIOUS: 0xf0,
-  LVT_LINT0: 0x350,
-  LVT_LINT1: 0x360,
-} as const;
-
 /** Memory-mapping constants from <sys/mman.h> and <fcntl.h> (Linux x86_64). */
 export const PROT_READ = 0x1;
 export const PROT_WRITE = 0x2;
 export const MAP_SHARED = 0x01;
-export const MAP_PRIVATE = 0x02;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const O_RDWR = 0x2;

@@ -188,17 +188,6 @@ export function encodeMsrs(entries: readonly MsrEntry[]): Uint8Array {
   return bytes;
 }
 
-export function decodeMsrs(bytes: Uint8Array): MsrEntry[] {
-  const dv = view(bytes);
-  const count = dv.getUint32(0, true);
-  const entries: MsrEntry[] = [];
-  for (let i = 0; i < count; i++) {
-    const at = SIZEOF.kvm_msrs + i * SIZEOF.kvm_msr_entry;
-    entries.push({ index: dv.getUint32(at, true), data: dv.getBigUint64(at + 8, true) });
-  }
-  return entries;
-}
-
 /** struct kvm_cpuid2 with room for `capacity` entries (nent = capacity). */
 export function cpuidBuffer(capacity: number): Uint8Array {
   const bytes = new Uint8Array(SIZEOF.kvm_cpuid2 + capacity * SIZEOF.kvm_cpuid_entry2);

@@ -2,7 +2,7 @@
 // them on its own thread and anyone may read them at any time without asking
 // the worker (which is usually blocked in KVM_RUN).
 
-export const VCPU_STAT_NAMES = [
+const VCPU_STAT_NAMES = [
   'kvmRuns', // KVM_RUN calls that returned
   'ioExits', // KVM_EXIT_IO
   'mmioExits', // KVM_EXIT_MMIO

@@ -4,10 +4,10 @@
 
 import { AddressClaims } from '../shared/address-claims';
 import {
-  ExitChannel, Doorbell, NO_INTERRUPT, REQUEST_KIND, WaitCounters, waitCounters,
+  ExitChannel, Doorbell, NO_INTERRUPT, WaitCounters, waitCounters,
 } from '../shared/exit-channel';
 import {
-  EXIT, INTERNAL_ERROR, INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, IO_DIRECTION_OUT, IOCTL, KVM_RUN,
+  EXIT, INTERNAL_ERROR, INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, IOCTL, KVM_RUN,
 } from '../shared/kvm-abi';
 import { ACCESS_KIND, Access, KvmRunView, decodeAccess, emptyAccess } from '../shared/kvm-run';
 import { ERRNO, KvmError, NativeAddon, check } from '../shared/native';
@@ -265,6 +265,6 @@ export class VcpuRunLoop {
 }
 
 /** Only the shared-memory hand-offs wake the device thread through the doorbell. */
-export function handOffRingsDoorbell(mode: HandOffMode): boolean {
+function handOffRingsDoorbell(mode: HandOffMode): boolean {
   return mode === 'spin-park' || mode === 'park';
 }

@@ -140,7 +140,6 @@ qemuTest('virtio-console: transmits to and receives from a chardev socket', asyn
   }
 });
 
-
 qemuTest('virtio-hostile: every malformed chain gets an error status or NEEDS_RESET, and the device works after a reset', async () => {
   const { dir, image } = makeTempImage();
   try {

@@ -15,7 +15,7 @@ const REGISTER_WIDTH = 1;
  * rejects wider ones: a rejected read returns all ones, a rejected write is
  * dropped, and both are counted.
  */
-export class ByteWidthAdapter implements BusDevice {
+class ByteWidthAdapter implements BusDevice {
   readonly name: string;
   readonly device: ByteRegisterDevice;
   /** Reads wider than one byte, answered with all ones. */

@@ -133,7 +133,8 @@ export function redirectionEntryMsi(entry: IoapicRedirectionEntry): MsiMessage {
   const destination = entry.high >>> ENTRY_DESTINATION_SHIFT;
   const address = MSI_ADDRESS_BASE | (destination << MSI_ADDRESS_DESTINATION_SHIFT) | (entry.low & ENTRY_DESTINATION_MODE ? MSI_ADDRESS_DESTINATION_MODE : 0);
   const deliveryMode = (entry.low >> ENTRY_DELIVERY_MODE_SHIFT) & ENTRY_DELIVERY_MODE_MASK;
-  const data = (entry.low & ENTRY_VECTOR_MASK) | (deliveryMode << MSI_DATA_DELIVERY_MODE_SHIFT) | MSI_DATA_LEVEL_ASSERT | (entry.low & ENTRY_TRIGGER_LEVEL ? MSI_DATA_TRIGGER_LEVEL : 0);
+  const trigger = entry.low & ENTRY_TRIGGER_LEVEL ? MSI_DATA_TRIGGER_LEVEL : 0;
+  const data = (entry.low & ENTRY_VECTOR_MASK) | (deliveryMode << MSI_DATA_DELIVERY_MODE_SHIFT) | MSI_DATA_LEVEL_ASSERT | trigger;
   return { address: address >>> 0, data };
 }
 

@@ -29,22 +29,3 @@ export class NoDevice implements BusDevice {
     // Deliberately ignored: nothing is behind these ports.
   }
 }
-
-/** A port range crosvm claims with its NoDevice. */
-export interface NullPortRange {
-  name: string;
-  base: number;
-  length: number;
-}
-
-/** The PIT's ports when KVM's in-kernel PIT serves them (crosvm: 0x40, length 8, "ignore pit"). */
-export const PIT_NULL_PORTS: NullPortRange = { name: 'pit (in kernel)', base: 0x40, length: 8 };
-/** The POST code / I/O delay port Linux writes to slow down port I/O (crosvm: 0xed, length 1). */
-export const IO_DELAY_NULL_PORTS: NullPortRange = { name: 'io-delay', base: 0xed, length: 1 };
-/** The FPU error ports (clear busy / reset coprocessor) (crosvm: 0xf0, length 2). */
-export const FPU_NULL_PORTS: NullPortRange = { name: 'fpu', base: 0xf0, length: 2 };
-/** PCI configuration mechanism #1, for a machine without a PCI root (crosvm: 0xcf8, length 8). */
-export const PCI_CONFIG_NULL_PORTS: NullPortRange = { name: 'pci config (absent)', base: 0xcf8, length: 8 };
-
-/** The ranges tsvmm claims with a NoDevice on every machine (PIT and PCI ranges depend on the configuration). */
-export const ALWAYS_NULL_PORTS: readonly NullPortRange[] = [IO_DELAY_NULL_PORTS, FPU_NULL_PORTS];

@@ -5,14 +5,14 @@
 
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
-export class PciConfigError extends TsvmmError {
+class PciConfigError extends TsvmmError {
   constructor(message: string, options?: TsvmmErrorOptions) {
     super('internal', message, options);
   }
 }
 
 /** Header offsets (PCI Local Bus 3.0, 6.1). */
-export const PCI_REG = {
+const PCI_REG = {
   vendorId: 0x00,
   deviceId: 0x02,
   command: 0x04,
@@ -28,14 +28,14 @@ export const PCI_REG = {
   interruptPin: 0x3d,
 } as const;
 
-export const PCI_COMMAND = { io: 1 << 0, memory: 1 << 1, busMaster: 1 << 2, intxDisable: 1 << 10 } as const;
-export const PCI_STATUS = { interrupt: 1 << 3, capabilityList: 1 << 4 } as const;
+const PCI_COMMAND = { io: 1 << 0, memory: 1 << 1, busMaster: 1 << 2, intxDisable: 1 << 10 } as const;
+const PCI_STATUS = { interrupt: 1 << 3, capabilityList: 1 << 4 } as const;
 /** Command bits a guest may change: I/O and memory decode, bus master, SERR, INTx disable. */
 const COMMAND_WRITABLE = PCI_COMMAND.io | PCI_COMMAND.memory | PCI_COMMAND.busMaster | (1 << 8) | PCI_COMMAND.intxDisable;
 /** Status bits cleared by writing 1: parity, signalled/received aborts, SERR, detected parity. */
 const STATUS_WRITE_ONE_TO_CLEAR = 0xf900;
 
-export const CONFIG_SPACE_BYTES = 4096;
+const CONFIG_SPACE_BYTES = 4096;
 /** Legacy configuration mechanism #1 reaches only the first 256 bytes. */
 export const LEGACY_CONFIG_BYTES = 256;
 const BAR_COUNT = 6;

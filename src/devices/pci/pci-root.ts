@@ -15,7 +15,7 @@ const ADDRESS_ENABLE = 0x8000_0000;
 const ADDRESS_WRITABLE = 0x80ff_fffc;
 
 /** The i440FX host bridge QEMU -M pc and crosvm put at 00:00.0 (what SeaBIOS and Linux's sanity check expect). */
-export class HostBridge implements PciFunction {
+class HostBridge implements PciFunction {
   readonly name = 'host-bridge';
   readonly config = new PciConfigSpace({
     vendorId: 0x8086, deviceId: 0x1237, classCode: 0x06, subclass: 0x00, subsystemVendorId: 0x1af4, subsystemId: 0x1100,

@@ -10,20 +10,20 @@ import { VirtioBackend, VirtioContext, isChainError } from './pci-transport';
 const VIRTIO_ID_BLOCK = 2;
 /** PCI class mass storage, "other" (0x01, 0x80). */
 const PCI_CLASS_MASS_STORAGE: readonly [number, number] = [0x01, 0x80];
-export const SECTOR_BYTES = 512;
+const SECTOR_BYTES = 512;
 const HEADER_BYTES = 16;
 /** GET_ID answers with 20 bytes, NUL-padded. */
 const ID_BYTES = 20;
 /** Data segments per request the device takes (VIRTIO_BLK_F_SEG_MAX); the queue size bounds chains anyway. */
 const SEG_MAX = 254;
 
-export const BLK_F = { segMax: 2n, ro: 5n, blkSize: 6n, flush: 9n, discard: 13n, writeZeroes: 14n } as const;
-export const BLK_T = { in: 0, out: 1, flush: 4, getId: 8, discard: 11, writeZeroes: 13 } as const;
+const BLK_F = { segMax: 2n, ro: 5n, blkSize: 6n, flush: 9n, discard: 13n, writeZeroes: 14n } as const;
+const BLK_T = { in: 0, out: 1, flush: 4, getId: 8, discard: 11, writeZeroes: 13 } as const;
 /** A DISCARD/WRITE_ZEROES segment: le64 sector, le32 num_sectors, le32 flags. */
 const RANGE_SEGMENT_BYTES = 16;
 /** The most sectors one DISCARD or WRITE_ZEROES segment may cover (1 GiB): a bound a guest cannot exceed. */
 const MAX_RANGE_SECTORS = 2 * 1024 * 1024;
-export const BLK_S = { ok: 0, ioErr: 1, unsupp: 2 } as const;
+const BLK_S = { ok: 0, ioErr: 1, unsupp: 2 } as const;
 
 /** Where the data lives; every method completes (or fails) asynchronously. */
 export interface BlockStore {

@@ -8,17 +8,17 @@ import type { LevelInterruptLine, MsiSink } from '../interrupt';
 import { BarDefinition, PciConfigSpace, PciFunction } from '../pci/config-space';
 import { ChainError, DmaMemory, QueueFeatures, SplitQueue } from './queue';
 
-export const VIRTIO_VENDOR_ID = 0x1af4;
+const VIRTIO_VENDOR_ID = 0x1af4;
 /** Modern device ids are 0x1040 + the virtio device type. */
 const MODERN_DEVICE_ID_BASE = 0x1040;
 
-export const VIRTIO_F = {
+const VIRTIO_F = {
   indirectDesc: 28n,
   eventIdx: 29n,
   version1: 32n,
 } as const;
 
-export const DEVICE_STATUS = {
+const DEVICE_STATUS = {
   acknowledge: 1,
   driver: 2,
   driverOk: 4,

@@ -12,13 +12,13 @@ export interface DmaMemory {
   slice(address: number, length: number): Uint8Array;
 }
 
-export const DESC_F_NEXT = 1;
-export const DESC_F_WRITE = 2;
-export const DESC_F_INDIRECT = 4;
+const DESC_F_NEXT = 1;
+const DESC_F_WRITE = 2;
+const DESC_F_INDIRECT = 4;
 const DESCRIPTOR_BYTES = 16;
 const AVAIL_F_NO_INTERRUPT = 1;
 /** The largest queue tsvmm offers (the 256; the spec allows 32768). */
-export const MAX_QUEUE_SIZE = 256;
+const MAX_QUEUE_SIZE = 256;
 
 /** One buffer of a chain, inside guest RAM. */
 export interface ChainBuffer {

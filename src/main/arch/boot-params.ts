@@ -14,7 +14,7 @@ import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
  * file). Source: arch/x86/include/uapi/asm/bootparam.h, Documentation/arch/x86/
  * zero-page.rst and boot.rst ("The Real-Mode Kernel Header").
  */
-export const BOOT_PARAMS = {
+const BOOT_PARAMS = {
   acpi_rsdp_addr: 0x070, // u64
   ext_ramdisk_image: 0x0c0, // u32, ramdisk_image high 32 bits
   ext_ramdisk_size: 0x0c4, // u32, ramdisk_size high 32 bits
@@ -70,18 +70,18 @@ export const SETUP_HEADER = {
 } as const;
 
 /** The space boot_params reserves for the setup header: it may never grow past edd_mbr_sig_buffer. */
-export const SETUP_HEADER_MAX_BYTES = BOOT_PARAMS.edd_mbr_sig_buffer - BOOT_PARAMS.hdr;
+const SETUP_HEADER_MAX_BYTES = BOOT_PARAMS.edd_mbr_sig_buffer - BOOT_PARAMS.hdr;
 
 /** boot_flag: the 0xAA55 boot-sector signature, "the closest thing old Linux kernels have to a magic number". */
 export const BOOT_FLAG_MAGIC = 0xaa55;
 /** header: "HdrS" read as a little-endian u32. */
 export const HDRS_MAGIC = 0x53726448;
 /** type_of_loader: 0xff is "undefined", for loaders without an assigned id. */
-export const LOADER_TYPE_UNDEFINED = 0xff;
+const LOADER_TYPE_UNDEFINED = 0xff;
 /** loadflags bit 0: the protected-mode code is loaded at 0x100000. */
 export const LOADFLAGS_LOADED_HIGH = 0x01;
 /** vid_mode 0xffff: "normal" text mode (boot.rst "vga=normal"), an obligatory field. */
-export const VID_MODE_NORMAL = 0xffff;
+const VID_MODE_NORMAL = 0xffff;
 /**
  * kernel_alignment written for every kernel, as crosvm does: the 64-bit entry
  * (head_64.S) aligns its run address up to this value, so it must be nonzero;
@@ -94,7 +94,7 @@ export const BOOT_KERNEL_ALIGNMENT = 0x100_0000;
  * 2.15, the newest, so the kernel trusts every field we fill (setup_data needs
  * 2.09, the ext_* high halves 2.12).
  */
-export const DEFAULT_BOOT_PROTOCOL_VERSION = 0x020f;
+const DEFAULT_BOOT_PROTOCOL_VERSION = 0x020f;
 
 /** Largest value of a u32 field. */
 const MAX_U32 = 0xffff_ffff;

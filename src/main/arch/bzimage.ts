@@ -29,18 +29,16 @@ const SHORT_JUMP_OPCODE = 0xeb;
 /** Where the jump's offset is counted from. */
 const JUMP_BASE = SETUP_HEADER.jump + 2;
 /** Protocol 2.06 added cmdline_size; older kernels are not supported. */
-export const MIN_BOOT_PROTOCOL = 0x0206;
+const MIN_BOOT_PROTOCOL = 0x0206;
 /** The protocol version that introduced each field read here only when present. */
 const PROTOCOL_2_10 = 0x020a; // pref_address, init_size, min_alignment
 const PROTOCOL_2_11 = 0x020b; // handover_offset
 const PROTOCOL_2_12 = 0x020c; // xloadflags
 const PROTOCOL_2_15 = 0x020f; // kernel_info_offset
 /** xloadflags bit 0: the kernel has the 64-bit entry point at load address + 0x200. */
-export const XLF_KERNEL_64 = 0x0001;
-/** xloadflags bit 1: kernel, boot_params, command line and ramdisk may be above 4 GiB. */
-export const XLF_CAN_BE_LOADED_ABOVE_4G = 0x0002;
+const XLF_KERNEL_64 = 0x0001;
 /** The 64-bit entry point's offset from the start of the protected-mode code (boot.rst, 64-bit Boot Protocol). */
-export const ENTRY_64_OFFSET = 0x200;
+const ENTRY_64_OFFSET = 0x200;
 
 /** The setup header fields a loader reads, with setup_sects already resolved (0 means 4). */
 export interface BzImageHeader {

@@ -49,11 +49,11 @@ const CORE_SUBLEAF = 1;
 const MAX_VCPUS = 255;
 
 /** Leaf numbers shaped here. */
-export const LEAF_FEATURES = 0x1;
-export const LEAF_CACHE_PARAMETERS = 0x4;
-export const LEAF_THERMAL_POWER = 0x6;
-export const LEAF_EXTENDED_TOPOLOGY = 0xb;
-export const LEAF_EXTENDED_TOPOLOGY_V2 = 0x1f;
+const LEAF_FEATURES = 0x1;
+const LEAF_CACHE_PARAMETERS = 0x4;
+const LEAF_THERMAL_POWER = 0x6;
+const LEAF_EXTENDED_TOPOLOGY = 0xb;
+const LEAF_EXTENDED_TOPOLOGY_V2 = 0x1f;
 
 export interface VcpuTopology {
   /** This vCPU's index, which is also its APIC id. */

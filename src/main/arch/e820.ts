@@ -17,7 +17,7 @@ import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 /** e820 type 1: usable RAM. */
 export const E820_RAM = 1;
 /** e820 type 2: reserved, the kernel must neither use it as RAM nor hand it to devices. */
-export const E820_RESERVED = 2;
+const E820_RESERVED = 2;
 /** The zero page's e820_table holds this many entries (E820_MAX_ENTRIES_ZEROPAGE, bootparam.h). */
 export const E820_MAX_ENTRIES = 128;
 /** struct boot_e820_entry is packed: addr u64, size u64, type u32. */

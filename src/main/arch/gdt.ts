@@ -47,21 +47,19 @@ const MAX_RAW_LIMIT = 0xfffff;
 const MAX_LIMIT_ARGUMENT = 0xffff_ffff;
 
 /** Flags of a present, ring-0, 64-bit (L=1), 4 KiB-granular, execute/read, accessed code segment. */
-export const CODE64_FLAGS = 0xa09b;
+const CODE64_FLAGS = 0xa09b;
 /** Flags of a present, ring-0, 32-bit (D/B=1), 4 KiB-granular, read/write, accessed data segment. */
-export const DATA_FLAGS = 0xc093;
+const DATA_FLAGS = 0xc093;
 /** Flags of a present, 4 KiB-granular, busy 64-bit TSS (type 0xb). */
-export const TSS64_FLAGS = 0x808b;
+const TSS64_FLAGS = 0x808b;
 /** Flags of a present, ring-0, 32-bit (D/B=1), 4 KiB-granular, execute/read, accessed code segment (PVH). */
-export const CODE32_FLAGS = 0xc09b;
+const CODE32_FLAGS = 0xc09b;
 /** Flags of a present, byte-granular, busy 32-bit TSS (PVH requires an active TSS, limit 0x67). */
-export const TSS32_FLAGS = 0x008b;
+const TSS32_FLAGS = 0x008b;
 
 /** Byte limit of a 32-bit TSS (104 bytes), as the PVH ABI asks for TR. */
 const TSS32_LIMIT = 0x67;
 
-/** Slot numbers in the boot GDT; the selector of slot i is i * 8 (TI = 0, RPL = 0). */
-export const GDT_NULL_INDEX = 0;
 export const GDT_CODE_INDEX = 1;
 export const GDT_DATA_INDEX = 2;
 export const GDT_TSS_INDEX = 3;

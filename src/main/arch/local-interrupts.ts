@@ -8,19 +8,19 @@
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** KVM_APIC_REG_SIZE: bytes in struct kvm_lapic_state. */
-export const LAPIC_STATE_BYTES = 0x400;
+const LAPIC_STATE_BYTES = 0x400;
 /** LVT LINT0 register offset in the APIC page. */
-export const APIC_LVT_LINT0 = 0x350;
+const APIC_LVT_LINT0 = 0x350;
 /** LVT LINT1 register offset in the APIC page. */
-export const APIC_LVT_LINT1 = 0x360;
+const APIC_LVT_LINT1 = 0x360;
 
 /** LVT bits 10:8 select the delivery mode. */
 const DELIVERY_MODE_SHIFT = 8;
 const DELIVERY_MODE_MASK = 0x700;
 /** Delivery mode 0b100: deliver as NMI (the vector is ignored). */
-export const DELIVERY_MODE_NMI = 0x4;
+const DELIVERY_MODE_NMI = 0x4;
 /** Delivery mode 0b111: ExtINT, the interrupt and its vector come from an external 8259 PIC. */
-export const DELIVERY_MODE_EXTINT = 0x7;
+const DELIVERY_MODE_EXTINT = 0x7;
 
 export class LocalInterruptError extends TsvmmError {
   constructor(message: string, options?: TsvmmErrorOptions) {
@@ -29,7 +29,7 @@ export class LocalInterruptError extends TsvmmError {
 }
 
 /** Replaces bits 10:8 of an LVT register value with `mode`, keeping every other bit. */
-export function withDeliveryMode(register: number, mode: number): number {
+function withDeliveryMode(register: number, mode: number): number {
   return ((register & ~DELIVERY_MODE_MASK) | (mode << DELIVERY_MODE_SHIFT)) >>> 0;
 }
 

@@ -8,34 +8,34 @@
 import { MsrEntry } from '../../shared/kvm-structs';
 
 /** IA32_SYSENTER_CS: code segment for SYSENTER. */
-export const MSR_IA32_SYSENTER_CS = 0x174;
+const MSR_IA32_SYSENTER_CS = 0x174;
 /** IA32_SYSENTER_ESP: stack pointer for SYSENTER. */
-export const MSR_IA32_SYSENTER_ESP = 0x175;
+const MSR_IA32_SYSENTER_ESP = 0x175;
 /** IA32_SYSENTER_EIP: entry point for SYSENTER. */
-export const MSR_IA32_SYSENTER_EIP = 0x176;
+const MSR_IA32_SYSENTER_EIP = 0x176;
 /** IA32_STAR: segment selectors for SYSCALL/SYSRET. */
-export const MSR_STAR = 0xc000_0081;
+const MSR_STAR = 0xc000_0081;
 /** IA32_LSTAR: 64-bit SYSCALL entry point. */
-export const MSR_LSTAR = 0xc000_0082;
+const MSR_LSTAR = 0xc000_0082;
 /** IA32_CSTAR: compatibility-mode SYSCALL entry point. */
-export const MSR_CSTAR = 0xc000_0083;
+const MSR_CSTAR = 0xc000_0083;
 /** IA32_FMASK: RFLAGS bits cleared on SYSCALL. */
-export const MSR_SYSCALL_MASK = 0xc000_0084;
+const MSR_SYSCALL_MASK = 0xc000_0084;
 /** IA32_KERNEL_GS_BASE: GS base swapped in by SWAPGS. */
-export const MSR_KERNEL_GS_BASE = 0xc000_0102;
+const MSR_KERNEL_GS_BASE = 0xc000_0102;
 /** IA32_TIME_STAMP_COUNTER. */
-export const MSR_IA32_TSC = 0x10;
+const MSR_IA32_TSC = 0x10;
 /** IA32_MISC_ENABLE. */
-export const MSR_IA32_MISC_ENABLE = 0x1a0;
+const MSR_IA32_MISC_ENABLE = 0x1a0;
 /** IA32_MTRR_DEF_TYPE: default memory type and MTRR enables. */
-export const MSR_MTRR_DEF_TYPE = 0x2ff;
+const MSR_MTRR_DEF_TYPE = 0x2ff;
 
 /** IA32_MISC_ENABLE bit 0: fast-string REP MOVS/STOS enabled, as firmware leaves it. */
-export const MISC_ENABLE_FAST_STRING = 0x1n;
+const MISC_ENABLE_FAST_STRING = 0x1n;
 /** IA32_MTRR_DEF_TYPE bit 11 (E): MTRRs enabled. */
-export const MTRR_ENABLE = 0x800n;
+const MTRR_ENABLE = 0x800n;
 /** Memory type 6: write-back. */
-export const MTRR_MEM_TYPE_WB = 0x6n;
+const MTRR_MEM_TYPE_WB = 0x6n;
 
 /**
  * The MSR values for a vCPU about to boot Linux in 64-bit (or PVH) mode.

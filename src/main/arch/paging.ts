@@ -9,11 +9,11 @@ import { BOOT_IDENTITY_MAP_SIZE, PDE_START, PDPTE_START, PML4_START } from '../l
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 /** Paging-structure entry bit 0: the entry maps something. */
-export const PAGE_PRESENT = 0x1n;
+const PAGE_PRESENT = 0x1n;
 /** Bit 1: writes are allowed through this entry. */
-export const PAGE_WRITABLE = 0x2n;
+const PAGE_WRITABLE = 0x2n;
 /** Bit 7 in a page-directory entry: it maps a 2 MiB page instead of pointing to a page table. */
-export const PAGE_SIZE_2M = 0x80n;
+const PAGE_SIZE_2M = 0x80n;
 
 /** Bytes mapped by one page-directory entry with PS set. */
 const LARGE_PAGE_BYTES = 2 * 1024 * 1024;

@@ -27,9 +27,9 @@ const START_INFO_VERSION = 1;
 /** Memory map types use E820 numbering (start_info.h: XEN_HVM_MEMMAP_TYPE_*). */
 export const PVH_MEMMAP_RAM = 1;
 export const PVH_MEMMAP_RESERVED = 2;
-export const PVH_MEMMAP_ACPI = 3;
-export const PVH_MEMMAP_NVS = 4;
-export const PVH_MEMMAP_UNUSABLE = 5;
+const PVH_MEMMAP_ACPI = 3;
+const PVH_MEMMAP_NVS = 4;
+const PVH_MEMMAP_UNUSABLE = 5;
 const KNOWN_MEMMAP_TYPES = new Set([PVH_MEMMAP_RAM, PVH_MEMMAP_RESERVED, PVH_MEMMAP_ACPI, PVH_MEMMAP_NVS, PVH_MEMMAP_UNUSABLE]);
 
 /** How many memory map entries fit between PVH_MEMMAP_START and PVH_MEMMAP_END (160). */

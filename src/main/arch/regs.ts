@@ -21,22 +21,22 @@ import { BOOT_STACK_POINTER, PML4_START, PVH_INFO_START, ZERO_PAGE_START } from 
 const RFLAGS_RESERVED_ONE = 0x2n;
 
 /** CR0.PE: protected mode. */
-export const CR0_PE = 0x1n;
+const CR0_PE = 0x1n;
 /** CR0.ET: x87 present (hard-wired to 1 on modern CPUs; KVM's reset value has it). */
-export const CR0_ET = 0x10n;
+const CR0_ET = 0x10n;
 /** CR0.PG: paging; required for long mode. */
-export const CR0_PG = 0x8000_0000n;
+const CR0_PG = 0x8000_0000n;
 /** CR4.PAE: 64-bit page-table entries; required for long mode. */
-export const CR4_PAE = 0x20n;
+const CR4_PAE = 0x20n;
 /** EFER.LME: long mode enable. */
-export const EFER_LME = 0x100n;
+const EFER_LME = 0x100n;
 /** EFER.LMA: long mode active; KVM_SET_SREGS takes it as given rather than deriving it from PG. */
-export const EFER_LMA = 0x400n;
+const EFER_LMA = 0x400n;
 
 /** x87 control word after FNINIT: all exceptions masked, 64-bit precision, round to nearest. */
-export const FPU_CONTROL_WORD_DEFAULT = 0x37f;
+const FPU_CONTROL_WORD_DEFAULT = 0x37f;
 /** MXCSR at power-on: all SSE exceptions masked, round to nearest. */
-export const MXCSR_DEFAULT = 0x1f80;
+const MXCSR_DEFAULT = 0x1f80;
 
 /** kvm_fpu holds 8 x87 registers and 16 XMM registers of 16 bytes each. */
 const FPR_BYTES = 8 * 16;

@@ -71,8 +71,8 @@ off, 2 for bad arguments, 3 for a triple fault, 4 for an internal KVM error,
 5 for any other fatal guest event, 1 for a tsvmm failure, 130 on SIGINT.`;
 
 /** Years the CMOS RTC shows (BCD year and century registers) and guests read without wrapping. */
-export const RTC_FIRST_YEAR = 1970;
-export const RTC_LAST_YEAR = 9999;
+const RTC_FIRST_YEAR = 1970;
+const RTC_LAST_YEAR = 9999;
 
 function positiveInteger(name: string, text: string | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   if (text === undefined) return fallback;

@@ -2,12 +2,11 @@
 // signals, run, report how the guest ended. Every failure a user can cause
 // becomes one line on stderr and an exit code, never a stack trace.
 
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { TsvmmError, asTsvmmError } from '../../shared/errors';
-import { parseCli, USAGE, UsageError, CliOptions } from './args';
+import { parseCli, USAGE, CliOptions } from './args';
 import { vmConfigFromCli } from './config-file';
 import { ConsoleInput, OutputSink } from './console';
 import { readInputFile } from './input-files';
@@ -16,7 +15,7 @@ import { VmExit, describeVmExit } from '../vmm/vm-exit';
 import { Machine } from '../vmm/machine';
 
 /** The bundled demo guest, built by `npm run build` from guests/hello. */
-export function demoGuestPath(): string {
+function demoGuestPath(): string {
   return path.resolve(__dirname, '..', '..', '..', 'guests', 'out', 'hello.elf');
 }
 

@@ -8,7 +8,7 @@ import { VmConfig, resolveVmConfig } from '../vmm/vm-config';
 const MAX_CONFIG_BYTES = 1024 * 1024;
 
 /** The file's JSON object, unchecked (resolveVmConfig checks it). */
-export function readConfigFile(file: string): Record<string, unknown> {
+function readConfigFile(file: string): Record<string, unknown> {
   let text: string;
   try {
     const stat = fs.statSync(file);

@@ -15,7 +15,7 @@ export const EXIT_CODE = {
 } as const;
 
 /** 128 + the signal's number, as a shell reports a process that a signal ended. */
-export function signalExitCode(signal: NodeJS.Signals): number {
+function signalExitCode(signal: NodeJS.Signals): number {
   return 128 + (osConstants.signals[signal] ?? 0);
 }
 

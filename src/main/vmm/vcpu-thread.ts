@@ -15,7 +15,6 @@ import type { HandOffMode, VcpuStop, VcpuWorkerApi, VcpuWorkerConfig } from '../
 import { ExitChannel } from '../../shared/exit-channel';
 import type { Regs } from '../../shared/kvm-structs';
 
-
 export interface VcpuThreadOptions {
   vcpuId: number;
   vcpuFd: number;

@@ -7,9 +7,9 @@ import { HAND_OFF_MODES, HandOffMode } from '../../shared/vcpu-protocol';
 import { DEFAULT_SPIN_LIMIT } from '../../shared/exit-channel';
 import { TsvmmError } from '../../shared/errors';
 
-export const BOOT_PROTOCOLS = ['auto', 'linux', 'pvh'] as const;
+const BOOT_PROTOCOLS = ['auto', 'linux', 'pvh'] as const;
 export type BootProtocolChoice = (typeof BOOT_PROTOCOLS)[number];
-export const IRQCHIPS = ['kernel', 'split'] as const;
+const IRQCHIPS = ['kernel', 'split'] as const;
 export type IrqchipChoice = (typeof IRQCHIPS)[number];
 
 /** Where COM1 goes: the process's stdio, a file, or nowhere. */
@@ -42,14 +42,14 @@ export type DeviceConfig =
 /** Where virtio-rng reads entropy unless told otherwise. */
 export const DEFAULT_RNG_SOURCE = '/dev/urandom';
 /** A virtio-blk serial (GET_ID) is at most 20 bytes. */
-export const MAX_DISK_SERIAL = 20;
+const MAX_DISK_SERIAL = 20;
 
-export const DEFAULT_CPUS = 1;
-export const DEFAULT_MEMORY_MIB = 256;
+const DEFAULT_CPUS = 1;
+const DEFAULT_MEMORY_MIB = 256;
 /** The most loads a spin budget may ask for: about 10 ms of spinning per exit, far past any useful budget. */
 export const MAX_SPIN_LIMIT = 10_000_000;
 
-export const DEFAULT_VM_CONFIG: Readonly<VmConfig> = Object.freeze<VmConfig>({
+const DEFAULT_VM_CONFIG: Readonly<VmConfig> = Object.freeze<VmConfig>({
   cpus: DEFAULT_CPUS,
   memoryMiB: DEFAULT_MEMORY_MIB,
   bootProtocol: 'auto',
@@ -61,7 +61,7 @@ export const DEFAULT_VM_CONFIG: Readonly<VmConfig> = Object.freeze<VmConfig>({
 });
 
 /** A field of a VmConfig that is not what it must be. */
-export class VmConfigError extends TsvmmError {
+class VmConfigError extends TsvmmError {
   constructor(readonly field: string, message: string) {
     super('usage', message, { step: `config field ${field}` });
   }

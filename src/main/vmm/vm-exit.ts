@@ -56,7 +56,7 @@ const EFER_LMA = 1n << 10n;
 const CR0_PE = 1n;
 
 /** Registers and the bytes at RIP of a stopped vCPU. */
-export function locate(vcpu: Vcpu, memory: GuestMemory, reportedBytes?: number[]): GuestLocation {
+function locate(vcpu: Vcpu, memory: GuestMemory, reportedBytes?: number[]): GuestLocation {
   try {
     const regs = vcpu.getRegs();
     const sregs = vcpu.getSregs();
@@ -142,9 +142,4 @@ export function describeVmExit(exit: VmExit): { summary: string; detail?: string
     case 'vmm-failure':
       return { summary: `${who}${exit.message}` };
   }
-}
-
-/** A guest event that the guest did not mean: the VM ended on a fault. */
-export function isGuestFault(exit: VmExit): boolean {
-  return exit.kind !== 'reset' && exit.kind !== 'poweroff' && exit.kind !== 'stopped' && exit.kind !== 'vmm-failure';
 }

@@ -7,7 +7,6 @@ import { MAX_MPTABLE_CPUS, MpTableError, PciInterruptRoute, writeMpTable } from 
 // Expected values below are worked out by hand from MP Spec 1.4 chapter 4
 // (byte layouts as in Linux's asm/mpspec_def.h), not taken from the code.
 
-const FLOATING_POINTER_SIZE = 16;
 const HEADER_SIZE = 44;
 const TABLE_ADDRESS = 0x9fc10; // MPTABLE_START + 16: the table follows the floating pointer
 

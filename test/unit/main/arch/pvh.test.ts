@@ -19,16 +19,6 @@ function memory(): GuestMemory {
   ]);
 }
 
-function u64(value: number): number[] {
-  const bytes: number[] = [];
-  let rest = BigInt(value);
-  for (let i = 0; i < 8; i++) {
-    bytes.push(Number(rest & 0xffn));
-    rest >>= 8n;
-  }
-  return bytes;
-}
-
 const MAP = [
   { addr: 0, size: 0x9fc00, type: PVH_MEMMAP_RAM },
   { addr: 0x9fc00, size: 0x60400, type: PVH_MEMMAP_RESERVED },
