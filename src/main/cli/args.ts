@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { HAND_OFF_MODES, HandOffMode } from '../../shared/vcpu-protocol';
 import { DeviceConfig, MAX_SPIN_LIMIT } from '../vmm/vm-config';
-import { expandBareRng, parseDisk, parseRng } from './device-options';
+import { expandBareRng, parseConsole, parseDisk, parseRng } from './device-options';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
 export class UsageError extends TsvmmError {
@@ -62,6 +62,7 @@ Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
   --disk path=FILE[,readonly=on][,serial=ID]
                         a virtio-blk disk backed by a raw image (repeatable)
   --rng [src=PATH]      a virtio-rng device reading PATH (default /dev/urandom)
+  --console C           a virtio-console (the guest's hvc0): off (default), tty, or file=PATH
   --config FILE         a JSON VmConfig (fields as in the README); options given here override it
   --version             print the version and exit
   --help                print this help and exit
@@ -138,6 +139,7 @@ export function parseCli(argv: string[]): CliOptions {
         config: { type: 'string' },
         disk: { type: 'string', multiple: true },
         rng: { type: 'string' },
+        console: { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -187,8 +189,11 @@ export function parseCli(argv: string[]): CliOptions {
     stats: values.stats ?? false,
     config: values.config,
     devices: (parsed.tokens ?? []).flatMap((token) => {
-      if (token.kind !== 'option' || (token.name !== 'disk' && token.name !== 'rng')) return [];
-      return [token.name === 'disk' ? parseDisk(token.value ?? '') : parseRng(token.value ?? true)];
+      if (token.kind !== 'option') return [];
+      if (token.name === 'disk') return [parseDisk(token.value ?? '')];
+      if (token.name === 'rng') return [parseRng(token.value ?? true)];
+      if (token.name === 'console') return [parseConsole(token.value ?? '')].filter((device) => device !== undefined);
+      return [];
     }),
     given: seen,
   };

@@ -53,21 +53,28 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
   }
 
   let output: OutputSink | undefined;
+  /** The virtio-console's terminal output: COM1's sink when that is stdout too, else a sink of its own. */
+  let consoleOutput: OutputSink | undefined;
   let input: ConsoleInput | undefined;
   let machine: Machine | undefined;
   const removeSignalHandlers: Array<() => void> = [];
   try {
     const config = vmConfigFromCli(options);
-    const kernel = readInput('kernel', config.kernel ?? demoGuestPath(), options.memMiB);
-    const initrd = config.initrd ? readInput('initrd', config.initrd, options.memMiB) : undefined;
+    const kernel = readInput('kernel', config.kernel ?? demoGuestPath(), config.memoryMiB);
+    const initrd = config.initrd ? readInput('initrd', config.initrd, config.memoryMiB) : undefined;
     // A write error (EPIPE, ENOSPC, ...) ends the VM: its console is gone.
     const onError = (error: TsvmmError) => machine?.end({ kind: 'stopped', cause: { by: 'output-error', message: error.message } });
     output = config.serial.kind === 'null' ? undefined : OutputSink.open(config.serial, { onError });
     const sink = output;
+    if (config.devices.some((device) => device.kind === 'console' && device.path === undefined)) {
+      consoleOutput = config.serial.kind === 'stdio' ? output : OutputSink.open({ kind: 'stdio' }, { onError });
+    }
+    const hvc0 = consoleOutput;
     machine = await Machine.create(config, {
       kernel,
       initrd,
       serialOutput: sink ? (bytes) => sink.write(bytes) : undefined,
+      consoleOutput: hvc0 ? (bytes) => hvc0.write(bytes) : undefined,
       startedWorkers,
       kvmDevice: process.env.TSVMM_KVM_DEVICE,
     });
@@ -101,6 +108,7 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
     for (const remove of removeSignalHandlers) remove();
     await machine?.close();
     output?.close();
+    if (consoleOutput !== output) consoleOutput?.close();
   }
 }
 

@@ -48,7 +48,7 @@ function fromOptions(options: CliOptions, onlyGiven: boolean): Partial<VmConfig>
   if (given('hand-off')) fields.handOff = options.handOff;
   if (given('spin-limit') && options.spinLimit !== undefined) fields.spinLimit = options.spinLimit;
   // Devices given on the command line replace the file's list.
-  if (given('disk') || given('rng')) fields.devices = options.devices;
+  if (given('disk') || given('rng') || given('console')) fields.devices = options.devices;
   return fields;
 }
 

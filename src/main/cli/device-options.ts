@@ -38,6 +38,14 @@ export function parseDisk(text: string): DeviceConfig {
   return { kind: 'disk', path, readonly: onOff('disk', 'readonly', pairs.get('readonly')), ...(serial === undefined ? {} : { serial }) };
 }
 
+/** --console off|tty|file=PATH; off adds no device. */
+export function parseConsole(text: string): DeviceConfig | undefined {
+  if (text === 'off') return undefined;
+  if (text === 'tty') return { kind: 'console' };
+  if (text.startsWith('file=') && text.length > 'file='.length) return { kind: 'console', path: text.slice('file='.length) };
+  throw new DeviceOptionError(`--console takes off, tty or file=PATH, got "${text}"`);
+}
+
 export function parseRng(text: string | true): DeviceConfig {
   if (text === true) return { kind: 'rng', source: DEFAULT_RNG_SOURCE };
   return { kind: 'rng', source: keyValues('rng', text, ['src']).get('src') ?? DEFAULT_RNG_SOURCE };

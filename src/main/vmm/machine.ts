@@ -43,7 +43,7 @@ function secureRandomBytes(count: number): Uint8Array {
   return new Uint8Array(randomBytes(count));
 }
 
-export class MachineConfigError extends TsvmmError {
+class MachineConfigError extends TsvmmError {
   constructor(message: string) {
     super('usage', message);
   }
@@ -68,6 +68,8 @@ export interface MachineHooks {
    * it starts any that are missing and ends the ones it does not need.
    */
   startedWorkers?: Worker[];
+  /** Where the virtio-console's output goes when its config names no file (the CLI's terminal). */
+  consoleOutput?: (bytes: Uint8Array) => void;
   /** Guest mistakes tsvmm refused (a BAR over another device, a malformed virtqueue), one line each, once. */
   warn?: (message: string) => void;
 }
@@ -144,7 +146,7 @@ export class Machine {
       const layout = guestMemoryLayout(memBytes);
       ram = GuestRam.create(vm, layout);
       const guestRam = ram;
-      devices = createHostDevices(resolved.devices, (address, length) => guestRam.locate(address, length));
+      devices = createHostDevices(resolved.devices, (address, length) => guestRam.locate(address, length), hooks.consoleOutput);
       const boot = configureSystem(ram.memory, layout, {
         kernel: hooks.kernel,
         initrd: hooks.initrd,

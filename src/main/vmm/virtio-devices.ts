@@ -4,6 +4,7 @@
 
 import * as fs from 'node:fs';
 import { VirtioBlk } from '../../devices/virtio/blk';
+import { VirtioConsole } from '../../devices/virtio/console';
 import { VirtioRng } from '../../devices/virtio/rng';
 import { FileBlockStore, RamLocator } from '../io/block-store';
 import type { VirtioBackend } from '../../devices/virtio/pci-transport';
@@ -53,13 +54,33 @@ function rngDevice(id: string, source: string): HostDevice {
   return { id, backend: rng, dispose: () => fs.closeSync(fd) };
 }
 
+function consoleDevice(id: string, path: string | undefined, output: ((bytes: Uint8Array) => void) | undefined): HostDevice {
+  if (path === undefined) {
+    return { id, backend: new VirtioConsole((bytes) => output?.(bytes)), dispose: () => {} };
+  }
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'w');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    throw new TsvmmError('usage', `--console file=${path}: cannot open it for writing (${code}); give a writable path`, { cause: error });
+  }
+  // A regular file (checked by opening it for writing): its writes do not block for long.
+  const console = new VirtioConsole((bytes) => { fs.writeSync(fd, bytes); });
+  return { id, backend: console, dispose: () => fs.closeSync(fd) };
+}
+
 function diskDevice(id: string, config: Extract<DeviceConfig, { kind: 'disk' }>, locate: RamLocator): HostDevice {
   const store = FileBlockStore.open(config.path, config.readonly, locate);
   return { id, backend: new VirtioBlk({ store, serial: config.serial }), dispose: () => store.close() };
 }
 
 /** Builds every device; closes what it opened when one of them fails. */
-export function createHostDevices(configs: readonly DeviceConfig[], locate: RamLocator): HostDevice[] {
+export function createHostDevices(
+  configs: readonly DeviceConfig[],
+  locate: RamLocator,
+  consoleOutput?: (bytes: Uint8Array) => void,
+): HostDevice[] {
   const devices: HostDevice[] = [];
   const counts = new Map<string, number>();
   try {
@@ -67,7 +88,9 @@ export function createHostDevices(configs: readonly DeviceConfig[], locate: RamL
       const index = counts.get(config.kind) ?? 0;
       counts.set(config.kind, index + 1);
       const id = `${config.kind}${index}`;
-      devices.push(config.kind === 'rng' ? rngDevice(id, config.source) : diskDevice(id, config, locate));
+      if (config.kind === 'rng') devices.push(rngDevice(id, config.source));
+      else if (config.kind === 'console') devices.push(consoleDevice(id, config.path, consoleOutput));
+      else devices.push(diskDevice(id, config, locate));
     }
   } catch (error) {
     for (const device of devices) device.dispose();

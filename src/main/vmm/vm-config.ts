@@ -37,7 +37,9 @@ export interface VmConfig {
 /** A virtio PCI device (Cloud Hypervisor's --disk, --rng, --console). */
 export type DeviceConfig =
   | { kind: 'rng'; source: string }
-  | { kind: 'disk'; path: string; readonly: boolean; serial?: string };
+  | { kind: 'disk'; path: string; readonly: boolean; serial?: string }
+  /** virtio-console's port 0 (the guest's hvc0): to `path`, or without one to MachineHooks.consoleOutput (the terminal). */
+  | { kind: 'console'; path?: string };
 
 /** Where virtio-rng reads entropy unless told otherwise. */
 export const DEFAULT_RNG_SOURCE = '/dev/urandom';
@@ -99,6 +101,7 @@ const isoTime: Checker = (value, field, where) => {
 const DEVICE_FIELDS: Record<DeviceConfig['kind'], Record<string, 'string' | 'boolean'>> = {
   rng: { kind: 'string', source: 'string' },
   disk: { kind: 'string', path: 'string', readonly: 'boolean', serial: 'string' },
+  console: { kind: 'string', path: 'string' },
 };
 
 function checkDevice(value: unknown, field: string, where: string): DeviceConfig {
@@ -113,6 +116,7 @@ function checkDevice(value: unknown, field: string, where: string): DeviceConfig
     if (typeof entry === 'string' && entry === '') fail(`${field}.${key}`, where, 'a non-empty string', entry);
   }
   if (kind === 'rng') return { kind, source: (object.source as string | undefined) ?? DEFAULT_RNG_SOURCE };
+  if (kind === 'console') return object.path === undefined ? { kind } : { kind, path: object.path as string };
   if (typeof object.path !== 'string') return fail(`${field}.path`, where, 'the image file\'s path', object.path);
   const serial = object.serial as string | undefined;
   if (serial !== undefined && (Buffer.byteLength(serial) > MAX_DISK_SERIAL || !/^[\x20-\x7e]*$/.test(serial))) {
@@ -124,6 +128,9 @@ function checkDevice(value: unknown, field: string, where: string): DeviceConfig
 const deviceList: Checker = (value, field, where) => {
   if (!Array.isArray(value)) fail(field, where, 'a list', value);
   const devices = (value as unknown[]).map((device, i) => checkDevice(device, `${field}[${i}]`, where));
+  if (devices.filter((d) => d.kind === 'console').length > 1) {
+    throw new VmConfigError(field, `${where}: more than one console device; tsvmm has one virtio-console port`);
+  }
   const serials = devices.flatMap((d) => (d.kind === 'disk' && d.serial !== undefined ? [d.serial] : []));
   const repeated = serials.find((serial, i) => serials.indexOf(serial) !== i);
   if (repeated !== undefined) throw new VmConfigError(field, `${where}: two disks have the serial "${repeated}"; give each its own`);
