@@ -16,6 +16,7 @@ import { bootFpu, bootRegs, bootSregs, pvhBootRegs, pvhBootSregs } from '../arch
 import { Board, ExtraDevice } from '../board/board';
 import { PciPlacement, pciInterruptRoutes, planPci } from '../board/pci';
 import { HostDevice, createHostDevices, hostDeviceIds } from './virtio-devices';
+import { VirtioConsole } from '../../devices/virtio/console';
 import { SerialInputQueue } from '../board/serial-input';
 import { ClaimTable } from '../../shared/address-claims';
 import { Doorbell } from '../../shared/exit-channel';
@@ -355,6 +356,16 @@ export class Machine {
   /** Host input for COM1; what its FIFO cannot take now waits for the guest to read. */
   sendInput(bytes: Uint8Array): void {
     this.input.push(bytes);
+  }
+
+  /**
+   * Host input for the virtio-console (the guest's hvc0); returns how many
+   * bytes it took (fewer once 64 KiB wait for the guest's receive buffers).
+   */
+  sendConsoleInput(bytes: Uint8Array): number {
+    const console = this.hostDevices.find((device) => device.backend instanceof VirtioConsole);
+    if (!console) throw new TsvmmError('usage', 'this machine has no virtio-console (add a {"kind":"console"} device)');
+    return (console.backend as VirtioConsole).sendInput(bytes);
   }
 
   stats(): VcpuStatValues[] {
