@@ -42,6 +42,9 @@ const FCR_CLEAR_TRANSMIT = 0b0000_0100; // clear the transmit FIFO (self-clearin
 const FCR_STORED = 0b1100_1001; // kept: trigger level (7:6), DMA mode (3), enable (0)
 
 // LCR bits.
+const LCR_WORD_LENGTH = 0b0000_0011; // data bits - 5
+const LCR_STOP_BITS = 0b0000_0100; // 2 stop bits (1.5 with 5 data bits)
+const LCR_PARITY = 0b0000_1000; // a parity bit per character
 const LCR_DLAB = 0b1000_0000; // divisor latch access: offsets 0/1 become DLL/DLM
 
 // MCR bits.
@@ -87,6 +90,8 @@ export const SERIAL_FIFO_SIZE = 64;
 const NON_FIFO_RECEIVE_DEPTH = 1;
 /** Divisor at reset: 12 is 9600 baud from the PC's 1.8432 MHz clock (QEMU and vm-superio use it too). */
 const DEFAULT_DIVISOR = 12;
+/** The PC's 1.8432 MHz UART clock over 16: the baud rate of divisor 1. */
+const BAUD_BASE = 115200;
 const BYTE_MASK = 0xff;
 
 export class SerialError extends TsvmmError {
@@ -100,7 +105,11 @@ export interface SerialOptions {
   interrupt: InterruptLine;
   /** Where transmitted bytes go; without it they are discarded. */
   output?: (bytes: Uint8Array) => void;
-  /** Called when a guest read empties the receive FIFO, so the host can feed more input it had to hold back. */
+  /**
+   * Called when the receiver can take host input it could not take before:
+   * a guest read emptied the receive FIFO, or the receiver became ready
+   * (`inputReady` turned true), so the host can feed input it held back.
+   */
   inputDrained?: () => void;
 }
 
@@ -117,6 +126,8 @@ export interface SerialState {
   receive: number[];
   thrEmptyPending: boolean;
   raisedSources: number;
+  /** The guest read LSR since the receive FIFO was last cleared (see `Serial.inputReady`); false when absent. */
+  receiverArmed?: boolean;
 }
 
 /**
@@ -135,6 +146,11 @@ export interface SerialState {
  *
  * Without a character-timeout timer, the receive interrupt fires at the first
  * byte whatever FCR's trigger level says, so no byte ever waits unannounced.
+ *
+ * The model knows no clock: the receiver takes whatever host input it has
+ * room for when it is offered. Holding input until the guest is ready
+ * (`inputReady`) and delivering it no faster than the line rate
+ * (`charactersPerSecond`) is the host feeder's job (SerialInputQueue).
  */
 export class Serial implements ByteRegisterDevice {
   readonly name = 'serial';
@@ -155,6 +171,10 @@ export class Serial implements ByteRegisterDevice {
   private thrEmptyPending = false;
   /** Enabled sources pending after the last update; an edge is a bit that was clear here. */
   private raisedSources = 0;
+  /** The guest read LSR since the receive FIFO was last cleared (or since reset). */
+  private receiverArmed = false;
+  /** Guest register reads and writes; wraps at 2^32. Not part of the state. */
+  private accesses = 0;
 
   constructor(options: SerialOptions) {
     this.interrupt = options.interrupt;
@@ -186,6 +206,7 @@ export class Serial implements ByteRegisterDevice {
     serial.receive = [...state.receive];
     serial.thrEmptyPending = state.thrEmptyPending;
     serial.raisedSources = state.raisedSources;
+    serial.receiverArmed = state.receiverArmed === true;
     return serial;
   }
 
@@ -202,12 +223,54 @@ export class Serial implements ByteRegisterDevice {
       receive: [...this.receive],
       thrEmptyPending: this.thrEmptyPending,
       raisedSources: this.raisedSources,
+      receiverArmed: this.receiverArmed,
     };
   }
 
   /** How many more bytes `enqueueInput` would accept now. */
   get receiveSpace(): number {
     return this.receiveDepth - this.receive.length;
+  }
+
+  /**
+   * Whether the guest is ready for host input: it enabled the received-data
+   * interrupt, or it read LSR (to see LSR.DR) since the receive FIFO was
+   * last cleared (reset counts as a clear), and the UART is not in loopback.
+   * A host feeder
+   * holds input until then, so bytes that arrive before the guest programs
+   * the UART are not thrown away by its first FIFO clear (a terminal wired to
+   * a real 16550 would lose them; a user piping text does not expect that).
+   * `enqueueInput` itself accepts input whatever this says.
+   */
+  get inputReady(): boolean {
+    return !this.loopback && ((this.ier & IER_RECEIVED_DATA) !== 0 || this.receiverArmed);
+  }
+
+  /** The guest takes input by the received-data interrupt (IER.ERBFI) rather than by polling LSR. */
+  get receiveInterruptEnabled(): boolean {
+    return (this.ier & IER_RECEIVED_DATA) !== 0;
+  }
+
+  /**
+   * Characters per second at the programmed line settings: 115200/divisor
+   * baud over start + data + parity + stop bits (10 bits for 8N1). Divisor
+   * 0, which the datasheet does not allow, counts as 1.
+   */
+  get charactersPerSecond(): number {
+    const dataBits = 5 + (this.lcr & LCR_WORD_LENGTH);
+    const parityBits = this.lcr & LCR_PARITY ? 1 : 0;
+    const stopBits = this.lcr & LCR_STOP_BITS ? (dataBits === 5 ? 1.5 : 2) : 1;
+    return BAUD_BASE / (this.divisor || 1) / (1 + dataBits + parityBits + stopBits);
+  }
+
+  /**
+   * How many times the guest read or wrote a register, modulo 2^32: a host
+   * feeder that sees it move knows the guest is still busy with the UART
+   * (reading what it was sent, echoing it) and can hold more input until the
+   * guest has gone quiet.
+   */
+  get accessCount(): number {
+    return this.accesses;
   }
 
   /**
@@ -228,6 +291,7 @@ export class Serial implements ByteRegisterDevice {
   }
 
   readRegister(offset: number): number {
+    this.accesses = (this.accesses + 1) >>> 0;
     switch (offset) {
       case DATA:
         return this.dlab ? this.divisor & BYTE_MASK : this.readReceiveBuffer();
@@ -251,6 +315,7 @@ export class Serial implements ByteRegisterDevice {
   }
 
   writeRegister(offset: number, value: number): void {
+    this.accesses = (this.accesses + 1) >>> 0;
     switch (offset) {
       case DATA:
         if (this.dlab) this.divisor = (this.divisor & ~BYTE_MASK) | value;
@@ -302,6 +367,14 @@ export class Serial implements ByteRegisterDevice {
     return byte;
   }
 
+  /** The guest looked at LSR: arms the receiver; true when that made it ready. */
+  private arm(): boolean {
+    if (this.receiverArmed) return false;
+    const wasReady = this.inputReady;
+    this.receiverArmed = true;
+    return !wasReady && this.inputReady;
+  }
+
   private readInterruptIdentification(): number {
     const identification = this.pendingIdentification();
     // Reading IIR while it reports THR empty acknowledges that interrupt.
@@ -316,6 +389,7 @@ export class Serial implements ByteRegisterDevice {
     const status = this.lsr;
     this.lsr &= ~LSR_ERRORS;
     this.updateInterrupt();
+    if (this.arm()) this.inputDrained();
     return status;
   }
 
@@ -347,6 +421,7 @@ export class Serial implements ByteRegisterDevice {
   }
 
   private writeInterruptEnable(value: number): void {
+    const wasReady = this.inputReady;
     const previous = this.ier;
     this.ier = value & IER_WRITABLE;
     const thrEnabledNow = (this.ier & IER_THR_EMPTY) !== 0;
@@ -358,6 +433,7 @@ export class Serial implements ByteRegisterDevice {
       this.thrEmptyPending = false;
     }
     this.updateInterrupt();
+    if (!wasReady && this.inputReady) this.inputDrained();
   }
 
   private writeFifoControl(value: number): void {
@@ -372,17 +448,20 @@ export class Serial implements ByteRegisterDevice {
     if (request & FCR_CLEAR_RECEIVE) {
       this.receive = [];
       this.lsr &= ~LSR_DATA_READY;
+      this.receiverArmed = false; // ready again once the guest reads LSR (or enables the interrupt)
     }
     // FCR_CLEAR_TRANSMIT: the transmit FIFO is always empty (instantaneous transmitter).
     this.updateInterrupt();
   }
 
   private writeModemControl(value: number): void {
+    const wasReady = this.inputReady;
     const oldStatus = this.msr & ~MSR_DELTAS;
     this.mcr = value & MCR_WRITABLE;
     const newStatus = this.loopback ? this.loopbackModemStatus() : MSR_CONNECTED;
     this.msr = (this.msr & MSR_DELTAS) | newStatus | this.modemDeltas(oldStatus, newStatus);
     this.updateInterrupt();
+    if (!wasReady && this.inputReady) this.inputDrained(); // out of loopback
   }
 
   /** In loopback the modem outputs feed the modem inputs: RTS->CTS, DTR->DSR, OUT1->RI, OUT2->DCD. */

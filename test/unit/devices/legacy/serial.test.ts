@@ -242,6 +242,82 @@ test('scratch register', () => {
   assert.is(serial.readRegister(SCR), 0xa5);
 });
 
+test('inputReady: false after reset; true once the guest reads LSR or enables the received-data interrupt; a receive-FIFO clear resets it', () => {
+  let ready = 0;
+  const { serial } = makeSerial({ inputDrained: () => ready++ });
+  assert.is(serial.inputReady, false, 'not before the guest looked at the receiver');
+  serial.readRegister(LSR);
+  assert.is(serial.inputReady, true);
+  assert.is(ready, 1, 'becoming ready tells the feeder');
+  serial.readRegister(LSR);
+  assert.is(ready, 1, 'once');
+  serial.writeRegister(FCR, 0x07); // enable + clear: what came before is gone, so wait again
+  assert.is(serial.inputReady, false);
+  serial.writeRegister(FCR, 0x01); // no clear bit: stays not ready
+  assert.is(serial.inputReady, false);
+  serial.readRegister(RBR_THR); // a read of RBR alone does not: the guest has not looked at LSR.DR
+  assert.is(serial.inputReady, false);
+  serial.readRegister(LSR);
+  assert.is(serial.inputReady, true);
+  assert.is(ready, 2);
+  serial.writeRegister(FCR, 0x03);
+  serial.writeRegister(IER, 0x01); // received-data interrupt: ready without a read
+  assert.is(serial.inputReady, true);
+  assert.is(ready, 3);
+  assert.is(serial.receiveInterruptEnabled, true);
+  serial.writeRegister(IER, 0x00);
+  assert.is(serial.inputReady, false);
+  assert.is(serial.receiveInterruptEnabled, false);
+});
+
+test('inputReady: never in loopback; leaving loopback tells the feeder', () => {
+  let ready = 0;
+  const { serial } = makeSerial({ inputDrained: () => ready++ });
+  serial.writeRegister(MCR, 0x10);
+  serial.readRegister(LSR);
+  serial.writeRegister(IER, 0x01);
+  assert.is(serial.inputReady, false);
+  assert.is(ready, 0);
+  serial.writeRegister(MCR, 0x03);
+  assert.is(serial.inputReady, true);
+  assert.is(ready, 1);
+});
+
+test('enqueueInput still accepts input whatever inputReady says (the feeder checks it)', () => {
+  const { serial } = makeSerial();
+  assert.is(serial.inputReady, false);
+  assert.is(serial.enqueueInput(Uint8Array.of(1)), 1);
+});
+
+test('charactersPerSecond follows the divisor and LCR: 115200/divisor baud over start + data + parity + stop bits', () => {
+  const { serial } = makeSerial();
+  assert.is(serial.charactersPerSecond, 9600 / 7); // reset: divisor 12, LCR 0 = 5N1
+  serial.writeRegister(LCR, 0x83);
+  serial.writeRegister(DLL, 1);
+  serial.writeRegister(DLM, 0);
+  serial.writeRegister(LCR, 0x03); // 8N1
+  assert.is(serial.charactersPerSecond, 11520);
+  serial.writeRegister(LCR, 0x1f); // 8E2
+  assert.is(serial.charactersPerSecond, 115200 / 12);
+  serial.writeRegister(LCR, 0x04); // 5 data bits, 1.5 stop bits
+  assert.is(serial.charactersPerSecond, 115200 / 7.5);
+  serial.writeRegister(LCR, 0x80);
+  serial.writeRegister(DLL, 0); // divisor 0 (not allowed by the datasheet) counts as 1
+  serial.writeRegister(LCR, 0x03);
+  assert.is(serial.charactersPerSecond, 11520);
+});
+
+test('accessCount counts every guest register read and write', () => {
+  const { serial } = makeSerial();
+  const start = serial.accessCount;
+  serial.readRegister(LSR);
+  serial.writeRegister(RBR_THR, 0x41);
+  serial.readRegister(9); // past the registers still counts
+  assert.is(serial.accessCount - start, 3);
+  serial.enqueueInput(Uint8Array.of(1)); // host input is not a guest access
+  assert.is(serial.accessCount - start, 3);
+});
+
 test('state() round-trips through JSON', () => {
   const { serial } = makeSerial();
   serial.writeRegister(LCR, 0x83);
