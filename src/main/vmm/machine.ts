@@ -89,7 +89,7 @@ export class Machine {
   private readonly claims = new ClaimTable();
   private board!: Board;
   private host!: KvmBoardHost;
-  private readonly input = new SerialInputQueue((bytes) => this.board.com1.enqueueInput(bytes));
+  private readonly input = new SerialInputQueue(() => this.board?.com1);
   private threads: VcpuThread[] = [];
   private deviceLoop?: DeviceLoop;
   private currentState: MachineState = 'built';
@@ -353,9 +353,22 @@ export class Machine {
     this.finished?.(exit);
   }
 
-  /** Host input for COM1; what its FIFO cannot take now waits for the guest to read. */
-  sendInput(bytes: Uint8Array): void {
-    this.input.push(bytes);
+  /**
+   * Host input for COM1, held until the guest is ready for it and delivered
+   * no faster than its line rate. False when the queue is full: the bytes are
+   * kept, but stop sending until onInputSpace calls back.
+   */
+  sendInput(bytes: Uint8Array): boolean {
+    return this.input.push(bytes);
+  }
+
+  /**
+   * Calls `callback` each time COM1's input queue has room again after
+   * sendInput returned false (it holds at most about 64 KiB; the bytes of a
+   * false call are kept). Returns a function that removes the callback.
+   */
+  onInputSpace(callback: () => void): () => void {
+    return this.input.onSpace(callback);
   }
 
   /**
