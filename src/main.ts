@@ -13,6 +13,7 @@ import type { Worker } from 'node:worker_threads';
 process.on('SIGUSR1', () => {});
 
 import { parseCli } from './main/cli/args';
+import { openFilesProblem } from './main/vmm/open-files';
 import { startVcpuWorker } from './main/vmm/vcpu-worker-start';
 
 /** Workers started ahead; Machine.create starts any beyond these. */
@@ -24,6 +25,12 @@ function startWorkersAhead(argv: string[]): Worker[] {
     const options = parseCli(argv);
     if (options.help || options.version) return [];
     cpus = options.cpus;
+    // Before any worker: too few file descriptors would make Node abort in one of them.
+    const problem = openFilesProblem(cpus, options.devices.length);
+    if (problem) {
+      process.stderr.write(`tsvmm: ${problem}\n`);
+      process.exit(1);
+    }
   } catch {
     return []; // the CLI reports bad arguments itself
   }

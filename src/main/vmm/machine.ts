@@ -132,6 +132,8 @@ export class Machine {
       if (resolved.cpus > maxVcpus) {
         throw new MachineConfigError(`--cpus ${resolved.cpus} is more than this host and tsvmm's MP table allow (${maxVcpus}); use --cpus ${maxVcpus} or fewer`);
       }
+      const openFiles = openFilesProblem(resolved.cpus, resolved.devices.length);
+      if (openFiles) throw new TsvmmError('host', openFiles);
       await Promise.all(workers.splice(resolved.cpus).map((worker) => worker.terminate()));
       for (let id = workers.length; id < resolved.cpus; id++) workers.push(startVcpuWorker(id));
       vm = kvm.createVm();
