@@ -33,11 +33,11 @@ const realTimer: InputTimer = {
 };
 
 /** The most host input held (64 KiB); push() returns false at or above it. */
-export const SERIAL_INPUT_LIMIT = 64 * 1024;
+const SERIAL_INPUT_LIMIT = 64 * 1024;
 /** How soon input the UART could not take (not ready, full FIFO not drained by a read) is offered again. */
-export const INPUT_RETRY_MS = 5;
+const INPUT_RETRY_MS = 5;
 /** The shortest pause between two paced deliveries. */
-export const PACE_TICK_MS = 2;
+const PACE_TICK_MS = 2;
 /**
  * The most characters one paced delivery carries after the line was idle (a
  * 16550A's FIFO), or one tick's worth at the line rate when that is more.

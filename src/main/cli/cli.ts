@@ -85,8 +85,7 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
       removeSignalHandlers.push(() => process.off(signal, handler));
     }
     if (config.serial.kind === 'stdio') {
-      input = new ConsoleInput((bytes) => running.sendInput(bytes),
-        () => running.end({ kind: 'stopped', cause: { by: 'console' } }));
+      input = new ConsoleInput(running, () => running.end({ kind: 'stopped', cause: { by: 'console' } }));
       input.start();
     }
     const exit = await machine.run();

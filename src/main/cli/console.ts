@@ -254,18 +254,38 @@ export class OutputSink {
 const CTRL_A = 0x01;
 const QUIT_KEY = 'x'.charCodeAt(0);
 
+/** Where ConsoleInput sends stdin: a Machine (sendInput, onInputSpace) or a test's fake. */
+export interface ConsoleInputTarget {
+  /** Queues bytes for the guest; false when the queue is full (the bytes are kept). */
+  sendInput(bytes: Uint8Array): boolean;
+  /** Calls back each time the queue has room again after sendInput returned false; returns a remover. */
+  onInputSpace(callback: () => void): () => void;
+}
+
 /**
  * Feeds stdin to the guest. On a terminal, switches it to raw mode (restored
  * by dispose on every exit path) and watches for Ctrl-A x, which quits;
  * Ctrl-A Ctrl-A sends one Ctrl-A to the guest.
+ *
+ * When the guest's input queue is full (it reads slower than stdin comes, or
+ * not at all), a pipe or file is paused, so tsvmm holds a bounded amount and
+ * the writer blocks, and resumed when the queue has room again. A terminal
+ * is never paused, so Ctrl-A x always works: what is typed while the queue
+ * is full is dropped (counted in `dropped`), as a UART without flow control
+ * would overrun.
  */
 export class ConsoleInput {
   private rawMode = false;
   private escapePending = false;
+  private full = false;
+  private paused = false;
+  private removeSpaceListener?: () => void;
+  /** Bytes typed on a terminal while the guest's queue was full. */
+  dropped = 0;
   private readonly onData = (chunk: Buffer) => this.receive(chunk);
 
   constructor(
-    private readonly deliver: (bytes: Uint8Array) => void,
+    private readonly target: ConsoleInputTarget,
     private readonly onQuit: () => void,
     private readonly stdin: NodeJS.ReadStream = process.stdin,
   ) {}
@@ -275,6 +295,7 @@ export class ConsoleInput {
       this.stdin.setRawMode(true);
       this.rawMode = true;
     }
+    this.removeSpaceListener = this.target.onInputSpace(() => this.space());
     this.stdin.on('data', this.onData);
     this.stdin.on('error', () => this.stdin.off('data', this.onData));
     this.stdin.resume();
@@ -282,7 +303,7 @@ export class ConsoleInput {
 
   private receive(chunk: Buffer): void {
     if (!this.rawMode) {
-      this.deliver(chunk);
+      this.send(chunk);
       return;
     }
     const forward: number[] = [];
@@ -300,15 +321,39 @@ export class ConsoleInput {
         forward.push(byte);
       }
     }
-    if (forward.length > 0) this.deliver(Uint8Array.from(forward));
+    if (forward.length > 0) this.send(Uint8Array.from(forward));
+  }
+
+  private send(bytes: Uint8Array): void {
+    if (this.full && this.rawMode) {
+      this.dropped += bytes.length;
+      return;
+    }
+    if (this.target.sendInput(bytes)) return;
+    this.full = true;
+    if (!this.rawMode) {
+      this.paused = true;
+      this.stdin.pause();
+    }
+  }
+
+  private space(): void {
+    this.full = false;
+    if (this.paused) {
+      this.paused = false;
+      this.stdin.resume();
+    }
   }
 
   dispose(): void {
     this.stdin.off('data', this.onData);
+    this.removeSpaceListener?.();
+    this.removeSpaceListener = undefined;
     if (this.rawMode) {
       this.stdin.setRawMode(false);
       this.rawMode = false;
     }
+    this.paused = false;
     this.stdin.pause();
     // Let the process exit even though stdin was read.
     (this.stdin as unknown as { unref?: () => void }).unref?.();

@@ -1,6 +1,9 @@
 // OutputSink: guest output never blocks or spins the event loop, keeps the
 // guest's order, is bounded while the reader is slow, and reports a write
 // error once; OutputSink.open refuses an unopenable --serial file in one line.
+// ConsoleInput: pauses a piped stdin while the guest's input queue is full
+// and resumes it when there is room; a terminal is never paused (Ctrl-A x
+// must work), and what is typed while the queue is full is dropped.
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -8,7 +11,8 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UsageError } from '../../../../src/main/cli/args';
-import { OutputIo, OutputSink } from '../../../../src/main/cli/console';
+import { EventEmitter } from 'node:events';
+import { ConsoleInput, ConsoleInputTarget, OutputIo, OutputSink } from '../../../../src/main/cli/console';
 import { TsvmmError } from '../../../../src/shared/errors';
 
 /** A hand-driven fd: each write waits until the test answers it. */
@@ -153,6 +157,89 @@ test('a --serial FIFO without a reader is refused at once instead of blocking th
   require('node:child_process').spawnSync('mkfifo', [fifo]);
   assert.throws(() => OutputSink.open({ kind: 'file', path: fifo }), (error: unknown) => error instanceof UsageError && /ENXIO/.test((error as Error).message));
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A stand-in for process.stdin: emits what the test feeds it while flowing. */
+class FakeStdin extends EventEmitter {
+  flowing = false;
+  rawMode = false;
+  pauses = 0;
+  resumes = 0;
+  constructor(readonly isTTY: boolean) { super(); }
+  setRawMode(on: boolean): this { this.rawMode = on; return this; }
+  pause(): this { this.flowing = false; this.pauses++; return this; }
+  resume(): this { this.flowing = true; this.resumes++; return this; }
+  unref(): void {}
+  /** Delivers a chunk as a stream would: only while flowing. */
+  feed(chunk: string | Buffer): boolean {
+    if (!this.flowing) return false;
+    this.emit('data', typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk);
+    return true;
+  }
+}
+
+/** A stand-in for the Machine's COM1 queue, full at `limit` bytes until the test drains it. */
+class FakeTarget implements ConsoleInputTarget {
+  received: number[] = [];
+  held = 0;
+  listeners = new Set<() => void>();
+  constructor(private readonly limit: number) {}
+  sendInput(data: Uint8Array): boolean {
+    this.received.push(...data);
+    this.held += data.length;
+    return this.held < this.limit;
+  }
+  onInputSpace(callback: () => void): () => void {
+    this.listeners.add(callback);
+    return () => this.listeners.delete(callback);
+  }
+  drain(): void {
+    this.held = 0;
+    for (const listener of this.listeners) listener();
+  }
+}
+
+const asInput = (stdin: FakeStdin) => stdin as unknown as NodeJS.ReadStream;
+
+test('ConsoleInput on a pipe: pauses stdin when the guest queue is full, resumes when there is room, and loses nothing', () => {
+  const stdin = new FakeStdin(false);
+  const target = new FakeTarget(10);
+  const input = new ConsoleInput(target, () => assert.unreachable('no quit on a pipe'), asInput(stdin));
+  input.start();
+  assert.ok(stdin.flowing);
+  assert.ok(stdin.feed('hello'));
+  assert.ok(stdin.flowing, 'room left');
+  assert.ok(stdin.feed('world!'));
+  assert.not.ok(stdin.flowing, 'paused once the queue said it is full');
+  assert.not.ok(stdin.feed('more'), 'nothing read while paused');
+  target.drain();
+  assert.ok(stdin.flowing, 'resumed when the queue had room');
+  assert.ok(stdin.feed('more'));
+  assert.is(Buffer.from(target.received).toString('latin1'), 'helloworld!more');
+  assert.is(input.dropped, 0);
+  input.dispose();
+  assert.is(target.listeners.size, 0, 'dispose removes the space callback');
+  assert.not.ok(stdin.flowing);
+});
+
+test('ConsoleInput on a terminal: never paused; typing while the queue is full is dropped, Ctrl-A x still quits', () => {
+  const stdin = new FakeStdin(true);
+  const target = new FakeTarget(4);
+  let quits = 0;
+  const input = new ConsoleInput(target, () => quits++, asInput(stdin));
+  input.start();
+  assert.ok(stdin.rawMode);
+  stdin.feed('abcd'); // fills the queue
+  stdin.feed('efg'); // typed while full: dropped
+  assert.ok(stdin.flowing, 'a terminal is not paused');
+  assert.is(input.dropped, 3);
+  stdin.feed('\x01x');
+  assert.is(quits, 1, 'Ctrl-A x works while the queue is full');
+  target.drain();
+  stdin.feed('h\x01\x01i');
+  assert.is(Buffer.from(target.received).toString('latin1'), 'abcdh\x01i');
+  input.dispose();
+  assert.not.ok(stdin.rawMode, 'raw mode restored');
 });
 
 test.run();
