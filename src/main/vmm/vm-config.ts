@@ -51,7 +51,7 @@ const DEFAULT_MEMORY_MIB = 256;
 /** The most loads a spin budget may ask for: about 10 ms of spinning per exit, far past any useful budget. */
 export const MAX_SPIN_LIMIT = 10_000_000;
 
-const DEFAULT_VM_CONFIG: Readonly<VmConfig> = Object.freeze<VmConfig>({
+export const DEFAULT_VM_CONFIG: Readonly<VmConfig> = Object.freeze<VmConfig>({
   cpus: DEFAULT_CPUS,
   memoryMiB: DEFAULT_MEMORY_MIB,
   bootProtocol: 'auto',
