@@ -42,7 +42,7 @@ test('without /dev/kvm: one line saying so and what to do, exit 1', async () => 
 test('--help prints usage and exits 0', async () => {
   const result = await runTsvmm(['--help']);
   assert.is(result.code, 0, explain(result));
-  assert.match(result.stdout, /^usage: node dist\/main\.js \[options\]/);
+  assert.match(result.stdout, /^usage: tsvmm \[options\]     \(from a checkout: node dist\/main\.js \[options\]\)\n/);
   assert.match(result.stdout, /--split-irqchip/);
 });
 

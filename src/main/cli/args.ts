@@ -43,7 +43,7 @@ export interface CliOptions {
 export const DEFAULT_CPUS = 1;
 export const DEFAULT_MEM_MIB = 256;
 
-export const USAGE = `usage: node dist/main.js [options]
+export const USAGE = `usage: tsvmm [options]     (from a checkout: node dist/main.js [options])
 
 Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
 
