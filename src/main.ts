@@ -14,6 +14,7 @@ process.on('SIGUSR1', () => {});
 
 import { parseCli } from './main/cli/args';
 import { openFilesProblem } from './main/vmm/open-files';
+import { MAX_MPTABLE_CPUS } from './main/arch/mptable';
 import { startVcpuWorker } from './main/vmm/vcpu-worker-start';
 
 /** Workers started ahead; Machine.create starts any beyond these. */
@@ -26,7 +27,8 @@ function startWorkersAhead(argv: string[]): Worker[] {
     if (options.help || options.version) return [];
     cpus = options.cpus;
     // Before any worker: too few file descriptors would make Node abort in one of them.
-    const problem = openFilesProblem(cpus, options.devices.length);
+    // A vCPU count past the MP table's limit is a usage error, reported by the CLI first.
+    const problem = cpus <= MAX_MPTABLE_CPUS ? openFilesProblem(cpus, options.devices.length) : undefined;
     if (problem) {
       process.stderr.write(`tsvmm: ${problem}\n`);
       process.exit(1);

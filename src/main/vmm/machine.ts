@@ -17,6 +17,7 @@ import { Board, ExtraDevice } from '../board/board';
 import { PciPlacement, pciInterruptRoutes, planPci } from '../board/pci';
 import { HostDevice, createHostDevices, hostDeviceIds } from './virtio-devices';
 import { VirtioConsole } from '../../devices/virtio/console';
+import { openFilesProblem } from './open-files';
 import { SerialInputQueue } from '../board/serial-input';
 import { ClaimTable } from '../../shared/address-claims';
 import { Doorbell } from '../../shared/exit-channel';
