@@ -9,6 +9,7 @@
 import { ByteRegisterDevice } from '../bus/bus-device';
 import type { InterruptLine } from '../interrupt';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
+import { StatefulDevice, StateFields, arrayField, booleanField, byteField, integerField, restoreFields, saveFields } from '../snapshot';
 
 // Register offsets from the UART's base port.
 const DATA = 0; // RBR (read) / THR (write); DLL when LCR.DLAB is set
@@ -126,9 +127,25 @@ export interface SerialState {
   receive: number[];
   thrEmptyPending: boolean;
   raisedSources: number;
-  /** The guest read LSR since the receive FIFO was last cleared (see `Serial.inputReady`); false when absent. */
-  receiverArmed?: boolean;
+  /** The guest read LSR since the receive FIFO was last cleared (see `Serial.inputReady`). */
+  receiverArmed: boolean;
 }
+
+/** The one field list of a Serial's state: what is saved and what restore checks. */
+const SERIAL_FIELDS: StateFields<SerialState, SerialState> = {
+  divisor: integerField(0, 0xffff, 'a 16-bit divisor'),
+  ier: byteField,
+  fcr: byteField,
+  lcr: byteField,
+  mcr: byteField,
+  lsr: byteField,
+  msr: byteField,
+  scr: byteField,
+  receive: arrayField(byteField, { atMost: SERIAL_FIFO_SIZE }),
+  thrEmptyPending: booleanField,
+  raisedSources: integerField(0, 0xff, 'a set of interrupt sources'),
+  receiverArmed: booleanField,
+};
 
 /**
  * A 16550A UART.
@@ -152,7 +169,7 @@ export interface SerialState {
  * (`inputReady`) and delivering it no faster than the line rate
  * (`charactersPerSecond`) is the host feeder's job (SerialInputQueue).
  */
-export class Serial implements ByteRegisterDevice {
+export class Serial implements ByteRegisterDevice, StatefulDevice<SerialState> {
   readonly name = 'serial';
   private readonly interrupt: InterruptLine;
   private readonly output: (bytes: Uint8Array) => void;
@@ -182,49 +199,15 @@ export class Serial implements ByteRegisterDevice {
     this.inputDrained = options.inputDrained ?? (() => {});
   }
 
-  /** Rebuilds a Serial from `state()`; the options supply what cannot be snapshotted. */
-  static fromState(state: SerialState, options: SerialOptions): Serial {
-    const serial = new Serial(options);
-    const bytes = [state.divisor, state.ier, state.fcr, state.lcr, state.mcr, state.lsr, state.msr, state.scr];
-    if (!Number.isInteger(state.divisor) || state.divisor < 0 || state.divisor > 0xffff) {
-      throw new SerialError(`cannot restore serial state: divisor ${state.divisor} is not a 16-bit value; pass a state produced by Serial.state()`);
-    }
-    if (bytes.slice(1).some((b) => !Number.isInteger(b) || b < 0 || b > BYTE_MASK)) {
-      throw new SerialError('cannot restore serial state: a register is not a byte; pass a state produced by Serial.state()');
-    }
-    if (!Array.isArray(state.receive) || state.receive.length > SERIAL_FIFO_SIZE || state.receive.some((b) => !Number.isInteger(b) || b < 0 || b > BYTE_MASK)) {
-      throw new SerialError(`cannot restore serial state: the receive FIFO must be at most ${SERIAL_FIFO_SIZE} bytes; pass a state produced by Serial.state()`);
-    }
-    serial.divisor = state.divisor;
-    serial.ier = state.ier;
-    serial.fcr = state.fcr;
-    serial.lcr = state.lcr;
-    serial.mcr = state.mcr;
-    serial.lsr = state.lsr;
-    serial.msr = state.msr;
-    serial.scr = state.scr;
-    serial.receive = [...state.receive];
-    serial.thrEmptyPending = state.thrEmptyPending;
-    serial.raisedSources = state.raisedSources;
-    serial.receiverArmed = state.receiverArmed === true;
-    return serial;
+  snapshot(): SerialState {
+    // The live registers are this object's own fields, named as in the state.
+    return saveFields(this as unknown as SerialState, SERIAL_FIELDS);
   }
 
-  state(): SerialState {
-    return {
-      divisor: this.divisor,
-      ier: this.ier,
-      fcr: this.fcr,
-      lcr: this.lcr,
-      mcr: this.mcr,
-      lsr: this.lsr,
-      msr: this.msr,
-      scr: this.scr,
-      receive: [...this.receive],
-      thrEmptyPending: this.thrEmptyPending,
-      raisedSources: this.raisedSources,
-      receiverArmed: this.receiverArmed,
-    };
+  /** Restores the registers in place; raises no interrupt (the restored IIR says what is pending). */
+  restore(state: SerialState): void {
+    restoreFields(this as unknown as SerialState, state, SERIAL_FIELDS,
+      (problem) => new SerialError(`cannot restore serial state: ${problem}; pass a state produced by Serial.snapshot()`));
   }
 
   /** How many more bytes `enqueueInput` would accept now. */

@@ -48,7 +48,7 @@ test('DLAB switches offsets 0 and 1 to the divisor latch', () => {
   assert.is(serial.readRegister(LCR), 0x03);
   serial.writeRegister(LCR, 0x83);
   assert.is(serial.readRegister(DLM), 0x02);
-  assert.equal(serial.state().divisor, 0x0201);
+  assert.equal(serial.snapshot().divisor, 0x0201);
 });
 
 test('IER keeps only its four low bits', () => {
@@ -318,7 +318,7 @@ test('accessCount counts every guest register read and write', () => {
   assert.is(serial.accessCount - start, 3);
 });
 
-test('state() round-trips through JSON', () => {
+test('snapshot() round-trips through JSON into a fresh UART, restored in place without an interrupt', () => {
   const { serial } = makeSerial();
   serial.writeRegister(LCR, 0x83);
   serial.writeRegister(DLL, 1);
@@ -327,20 +327,29 @@ test('state() round-trips through JSON', () => {
   serial.writeRegister(SCR, 0x77);
   serial.enqueueInput(Uint8Array.of(9, 8));
   const line = { count: 0, trigger() { this.count++; } };
-  const copy = Serial.fromState(JSON.parse(JSON.stringify(serial.state())), { interrupt: line });
-  assert.equal(copy.state(), serial.state());
+  const copy = new Serial({ interrupt: line });
+  copy.restore(JSON.parse(JSON.stringify(serial.snapshot())));
+  assert.equal(copy.snapshot(), serial.snapshot());
   assert.is(copy.readRegister(SCR), 0x77);
   assert.is(copy.readRegister(RBR_THR), 9);
   assert.is(copy.readRegister(RBR_THR), 8);
   assert.is(line.count, 0);
 });
 
-test('fromState rejects a state that Serial.state() cannot have produced', () => {
-  const state = makeSerial().serial.state();
-  const interrupt = { trigger() {} };
-  assert.throws(() => Serial.fromState({ ...state, receive: new Array(65).fill(0) }, { interrupt }), (e: unknown) => e instanceof SerialError && /at most 64 bytes/.test(e.message));
-  assert.throws(() => Serial.fromState({ ...state, lcr: 256 }, { interrupt }), /not a byte/);
-  assert.throws(() => Serial.fromState({ ...state, divisor: 0x10000 }, { interrupt }), /16-bit/);
+test('restore() refuses a state snapshot() cannot have produced, and changes nothing', () => {
+  const { serial } = makeSerial();
+  serial.writeRegister(SCR, 0x55);
+  const state = serial.snapshot();
+  const before = serial.snapshot();
+  const refuse = (bad: unknown, pattern: RegExp) => {
+    assert.throws(() => serial.restore(bad as typeof state), (e: unknown) => e instanceof SerialError && pattern.test((e as Error).message));
+    assert.equal(serial.snapshot(), before, 'nothing changed');
+  };
+  refuse({ ...state, scr: 0x11, receive: new Array(65).fill(0) }, /receive has 65 entries, more than 64/);
+  refuse({ ...state, scr: 0x11, lcr: 256 }, /lcr is 256, not a byte/);
+  refuse({ ...state, divisor: 0x10000 }, /divisor is 65536, not a 16-bit divisor/);
+  refuse({ ...state, thrEmptyPending: 1 }, /thrEmptyPending is 1, not true or false/);
+  refuse({ ...state, extra: 1 }, /has a field 'extra' that this version does not know/);
 });
 
 test.run();
