@@ -1,6 +1,6 @@
 'use strict';
-// `npm run bench`: exit latency, SMP scaling and start-up, in that order, in
-// one process (nothing else of ours runs meanwhile), then rewrites
+// `npm run bench`: exit latency, SMP scaling, start-up and virtio-blk, in that
+// order, in one process (nothing else of ours runs meanwhile), then rewrites
 // bench/RESULTS.md with the tables, the targets, the date and the machine.
 //
 //   node bench/run-all.js [--rounds N] [--no-qemu]
@@ -11,6 +11,7 @@ const lib = require('./lib');
 const exitLatency = require('./exit-latency');
 const smpScaling = require('./smp-scaling');
 const startup = require('./startup');
+const virtioBlk = require('./virtio-blk');
 
 function targetLines(targets) {
   return targets.map((t) => `- ${t.met ? '**met**' : '**missed**'}: ${t.target}: ${t.shown}`).join('\n');
@@ -28,6 +29,8 @@ async function main() {
   const smp = await smpScaling.main(options);
   process.stdout.write('\n');
   const boot = await startup.main(options);
+  process.stdout.write('\n');
+  const blk = await virtioBlk.main(options);
   const info = lib.machineInfo();
   const minutes = ((Date.now() - started) / 60000).toFixed(1);
   const s = exits.summary;
@@ -82,7 +85,8 @@ ${targetLines(smp.targets)}
 ${boot.markdown}
 
 ${targetLines(boot.targets)}
-`;
+
+${virtioBlk.resultsSection(blk)}`;
   fs.writeFileSync(path.join(__dirname, 'RESULTS.md'), md);
   process.stdout.write('\nbench: wrote bench/RESULTS.md, bench/exit-latency.svg and bench/out/*.json\n');
 }
