@@ -12,7 +12,7 @@ const PCI_CLASS_COMMUNICATION: readonly [number, number] = [0x07, 0x80];
 const RECEIVE_QUEUE = 0;
 const TRANSMIT_QUEUE = 1;
 /** Host input held while the guest has no receive buffer; past this, input is refused (the host stops reading). */
-export const CONSOLE_INPUT_LIMIT = 64 * 1024;
+const CONSOLE_INPUT_LIMIT = 64 * 1024;
 /** The most one transmit buffer may carry to the sink (a guest cannot make the host copy more at once). */
 const MAX_TRANSMIT_BYTES = 64 * 1024;
 

@@ -90,6 +90,7 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
     }
     const exit = await machine.run();
     await output?.flush();
+    if (consoleOutput !== output) await consoleOutput?.flush();
     report(exit, options, machine);
     return exitCodeForVmExit(exit);
   } catch (error) {

@@ -43,7 +43,6 @@ function fdIo(fd: number, ownsFd: boolean): OutputIo {
 
 /** A socket on fd 1 (how Node's child_process connects stdio 'pipe'): libuv writes it when it is writable. */
 function socketIo(fd: number): OutputIo {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
   const net = require('node:net') as typeof import('node:net');
   const socket = new net.Socket({ fd, readable: false, writable: true });
   socket.on('error', () => {}); // reported through the write callback
