@@ -65,16 +65,13 @@ export class PciRoot implements BusDevice {
 
   write(offset: number, data: Uint8Array): void {
     if (offset < 4) {
-      if (offset + data.length > 4) {
+      // Only a dword write latches CONFIG_ADDRESS (PCI 3.0 3.2.2.3.2); narrower ones, such as
+      // Linux's outb(0x01, 0xcfb) probe, have no effect.
+      if (offset !== 0 || data.length !== 4) {
         this.oddAccesses++;
         return;
       }
-      let value = this.address;
-      for (let i = 0; i < data.length; i++) {
-        const shift = 8 * (offset + i);
-        value = (value & ~(0xff << shift)) | (data[i] << shift);
-      }
-      this.address = (value & ADDRESS_WRITABLE) >>> 0;
+      this.address = ((data[0] | (data[1] << 8) | (data[2] << 16) | (data[3] << 24)) & ADDRESS_WRITABLE) >>> 0;
       return;
     }
     const target = this.target(offset, data.length);

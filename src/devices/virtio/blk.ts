@@ -21,6 +21,8 @@ const BLK_F = { segMax: 2n, ro: 5n, blkSize: 6n, flush: 9n, discard: 13n, writeZ
 const BLK_T = { in: 0, out: 1, flush: 4, getId: 8, discard: 11, writeZeroes: 13 } as const;
 /** A DISCARD/WRITE_ZEROES segment: le64 sector, le32 num_sectors, le32 flags. */
 const RANGE_SEGMENT_BYTES = 16;
+/** The segment flag that lets WRITE_ZEROES deallocate. */
+const RANGE_FLAG_UNMAP = 1;
 /** The most sectors one DISCARD or WRITE_ZEROES segment may cover (1 GiB): a bound a guest cannot exceed. */
 const MAX_RANGE_SECTORS = 2 * 1024 * 1024;
 const BLK_S = { ok: 0, ioErr: 1, unsupp: 2 } as const;
@@ -96,6 +98,11 @@ export class VirtioBlk implements VirtioBackend {
 
   readConfig(offset: number, data: Uint8Array): void {
     for (let i = 0; i < data.length; i++) data[i] = offset + i < this.configSize ? this.config[offset + i] : 0;
+  }
+
+  /** Whether the driver took VIRTIO_BLK_F_FLUSH (without it, writes are write-through). */
+  private get flushNegotiated(): boolean {
+    return ((this.context?.features ?? 0n) & (1n << BLK_F.flush)) !== 0n;
   }
 
   activate(context: VirtioContext): void {
@@ -194,6 +201,8 @@ export class VirtioBlk implements VirtioBackend {
       case BLK_T.out:
         if (!fits || this.store.readOnly || data.some((buffer) => buffer.writable)) return { status: BLK_S.ioErr, written: 0 };
         await this.store.write(offset, data);
+        // A driver that did not take FLUSH gets write-through: stable before the completion (virtio 1.2 5.2.6.1).
+        if (!this.flushNegotiated) await this.store.flush();
         this.counters.bytesWritten += length;
         return { status: BLK_S.ok, written: 0 };
       case BLK_T.flush:
@@ -209,14 +218,14 @@ export class VirtioBlk implements VirtioBackend {
       }
       case BLK_T.discard:
       case BLK_T.writeZeroes:
-        return this.punch(data);
+        return this.punch(data, type);
       default:
         return { status: BLK_S.unsupp, written: 0 };
     }
   }
 
   /** DISCARD and WRITE_ZEROES: one 16-byte segment naming a sector range, which becomes a hole. */
-  private async punch(data: ChainBuffer[]): Promise<{ status: number; written: number }> {
+  private async punch(data: ChainBuffer[], type: number): Promise<{ status: number; written: number }> {
     const memory = this.contextMemory();
     const segment = data[0];
     if (!memory || !this.store.canPunchHoles || this.store.readOnly) return { status: BLK_S.unsupp, written: 0 };
@@ -224,6 +233,9 @@ export class VirtioBlk implements VirtioBackend {
     const view = new DataView(memory.slice(segment.address, RANGE_SEGMENT_BYTES).slice().buffer);
     const sector = view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32;
     const count = view.getUint32(8, true);
+    const flags = view.getUint32(12, true);
+    // Unknown flags, or unmap on a DISCARD, are UNSUPP (virtio 1.2 5.2.6.2); WRITE_ZEROES may unmap.
+    if ((flags & ~RANGE_FLAG_UNMAP) !== 0 || (type === BLK_T.discard && (flags & RANGE_FLAG_UNMAP) !== 0)) return { status: BLK_S.unsupp, written: 0 };
     const offset = sector * SECTOR_BYTES;
     if (count === 0 || count > MAX_RANGE_SECTORS || offset + count * SECTOR_BYTES > this.store.sizeBytes) return { status: BLK_S.ioErr, written: 0 };
     await this.store.punchHole(offset, count * SECTOR_BYTES);

@@ -40,6 +40,9 @@ export const BAR0 = {
 const COMMON_CONFIG_BYTES = 0x38;
 const NOTIFY_OFF_MULTIPLIER = 4;
 const NO_VECTOR = 0xffff;
+/** ISR status bits: a used buffer, a configuration change. */
+const ISR_QUEUE = 1;
+const ISR_CONFIG = 2;
 const MSIX_ENTRY_BYTES = 16;
 const MSIX_VECTOR_MASKED = 1;
 
@@ -184,9 +187,10 @@ export class VirtioPciDevice implements PciFunction {
     return (this.msixControl & MSIX_CONTROL_ENABLE) !== 0;
   }
 
-  /** The guest may have unmasked the function: deliver what waited. */
+  /** A config write may have unmasked MSI-X (deliver what waited), enabled it or set INTx disable (INTx follows). */
   configWritten(): void {
     if (this.msixEnabled) this.deliverPending();
+    this.updateIntx();
   }
 
   barRegion(index: number): { read(offset: number, data: Uint8Array): void; write(offset: number, data: Uint8Array): void } | undefined {
@@ -350,7 +354,7 @@ export class VirtioPciDevice implements PciFunction {
       queues: this.queues,
       features,
       queueFeatures,
-      interruptQueue: (index) => this.interrupt(this.queues[index]?.msixVector ?? NO_VECTOR, 1),
+      interruptQueue: (index) => this.interrupt(this.queues[index]?.msixVector ?? NO_VECTOR, ISR_QUEUE),
       needsReset: (why) => this.needsReset(why),
     });
   }
@@ -359,7 +363,7 @@ export class VirtioPciDevice implements PciFunction {
     this.warnOnce(why);
     this.status |= DEVICE_STATUS.needsReset;
     this.configGeneration = (this.configGeneration + 1) & 0xff;
-    this.interrupt(this.configMsixVector, 2);
+    this.interrupt(this.configMsixVector, ISR_CONFIG);
   }
 
   private reset(): void {
@@ -379,6 +383,8 @@ export class VirtioPciDevice implements PciFunction {
   /** Interrupts the driver: MSI-X when it is enabled (through `vector`), else ISR bit `isrBit` and INTx. */
   private interrupt(vector: number, isrBit: number): void {
     this.counters.interrupts++;
+    // The configuration-change bit is set whatever carries the interrupt (virtio 1.2 4.1.4.5.1).
+    if (isrBit === ISR_CONFIG) this.isr |= ISR_CONFIG;
     if (this.msixEnabled) {
       if (vector === NO_VECTOR) return;
       this.signalVector(vector);

@@ -157,7 +157,8 @@ export class SplitQueue {
       if ((flags & DESC_F_INDIRECT) !== 0) {
         if (!features.indirect) throw new ChainError('an indirect descriptor, but INDIRECT_DESC was not negotiated');
         if (indirect) throw new ChainError('an indirect descriptor inside an indirect table');
-        if (buffers.length > 0 || (flags & DESC_F_NEXT) !== 0) throw new ChainError('an indirect descriptor must be the only one of its chain');
+        // Direct descriptors may come before it (virtio 1.2 2.7.5.3.2); nothing may follow it.
+        if ((flags & DESC_F_NEXT) !== 0) throw new ChainError('an indirect descriptor must end its chain');
         if (length === 0 || length % DESCRIPTOR_BYTES !== 0) throw new ChainError(`an indirect table of ${length} bytes is not a whole number of descriptors`);
         if (!memory.contains(address, length)) throw new ChainError(`the indirect table at 0x${address.toString(16)} is not in guest RAM`);
         table = address;

@@ -65,15 +65,14 @@ test('CONFIG_ADDRESS reads back a dword write; bits 1:0 and 30:24 read 0', () =>
   assert.is(port.read(0, 4), 0x0000_1800);
 });
 
-test('[SPEC DISAGREEMENT] CONFIG_ADDRESS: a byte or word write does not change it (3.2.2.3.2: only full dword accesses latch)', () => {
-  // SPEC DISAGREEMENT (expected to fail until pci-root.ts follows the spec): "Any other types of
-  // accesses to this address (non-DWORD) have no effect on CONFIG_ADDRESS"; QEMU's
-  // pci_host_config_write also ignores them. The model merges partial writes (crosvm's way).
+test('CONFIG_ADDRESS: a byte or word write does not change it (3.2.2.3.2: only full dword accesses latch)', () => {
+  // "Any other types of accesses to this address (non-DWORD) have no effect on CONFIG_ADDRESS";
+  // QEMU's pci_host_config_write also ignores them (crosvm merges them).
   const { port } = makeRoot();
   port.write(0, 4, address(0, 3, 0, 0x10));
   port.write(3, 1, 0x01); // Linux's pci_check_type1 writes 0x01 to 0xcfb first
   port.write(0, 2, 0x0000);
-  assert.is(port.read(0, 4), address(0, 3, 0, 0x10), 'SPEC: non-dword writes to 0xcf8 must leave CONFIG_ADDRESS alone');
+  assert.is(port.read(0, 4), address(0, 3, 0, 0x10), 'non-dword writes to 0xcf8 must leave CONFIG_ADDRESS alone');
 });
 
 test('CONFIG_DATA: byte, word and dword at 0xcfc+k are bytes k.. of the selected dword', () => {

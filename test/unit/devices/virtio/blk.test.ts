@@ -341,19 +341,18 @@ test('FLUSH is handed to the store only after the writes before it', async () =>
   assert.is(blk.queue.takeUsed().length, 3);
 });
 
-test('[SPEC DISAGREEMENT] without FLUSH negotiated the device is write-through: a write is stable before it completes', async () => {
-  // SPEC DISAGREEMENT (expected to fail until blk.ts honours the negotiated features): blk description,
+test('without FLUSH negotiated the device is write-through: a write is stable before it completes', async () => {
+  // blk description,
   // device operation: a write becomes stable once completed when "neither VIRTIO_BLK_F_CONFIG_WCE nor
   // VIRTIO_BLK_F_FLUSH feature were negotiated, but VIRTIO_BLK_F_FLUSH was offered", and "the device MUST
-  // ensure that stable writes are committed to it, before reporting completion of the write". The model
-  // completes the write when store.write resolves, without store.flush(), whatever was negotiated.
+  // ensure that stable writes are committed to it, before reporting completion of the write".
   const blk = makeBlk({}, 64 * SECTOR, VERSION_1);
   blk.start();
   const req = blk.request(T.out, 0, [SECTOR]);
   await settle();
   await settle();
   assert.is(req.status(), S.ok);
-  assert.ok(blk.store.log.includes('flush'), 'SPEC: without FLUSH negotiated the write must reach stable storage (store.flush) before completion');
+  assert.ok(blk.store.log.includes('flush'), 'without FLUSH negotiated the write must reach stable storage (store.flush) before completion');
 });
 
 test('a completion after a device reset does not touch the new queue', async () => {
@@ -417,11 +416,11 @@ test('DISCARD and WRITE_ZEROES: offered only when the store can punch holes; one
   assert.is(blk.store.image[13 * SECTOR], (13 * SECTOR * 7 + 13) & 0xff);
 });
 
-test('[SPEC DISAGREEMENT] DISCARD with the unmap flag, or any unknown flag, completes with UNSUPP', async () => {
-  // SPEC DISAGREEMENT (expected to fail until blk.ts checks the segment flags): "The device MUST set the
+test('DISCARD with the unmap flag, or any unknown flag, completes with UNSUPP', async () => {
+  // "The device MUST set the
   // status byte to VIRTIO_BLK_S_UNSUPP for discard, secure erase and write zeroes commands if any unknown
   // flag is set. Furthermore, the device MUST set the status byte to VIRTIO_BLK_S_UNSUPP for discard
-  // commands if the unmap flag is set." The model ignores the flags field.
+  // commands if the unmap flag is set."
   const blk = makeBlk({ canPunchHoles: true });
   blk.start();
   const send = (type: number, flags: number) => {
@@ -437,8 +436,8 @@ test('[SPEC DISAGREEMENT] DISCARD with the unmap flag, or any unknown flag, comp
   const zeroesUnknown = send(T.writeZeroes, 0x8000_0000);
   await settle();
   assert.equal([discardUnmap.status(), discardUnknown.status(), zeroesUnknown.status()], [S.unsupp, S.unsupp, S.unsupp],
-    'SPEC: UNSUPP for unmap on DISCARD and for unknown flags');
-  assert.not.ok(blk.store.log.some((entry) => entry.startsWith('punch')), 'SPEC: nothing deallocated');
+    'UNSUPP for unmap on DISCARD and for unknown flags');
+  assert.not.ok(blk.store.log.some((entry) => entry.startsWith('punch')), 'nothing deallocated');
 });
 
 test('a failing store completes the request with IOERR', async () => {

@@ -364,18 +364,17 @@ test('INTx disable (command bit 10): the line stays low, the status bit still sh
   assert.is(configRead(device, 0x06, 2) & 0x08, 0);
 });
 
-test('[SPEC DISAGREEMENT] INTx disable set while the line is asserted lowers it; clearing it raises it again (PCI 3.0 6.2.2)', () => {
-  // SPEC DISAGREEMENT (expected to fail until pci-transport.ts re-evaluates INTx on a command write):
-  // "Interrupt Disable: ... A value of 1 disables the assertion of its INTx# signal". The model
-  // only looks at the bit when the ISR changes, so an asserted line stays up after the guest sets it.
+test('INTx disable set while the line is asserted lowers it; clearing it raises it again (PCI 3.0 6.2.2)', () => {
+  // "Interrupt Disable: ... A value of 1 disables the assertion of its INTx# signal", also for a line
+  // already asserted when the guest sets it.
   const { backend, intx, device } = running();
   configWrite(device, 0x04, 2, 0x0006);
   backend.context!.interruptQueue(0);
   assert.is(intx.level, true);
   configWrite(device, 0x04, 2, 0x0406);
-  assert.is(intx.level, false, 'SPEC: setting INTx disable must de-assert INTx');
+  assert.is(intx.level, false, 'setting INTx disable must de-assert INTx');
   configWrite(device, 0x04, 2, 0x0006);
-  assert.is(intx.level, true, 'SPEC: clearing INTx disable with the ISR still set must re-assert INTx');
+  assert.is(intx.level, true, 'clearing INTx disable with the ISR still set must re-assert INTx');
 });
 
 test('MSI-X enabled: queue interrupts go to the queue\'s table entry, not INTx; NO_VECTOR sends nothing', () => {
@@ -403,15 +402,14 @@ test('MSI-X disabled again: interrupts go back to INTx', () => {
   assert.is(driver.readIsr(), 1);
 });
 
-test('[SPEC DISAGREEMENT] MSI-X enabled while INTx is asserted: the function stops driving INTx (PCI 3.0 6.8.2.3)', () => {
-  // SPEC DISAGREEMENT (expected to fail until pci-transport.ts lowers INTx when MSI-X is enabled): with
-  // MSI-X Enable set "the function is prohibited from using its INTx# pin". The model re-evaluates the
-  // line only when the ISR changes, so a level raised before the switch stays up.
+test('MSI-X enabled while INTx is asserted: the function stops driving INTx (PCI 3.0 6.8.2.3)', () => {
+  // With MSI-X Enable set "the function is prohibited from using its INTx# pin", so a level raised
+  // before the switch goes down with it.
   const { backend, intx, device } = running(VERSION_1, [0, 0]);
   backend.context!.interruptQueue(0);
   assert.is(intx.level, true);
   msixCapability(device).setControl(0x8000);
-  assert.is(intx.level, false, 'SPEC: enabling MSI-X must release INTx');
+  assert.is(intx.level, false, 'enabling MSI-X must release INTx');
 });
 
 test('MSI-X per-vector mask: the interrupt waits in the PBA and is sent on unmask', () => {
@@ -517,11 +515,10 @@ test('the device asking for a reset after DRIVER_OK: NEEDS_RESET and a configura
   assert.is(driver.readIsr(), 2);
 });
 
-test('[SPEC DISAGREEMENT] configuration interrupt with MSI-X: ISR bit 1 is set too (4.1.4.5.1 "MUST set the Device Configuration Interrupt bit")', () => {
-  // SPEC DISAGREEMENT (expected to fail until pci-transport.ts sets ISR bit 1 for every configuration
-  // notification): transport-pci.tex, ISR status device requirements: "The device MUST set the Device
+test('configuration interrupt with MSI-X: ISR bit 1 is set too (4.1.4.5.1 "MUST set the Device Configuration Interrupt bit")', () => {
+  // transport-pci.tex, ISR status device requirements: "The device MUST set the Device
   // Configuration Interrupt bit in ISR status before sending a device configuration change notification"
-  // (unlike the queue bit, not conditioned on MSI-X being disabled). The model skips the ISR under MSI-X.
+  // (unlike the queue bit, not conditioned on MSI-X being disabled).
   const { driver, backend, device, msi, intx } = running();
   setEntry(driver, device, 2, 0xfee0_0000, 0x0050, false);
   msixCapability(device).setControl(0x8000);
@@ -529,7 +526,7 @@ test('[SPEC DISAGREEMENT] configuration interrupt with MSI-X: ISR bit 1 is set t
   backend.context!.needsReset('test');
   assert.equal(msi.messages, [{ address: 0xfee0_0000, data: 0x0050 }]);
   assert.is(intx.level, false);
-  assert.is(driver.readIsr() & 2, 2, 'SPEC: ISR bit 1 must be set before a configuration notification');
+  assert.is(driver.readIsr() & 2, 2, 'ISR bit 1 must be set before a configuration notification');
 });
 
 test('notifications: ignored before DRIVER_OK, delivered after, through the notify capability', () => {
