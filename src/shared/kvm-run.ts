@@ -121,32 +121,43 @@ export function emptyAccess(): Access {
 }
 
 /**
- * Decodes the I/O, MMIO or IOAPIC EOI exit in a kvm_run page into `access`
- * (kind none for any other exit). Fields are read straight from the page:
- * this runs on every exit, and under PVM each object or page touched after
- * the world switch costs cycles.
+ * Decodes the I/O, MMIO or IOAPIC EOI exit in a kvm_run page into `access`:
+ * its kind and address only (kind none for any other exit), which is all an
+ * unclaimed write needs. decodeAccessData adds size, count and data offset,
+ * for an access that is forwarded or read. Fields are read straight from the
+ * page: this runs on every exit, and under PVM each field, object or page
+ * touched after the world switch costs cycles.
  */
 export function decodeAccess(bytes: Uint8Array, data: DataView, access: Access): void {
   const reason = data.getUint32(KVM_RUN.exit_reason, true);
   if (reason === EXIT_IO) {
     access.kind = bytes[KVM_RUN.io_direction] === IO_DIRECTION_OUT ? ACCESS_KIND.ioWrite : ACCESS_KIND.ioRead;
     access.address = data.getUint16(KVM_RUN.io_port, true);
-    access.size = bytes[KVM_RUN.io_size];
-    access.count = data.getUint32(KVM_RUN.io_count, true);
-    access.dataOffset = data.getUint32(KVM_RUN.io_data_offset, true) + data.getUint32(KVM_RUN.io_data_offset + 4, true) * 0x1_0000_0000;
   } else if (reason === EXIT_MMIO) {
     access.kind = bytes[KVM_RUN.mmio_is_write] !== 0 ? ACCESS_KIND.mmioWrite : ACCESS_KIND.mmioRead;
     access.address = data.getUint32(KVM_RUN.mmio_phys_addr, true) + data.getUint32(KVM_RUN.mmio_phys_addr + 4, true) * 0x1_0000_0000;
-    access.size = data.getUint32(KVM_RUN.mmio_len, true);
-    access.count = 1;
-    access.dataOffset = KVM_RUN.mmio_data;
   } else if (reason === EXIT_IOAPIC_EOI) {
     access.kind = ACCESS_KIND.eoi;
     access.address = bytes[KVM_RUN.eoi_vector];
+  } else {
+    access.kind = ACCESS_KIND.none;
+  }
+}
+
+/** The rest of an access decodeAccess found: size, count and where its data is in the page. */
+export function decodeAccessData(bytes: Uint8Array, data: DataView, access: Access): void {
+  const kind = access.kind;
+  if (kind === ACCESS_KIND.ioRead || kind === ACCESS_KIND.ioWrite) {
+    access.size = bytes[KVM_RUN.io_size];
+    access.count = data.getUint32(KVM_RUN.io_count, true);
+    access.dataOffset = data.getUint32(KVM_RUN.io_data_offset, true) + data.getUint32(KVM_RUN.io_data_offset + 4, true) * 0x1_0000_0000;
+  } else if (kind === ACCESS_KIND.mmioRead || kind === ACCESS_KIND.mmioWrite) {
+    access.size = data.getUint32(KVM_RUN.mmio_len, true);
+    access.count = 1;
+    access.dataOffset = KVM_RUN.mmio_data;
+  } else {
     access.size = 0;
     access.count = 0;
     access.dataOffset = 0;
-  } else {
-    access.kind = ACCESS_KIND.none;
   }
 }

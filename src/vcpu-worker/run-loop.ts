@@ -9,7 +9,7 @@ import {
 import {
   EXIT, INTERNAL_ERROR, INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, IOCTL, KVM_RUN,
 } from '../shared/kvm-abi';
-import { ACCESS_KIND, Access, KvmRunView, decodeAccess, emptyAccess } from '../shared/kvm-run';
+import { ACCESS_KIND, Access, KvmRunView, decodeAccess, decodeAccessData, emptyAccess } from '../shared/kvm-run';
 import { ERRNO, KvmError, NativeAddon, check } from '../shared/native';
 import { VCPU_CONTROL, VCPU_REQUEST, VCPU_STAT_INDEX } from '../shared/vcpu-stats';
 import type { HandOffMode, VcpuStop, VcpuWorkerConfig } from '../shared/vcpu-protocol';
@@ -143,11 +143,15 @@ export class VcpuRunLoop {
       stats[IO_EXITS]++;
       if (this.claims.portClaimed(access.address)) {
         stats[FORWARDED]++;
+        decodeAccessData(this.bytes, this.data, access);
         return this.channel.handOff(access);
       }
       // Reads nobody claims return all ones, as a PC bus with no device
       // answers. Filled in the page itself: no view to look up per exit.
-      if (kind === ACCESS_KIND.ioRead) this.bytes.fill(0xff, access.dataOffset, access.dataOffset + access.size * access.count);
+      if (kind === ACCESS_KIND.ioRead) {
+        decodeAccessData(this.bytes, this.data, access);
+        this.bytes.fill(0xff, access.dataOffset, access.dataOffset + access.size * access.count);
+      }
       stats[UNCLAIMED]++;
       return NOTHING_TO_FORWARD;
     }
@@ -155,16 +159,23 @@ export class VcpuRunLoop {
       stats[MMIO_EXITS]++;
       if (this.claims.mmioClaimed(access.address)) {
         stats[FORWARDED]++;
+        decodeAccessData(this.bytes, this.data, access);
         return this.channel.handOff(access);
       }
-      if (kind === ACCESS_KIND.mmioRead) this.bytes.fill(0xff, access.dataOffset, access.dataOffset + access.size);
+      if (kind === ACCESS_KIND.mmioRead) {
+        decodeAccessData(this.bytes, this.data, access);
+        this.bytes.fill(0xff, access.dataOffset, access.dataOffset + access.size);
+      }
       stats[UNCLAIMED]++;
       return NOTHING_TO_FORWARD;
     }
     stats[OTHER_EXITS]++;
     // Only with the split irqchip: the userspace IOAPIC on the device
     // thread must see the EOI to clear the entry's remote IRR.
-    if (kind === ACCESS_KIND.eoi) return this.channel.handOff(access);
+    if (kind === ACCESS_KIND.eoi) {
+      decodeAccessData(this.bytes, this.data, access);
+      return this.channel.handOff(access);
+    }
     return this.onOtherExit(this.run.exitReason) ?? NOTHING_TO_FORWARD;
   }
 

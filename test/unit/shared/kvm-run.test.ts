@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EXIT, KVM_RUN } from '../../../src/shared/kvm-abi';
-import { ACCESS_KIND, KvmRunView, decodeAccess, emptyAccess } from '../../../src/shared/kvm-run';
+import { ACCESS_KIND, KvmRunView, decodeAccess, decodeAccessData, emptyAccess } from '../../../src/shared/kvm-run';
 
 function page(): { view: KvmRunView; data: DataView } {
   const buffer = new ArrayBuffer(2 * 4096);
@@ -57,6 +57,8 @@ test('decodeAccess: port I/O (string I/O keeps its count and data offset)', () =
   data.setBigUint64(KVM_RUN.io_data_offset, 4096n, true);
   const access = emptyAccess();
   decodeAccess(view.bytes, view.data, access);
+  assert.equal(access, { kind: ACCESS_KIND.ioRead, address: 0x510, size: 0, count: 0, dataOffset: 0 }, 'kind and address first');
+  decodeAccessData(view.bytes, view.data, access);
   assert.equal(access, { kind: ACCESS_KIND.ioRead, address: 0x510, size: 2, count: 8, dataOffset: 4096 });
   data.setUint8(KVM_RUN.io_direction, 1);
   decodeAccess(view.bytes, view.data, access);
@@ -71,6 +73,7 @@ test('decodeAccess: MMIO reads and writes, addresses above 4 GiB exact', () => {
   data.setUint8(KVM_RUN.mmio_is_write, 1);
   const access = emptyAccess();
   decodeAccess(view.bytes, view.data, access);
+  decodeAccessData(view.bytes, view.data, access);
   assert.equal(access, { kind: ACCESS_KIND.mmioWrite, address: 0xff_ffff_f004, size: 4, count: 1, dataOffset: KVM_RUN.mmio_data });
   data.setUint8(KVM_RUN.mmio_is_write, 0);
   decodeAccess(view.bytes, view.data, access);
