@@ -23,10 +23,24 @@ test('every option is read', () => {
     {
       help: false, version: false, kernel: 'k', initrd: 'i', cmdline: 'a b', cpus: 8, memMiB: 512,
       bootProtocol: 'pvh', splitIrqchip: true, serial: { kind: 'file', path: '/tmp/x' },
-      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: true, config: undefined,
+      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: true, config: undefined, devices: [],
     },
   );
   assert.equal([...given].sort(), ['boot-protocol', 'cmdline', 'cpus', 'hand-off', 'initrd', 'kernel', 'mem', 'rtc-base', 'serial', 'spin-limit', 'split-irqchip', 'stats']);
+});
+
+test('--disk, --rng and --console become devices in command-line order; --disk may repeat, a bare --rng takes /dev/urandom', () => {
+  const options = parseCli(['--disk', 'path=a.img', '--rng', '--console', 'file=/tmp/hvc0', '--disk', 'path=b.img,readonly=on,serial=b']);
+  assert.equal(options.devices, [
+    { kind: 'disk', path: 'a.img', readonly: false },
+    { kind: 'rng', source: '/dev/urandom' },
+    { kind: 'console', path: '/tmp/hvc0' },
+    { kind: 'disk', path: 'b.img', readonly: true, serial: 'b' },
+  ]);
+  assert.equal(parseCli(['--console', 'tty']).devices, [{ kind: 'console' }]);
+  assert.equal(parseCli(['--console', 'off']).devices, []);
+  assert.equal(parseCli(['--rng', 'src=/tmp/seed']).devices, [{ kind: 'rng', source: '/tmp/seed' }]);
+  assert.throws(() => parseCli(['--console', 'serial']), /--console takes off, tty or file=PATH, got "serial"/);
 });
 
 test('--config names a file; only the options given are marked as given', () => {

@@ -17,12 +17,13 @@ test('every field is read, devices get their defaults', () => {
   const config = resolveVmConfig({
     cpus: 4, memoryMiB: 1024, kernel: 'k', initrd: 'i', cmdline: '', bootProtocol: 'pvh', irqchip: 'split',
     serial: { kind: 'file', path: '/tmp/out' }, rtcBase: '2026-11-26T08:15:00Z', handOff: 'park', spinLimit: 10,
-    devices: [{ kind: 'rng' }, { kind: 'disk', path: 'a.img' }, { kind: 'disk', path: 'b.img', readonly: true, serial: 'b' }],
+    devices: [{ kind: 'rng' }, { kind: 'disk', path: 'a.img' }, { kind: 'disk', path: 'b.img', readonly: true, serial: 'b' }, { kind: 'console' }],
   });
   assert.equal(config.devices, [
     { kind: 'rng', source: '/dev/urandom' },
     { kind: 'disk', path: 'a.img', readonly: false },
     { kind: 'disk', path: 'b.img', readonly: true, serial: 'b' },
+    { kind: 'console' },
   ]);
   assert.is(config.irqchip, 'split');
   assert.equal(config.serial, { kind: 'file', path: '/tmp/out' });
@@ -42,12 +43,14 @@ const refusals: Array<[unknown, RegExp]> = [
   [{ rtcBase: 'yesterday' }, /"rtcBase" must be an ISO-8601 time/],
   [{ spinLimit: 0 }, /"spinLimit" must be a whole number from 1 to 10000000/],
   [{ devices: {} }, /"devices" must be a list/],
-  [{ devices: [{ kind: 'net' }] }, /"devices\[0\]\.kind" must be one of "rng", "disk", got "net"$/],
+  [{ devices: [{ kind: 'net' }] }, /"devices\[0\]\.kind" must be one of "rng", "disk", "console", got "net"$/],
   [{ devices: [{ kind: 'disk' }] }, /"devices\[0\]\.path" must be the image file's path/],
   [{ devices: [{ kind: 'disk', path: 'a', ro: true }] }, /unknown field "ro" in a disk device; its fields are kind, path, readonly, serial$/],
   [{ devices: [{ kind: 'disk', path: 'a', readonly: 'yes' }] }, /"devices\[0\]\.readonly" must be a boolean/],
   [{ devices: [{ kind: 'disk', path: 'a', serial: 'x'.repeat(21) }] }, /at most 20 printable ASCII characters/],
   [{ devices: [{ kind: 'disk', path: 'a', serial: 's' }, { kind: 'disk', path: 'b', serial: 's' }] }, /two disks have the serial "s"; give each its own$/],
+  [{ devices: [{ kind: 'console' }, { kind: 'console', path: 'x' }] }, /more than one console device; tsvmm has one virtio-console port$/],
+  [{ devices: [{ kind: 'console', output: 'tty' }] }, /unknown field "output" in a console device; its fields are kind, path$/],
 ];
 
 for (const [raw, expected] of refusals) {
