@@ -9,20 +9,11 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { QEMU_MISSING, QEMU_TIMEOUT_MS, findQemu, runQemu } from '../support/qemu';
+import { QEMU_MISSING, bootQemu, findQemu, runQemu } from '../support/qemu';
 import { guest } from '../support/tsvmm';
 
 /** The RTC start time handed to the cmos guest. */
 const RTC_BASE = '2026-11-26T08:15:42';
-
-/** Asserts that QEMU exited by itself (guest reset or triple fault) and returns the guest's lines. */
-async function boot(qemu: string, name: string, extraArgs: string[] = []): Promise<string[]> {
-  const run = await runQemu(qemu, guest(name), extraArgs);
-  const context = `${name} ${extraArgs.join(' ')}: output ${JSON.stringify(run.output)}, stderr ${JSON.stringify(run.stderr)}`;
-  assert.not.ok(run.timedOut, `QEMU still running after ${QEMU_TIMEOUT_MS} ms and killed; ${context}`);
-  assert.is(run.status, 0, `QEMU exit status; ${context}`);
-  return run.lines;
-}
 
 const qemu = findQemu();
 /** Registers a test that needs QEMU; without QEMU none is registered (see below). */
@@ -36,13 +27,13 @@ if (!qemu) {
 }
 
 qemuTest('hello: prints from long mode and resets', async () => {
-  assert.equal(await boot(needQemu(), 'hello'), ['hello: long mode ok']);
+  assert.equal(await bootQemu(needQemu(), 'hello'), ['hello: long mode ok']);
 });
 
 for (const cpus of [1, 2, 8]) {
   qemuTest(`smp: starts all APs with -smp ${cpus}`, async () => {
     const ids = Array.from({ length: cpus }, (_, i) => i).join(' ');
-    assert.equal(await boot(needQemu(), 'smp', ['-smp', String(cpus)]), [
+    assert.equal(await bootQemu(needQemu(), 'smp', ['-smp', String(cpus)]), [
       `smp: ${cpus} of ${cpus} CPUs online`,
       `smp: apic ids ${ids}`,
     ]);
@@ -50,11 +41,11 @@ for (const cpus of [1, 2, 8]) {
 }
 
 qemuTest('irq: ten COM1 THR-empty interrupts through the 8259 on vector 0x24', async () => {
-  assert.equal(await boot(needQemu(), 'irq'), ['irq: 0123456789', 'irq: 10 interrupts on vector 0x24']);
+  assert.equal(await bootQemu(needQemu(), 'irq'), ['irq: 0123456789', 'irq: 10 interrupts on vector 0x24']);
 });
 
 qemuTest('cmos: reads the RTC (BCD, 24h) and the memory size', async () => {
-  const lines = await boot(needQemu(), 'cmos', ['-rtc', `base=${RTC_BASE}`]);
+  const lines = await bootQemu(needQemu(), 'cmos', ['-rtc', `base=${RTC_BASE}`]);
   assert.is(lines.length, 2, JSON.stringify(lines));
   // the clock runs from RTC_BASE while SeaBIOS boots (~2 s): same minute, a few seconds on
   const match = /^cmos: 2026-11-26 08:15:(\d\d) \(bcd, 24h\)$/.exec(lines[0]);
@@ -66,7 +57,7 @@ qemuTest('cmos: reads the RTC (BCD, 24h) and the memory size', async () => {
 });
 
 qemuTest('stringio: rep outsb to COM1, rep outsw/insb/insw at port 0x510', async () => {
-  const lines = await boot(needQemu(), 'stringio');
+  const lines = await bootQemu(needQemu(), 'stringio');
   assert.is(lines.length, 3, JSON.stringify(lines));
   assert.is(lines[0], 'stringio: rep outsb ok');
   // Under QEMU 0x510 is the fw_cfg selector: the last word of the rep outsw (0x0000)
@@ -77,14 +68,21 @@ qemuTest('stringio: rep outsb to COM1, rep outsw/insb/insw at port 0x510', async
 
 qemuTest('mmio: accesses of 1, 2, 4 and 8 bytes at 0xd0000000 complete', async () => {
   // QEMU has no device there, so only the shape of the output is meaningful
-  const lines = await boot(needQemu(), 'mmio');
+  const lines = await bootQemu(needQemu(), 'mmio');
   assert.is(lines.length, 2, JSON.stringify(lines));
   assert.match(lines[0], /^mmio: read8 [0-9a-f]{2} read16 [0-9a-f]{4} read32 [0-9a-f]{8} read64 [0-9a-f]{16}$/);
   assert.match(lines[1], /^mmio: unclaimed [0-9a-f]{8}$/);
 });
 
 qemuTest('fault: triple-faults after saying so', async () => {
-  assert.equal(await boot(needQemu(), 'fault'), ['fault: about to triple fault']);
+  assert.equal(await bootQemu(needQemu(), 'fault'), ['fault: about to triple fault']);
+});
+
+qemuTest('chatty: prints numbered lines for ever (QEMU is stopped after a few seconds)', async () => {
+  const run = await runQemu(needQemu(), guest('chatty'), [], 8_000);
+  assert.ok(run.timedOut, 'the guest never ends by itself');
+  assert.ok(run.lines.length >= 3, JSON.stringify(run.output.slice(0, 200)));
+  run.lines.slice(0, -1).forEach((line, i) => assert.is(line, `chatty: line ${i}`));
 });
 
 test.run();

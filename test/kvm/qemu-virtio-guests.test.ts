@@ -13,22 +13,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { QEMU_MISSING, QEMU_TIMEOUT_MS, findQemu, runQemu } from '../support/qemu';
-import { guest } from '../support/tsvmm';
+import { QEMU_MISSING, bootQemu, findQemu } from '../support/qemu';
 import { checkImage, makeTempImage } from '../support/virtio-image';
 import { blkDrive, checkBlkLines, checkHostileLines, preamble, rngLines } from '../support/virtio-guests';
 
 const HELLO = 'hello from hvc0\n';
 const INPUT = 'typed input\n';
-
-/** Boots `name` under QEMU, asserts it reset by itself, and returns its lines. */
-async function boot(qemu: string, name: string, extraArgs: string[]): Promise<string[]> {
-  const run = await runQemu(qemu, guest(name), extraArgs);
-  const context = `${name} ${extraArgs.join(' ')}: output ${JSON.stringify(run.output)}, stderr ${JSON.stringify(run.stderr)}`;
-  assert.not.ok(run.timedOut, `QEMU still running after ${QEMU_TIMEOUT_MS} ms and killed; ${context}`);
-  assert.is(run.status, 0, `QEMU exit status; ${context}`);
-  return run.lines;
-}
 
 const qemu = findQemu();
 const qemuTest = qemu ? test : () => undefined;
@@ -43,7 +33,7 @@ if (!qemu) {
 qemuTest('virtio-blk: poll, MSI-X and INTx phases against QEMU virtio-blk-pci; the image holds what the guest wrote', async () => {
   const { dir, image } = makeTempImage();
   try {
-    const { bars, rest } = preamble('virtio-blk', await boot(needQemu(), 'virtio-blk', blkDrive(image)));
+    const { bars, rest } = preamble('virtio-blk', await bootQemu(needQemu(), 'virtio-blk', blkDrive(image)));
     // QEMU: the virtio structures in the 64-bit BAR4, the MSI-X table in BAR1
     assert.equal(bars.map((l) => l.split(' ')[1]), ['bar4', 'bar1']);
     checkBlkLines(rest, true);
@@ -56,7 +46,7 @@ qemuTest('virtio-blk: poll, MSI-X and INTx phases against QEMU virtio-blk-pci; t
 qemuTest('virtio-blk: without MSI-X (vectors=0) the guest says so and still does INTx', async () => {
   const { dir, image } = makeTempImage();
   try {
-    const { bars, rest } = preamble('virtio-blk', await boot(needQemu(), 'virtio-blk', blkDrive(image, ',vectors=0')));
+    const { bars, rest } = preamble('virtio-blk', await bootQemu(needQemu(), 'virtio-blk', blkDrive(image, ',vectors=0')));
     assert.is(bars.length, 1, JSON.stringify(bars));
     checkBlkLines(rest, false);
     // the MSI-X phase writes sector 16; without MSI-X it does not run
@@ -72,7 +62,7 @@ qemuTest('virtio-blk: a 64-bit BAR that SeaBIOS puts above 4 GiB is mapped by th
   const { dir, image } = makeTempImage();
   try {
     const extra = ['-object', 'memory-backend-ram,id=m1,size=2G', '-device', 'ivshmem-plain,memdev=m1', ...blkDrive(image)];
-    const { bars, rest } = preamble('virtio-blk', await boot(needQemu(), 'virtio-blk', extra));
+    const { bars, rest } = preamble('virtio-blk', await bootQemu(needQemu(), 'virtio-blk', extra));
     const bar4 = bars.find((l) => l.startsWith('virtio-blk: bar4 '));
     assert.match(bar4 ?? '', /^virtio-blk: bar4 0x[1-9a-f][0-9a-f]{8,} size 0x4000 64-bit mapped above 4 GiB$/, JSON.stringify(bars));
     checkBlkLines(rest, true);
@@ -84,7 +74,7 @@ qemuTest('virtio-blk: a 64-bit BAR that SeaBIOS puts above 4 GiB is mapped by th
 
 for (const vectors of ['', ',vectors=0']) {
   qemuTest(`virtio-rng: two polled reads differ${vectors ? ', no MSI-X' : ', then one by MSI-X'}`, async () => {
-    const { rest } = preamble('virtio-rng', await boot(needQemu(), 'virtio-rng', ['-device', `virtio-rng-pci,disable-legacy=on${vectors}`]));
+    const { rest } = preamble('virtio-rng', await bootQemu(needQemu(), 'virtio-rng', ['-device', `virtio-rng-pci,disable-legacy=on${vectors}`]));
     assert.equal(rest, rngLines(!vectors));
   });
 }
@@ -94,7 +84,7 @@ qemuTest('virtio-console: transmits to a chardev file; nothing to receive', asyn
   try {
     const out = path.join(dir, 'hvc0.out');
     const extra = ['-device', 'virtio-serial-pci,disable-legacy=on', '-chardev', `file,id=c0,path=${out}`, '-device', 'virtconsole,chardev=c0'];
-    const { rest } = preamble('virtio-console', await boot(needQemu(), 'virtio-console', extra));
+    const { rest } = preamble('virtio-console', await bootQemu(needQemu(), 'virtio-console', extra));
     assert.equal(rest, ['virtio-console: transmit ok (16 bytes)', 'virtio-console: nothing received', 'virtio-console: done']);
     assert.is(fs.readFileSync(out, 'latin1'), HELLO);
   } finally {
@@ -131,7 +121,7 @@ qemuTest('virtio-console: transmits to and receives from a chardev socket', asyn
   try {
     const sock = path.join(dir, 'hvc0.sock');
     const extra = ['-device', 'virtio-serial-pci,disable-legacy=on', '-chardev', `socket,id=c0,path=${sock},server=on,wait=off`, '-device', 'virtconsole,chardev=c0'];
-    const [lines, host] = await Promise.all([boot(needQemu(), 'virtio-console', extra), talk(sock, INPUT)]);
+    const [lines, host] = await Promise.all([bootQemu(needQemu(), 'virtio-console', extra), talk(sock, INPUT)]);
     const { rest } = preamble('virtio-console', lines);
     assert.equal(rest, ['virtio-console: transmit ok (16 bytes)', 'virtio-console: received 12 bytes "typed input."', 'virtio-console: done']);
     assert.is(host, HELLO);
@@ -143,7 +133,7 @@ qemuTest('virtio-console: transmits to and receives from a chardev socket', asyn
 qemuTest('virtio-hostile: every malformed chain gets an error status or NEEDS_RESET, and the device works after a reset', async () => {
   const { dir, image } = makeTempImage();
   try {
-    const { rest } = preamble('virtio-hostile', await boot(needQemu(), 'virtio-hostile', blkDrive(image)));
+    const { rest } = preamble('virtio-hostile', await bootQemu(needQemu(), 'virtio-hostile', blkDrive(image)));
     checkHostileLines(rest);
     // only reads: the image is as the test wrote it
     assert.equal(checkImage(image, []), []);

@@ -4,10 +4,11 @@
 // (which passes -kernel and cuts SeaBIOS's banner off), this keeps all of COM1
 // and can collect SeaBIOS's debug log (port 0x402).
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT } from './tsvmm';
+import { SerialRun, runCollectingSerial } from './qemu';
 
 /** Debian's SeaBIOS (package seabios): what QEMU -M pc runs, and what tsvmm loads. */
 export const SEABIOS_BIN = '/usr/share/seabios/bios.bin';
@@ -52,53 +53,11 @@ export function firmwareQemuArgs(image: string, options: FirmwareBootOptions = {
   return args;
 }
 
-export interface FirmwareRun {
-  /** Everything on COM1 as it came (SeaBIOS's sercon output included). */
-  raw: string;
-  /** The same without terminal escape sequences and carriage returns. */
-  output: string;
-  /** Its lines, without the empty string after the final newline. */
-  lines: string[];
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  timedOut: boolean;
-  stderr: string;
-  /** Wall-clock time from spawn to exit. */
-  ms: number;
-}
-
-export function stripTerminal(text: string): string {
-  return text.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[A-Za-z]/g, '').replace(/\r/g, '');
-}
+/** A firmware boot's COM1 (SeaBIOS's sercon output included) and how it ended. */
+export type FirmwareRun = SerialRun;
 
 /** Spawns `command args` (QEMU, or later tsvmm), collects stdout as COM1, kills it after timeoutMs. */
-export function runFirmware(command: string, args: string[], timeoutMs: number): Promise<FirmwareRun> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (status, signal) => {
-      clearTimeout(timer);
-      const raw = Buffer.concat(stdout).toString('latin1');
-      const output = stripTerminal(raw);
-      const lines = output.split('\n');
-      if (lines[lines.length - 1] === '') lines.pop();
-      resolve({ raw, output, lines, status, signal, timedOut, stderr: Buffer.concat(stderr).toString('utf8'), ms: Date.now() - started });
-    });
-  });
-}
+export const runFirmware = runCollectingSerial;
 
 /** One entry of an E820 map. */
 export interface E820Entry {

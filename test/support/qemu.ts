@@ -5,6 +5,8 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as assert from 'uvu/assert';
+import { guest } from './tsvmm';
 
 export const QEMU = 'qemu-system-x86_64';
 /** A PC with 128 MiB and COM1 on stdio: what the guests' checks assume. */
@@ -47,10 +49,37 @@ export interface QemuRun {
   stderr: string;
 }
 
-/** Boots `kernel` under QEMU with KVM (`extraArgs` before -kernel) and collects COM1. */
-export function runQemu(qemu: string, kernel: string, extraArgs: string[] = [], timeoutMs = QEMU_TIMEOUT_MS): Promise<QemuRun> {
+/** What a spawned VMM wrote to COM1 (its stdout) and how it ended. */
+export interface SerialRun {
+  /** Everything on COM1 as it came. */
+  raw: string;
+  /** The same without terminal escape sequences and carriage returns. */
+  output: string;
+  /** Its lines, without the empty string after the final newline. */
+  lines: string[];
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  stderr: string;
+  /** Wall-clock time from spawn to exit. */
+  ms: number;
+}
+
+export function stripTerminal(text: string): string {
+  return text.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[A-Za-z]/g, '').replace(/\r/g, '');
+}
+
+function splitLines(output: string): string[] {
+  const lines = output.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
+
+/** Spawns `command args` (QEMU, or tsvmm), collects stdout as COM1, kills it after `timeoutMs`. */
+export function runCollectingSerial(command: string, args: string[], timeoutMs: number): Promise<SerialRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(qemu, [...QEMU_BASE_ARGS, ...extraArgs, '-kernel', kernel], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const started = Date.now();
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     let timedOut = false;
@@ -66,12 +95,26 @@ export function runQemu(qemu: string, kernel: string, extraArgs: string[] = [], 
     });
     child.on('close', (status, signal) => {
       clearTimeout(timer);
-      let output = Buffer.concat(stdout).toString('latin1').replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[A-Za-z]/g, '').replace(/\r/g, '');
-      const banner = output.lastIndexOf(SEABIOS_BANNER_END);
-      if (banner >= 0) output = output.slice(banner + SEABIOS_BANNER_END.length);
-      const lines = output.split('\n');
-      if (lines[lines.length - 1] === '') lines.pop();
-      resolve({ output, lines, status, signal, timedOut, stderr: Buffer.concat(stderr).toString('utf8') });
+      const raw = Buffer.concat(stdout).toString('latin1');
+      const output = stripTerminal(raw);
+      resolve({ raw, output, lines: splitLines(output), status, signal, timedOut, stderr: Buffer.concat(stderr).toString('utf8'), ms: Date.now() - started });
     });
   });
+}
+
+/** Boots `kernel` under QEMU with KVM (`extraArgs` before -kernel) and collects COM1 after SeaBIOS's banner. */
+export async function runQemu(qemu: string, kernel: string, extraArgs: string[] = [], timeoutMs = QEMU_TIMEOUT_MS): Promise<QemuRun> {
+  const run = await runCollectingSerial(qemu, [...QEMU_BASE_ARGS, ...extraArgs, '-kernel', kernel], timeoutMs);
+  const banner = run.output.lastIndexOf(SEABIOS_BANNER_END);
+  const output = banner >= 0 ? run.output.slice(banner + SEABIOS_BANNER_END.length) : run.output;
+  return { output, lines: splitLines(output), status: run.status, signal: run.signal, timedOut: run.timedOut, stderr: run.stderr };
+}
+
+/** Boots test guest `name` under QEMU, asserts that QEMU ended by itself (reset or triple fault), and returns the guest's lines. */
+export async function bootQemu(qemu: string, name: string, extraArgs: string[] = []): Promise<string[]> {
+  const run = await runQemu(qemu, guest(name), extraArgs);
+  const context = `${name} ${extraArgs.join(' ')}: output ${JSON.stringify(run.output)}, stderr ${JSON.stringify(run.stderr)}`;
+  assert.not.ok(run.timedOut, `QEMU still running after ${QEMU_TIMEOUT_MS} ms and killed; ${context}`);
+  assert.is(run.status, 0, `QEMU exit status; ${context}`);
+  return run.lines;
 }
