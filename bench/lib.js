@@ -95,14 +95,19 @@ function registerFile() {
   };
 }
 
-/** Boots `elf` in this process under tsvmm with hand-off `handOff`; resolves with the serial text and stats. */
-async function runTsvmm(elf, { cpus = 1, handOff = 'spin-park', spinLimit, timeoutMs = 120000 } = {}) {
+/**
+ * Boots `elf` in this process under tsvmm with hand-off `handOff` (and the
+ * virtio `devices`, if any); resolves with the serial text, stats and warnings.
+ */
+async function runTsvmm(elf, { cpus = 1, handOff = 'spin-park', spinLimit, timeoutMs = 120000, devices = [] } = {}) {
   const { Machine } = require(path.join(ROOT, 'dist', 'main', 'vmm', 'machine'));
   const chunks = [];
-  const machine = await Machine.create({ cpus, memoryMiB: MEM_MIB, bootProtocol: 'linux', handOff, ...(spinLimit ? { spinLimit } : {}) }, {
+  const warnings = [];
+  const machine = await Machine.create({ cpus, memoryMiB: MEM_MIB, bootProtocol: 'linux', handOff, devices, ...(spinLimit ? { spinLimit } : {}) }, {
     kernel: new Uint8Array(fs.readFileSync(elf)),
     serialOutput: (bytes) => chunks.push(Buffer.from(bytes)),
     extraDevices: [{ bus: 'mmio', base: REGFILE_BASE, length: REGFILE_BYTES, device: registerFile() }],
+    warn: (message) => warnings.push(message),
   });
   const timer = setTimeout(() => machine.end({ kind: 'stopped', cause: { by: 'timeout' } }), timeoutMs);
   let exit;
@@ -115,7 +120,7 @@ async function runTsvmm(elf, { cpus = 1, handOff = 'spin-park', spinLimit, timeo
   const device = machine.deviceStats;
   await machine.close();
   const ok = exit.kind === 'reset' || exit.kind === 'poweroff';
-  return { out: Buffer.concat(chunks).toString('latin1'), code: ok ? 0 : 1, reason: JSON.stringify(exit), stats, device };
+  return { out: Buffer.concat(chunks).toString('latin1'), code: ok ? 0 : 1, reason: JSON.stringify(exit), stats, device, err: warnings.join('\n') };
 }
 
 /** The "bench: <kind> median=.. p90=.. min=.." lines of a guest's output, by kind. */

@@ -100,33 +100,6 @@ function qemuBlkArgs() {
     '-device', 'virtio-blk-pci,drive=d0,disable-legacy=on'];
 }
 
-/** Boots the bench guest in this process under tsvmm with the image as a virtio-blk disk. */
-async function runTsvmmBlk() {
-  const { Machine } = require(path.join(lib.ROOT, 'dist', 'main', 'vmm', 'machine'));
-  const chunks = [];
-  const warnings = [];
-  const machine = await Machine.create({
-    cpus: 1, memoryMiB: lib.MEM_MIB, bootProtocol: 'linux',
-    devices: [{ kind: 'disk', path: IMAGE, readonly: false }],
-  }, {
-    kernel: new Uint8Array(fs.readFileSync(ELF)),
-    serialOutput: (bytes) => chunks.push(Buffer.from(bytes)),
-    warn: (message) => warnings.push(message),
-  });
-  const timer = setTimeout(() => machine.end({ kind: 'stopped', cause: { by: 'timeout' } }), RUN_TIMEOUT_MS);
-  let exit;
-  try {
-    exit = await machine.run();
-  } finally {
-    clearTimeout(timer);
-  }
-  const stats = machine.stats();
-  const device = machine.deviceStats;
-  await machine.close();
-  const ok = exit.kind === 'reset' || exit.kind === 'poweroff';
-  return { out: Buffer.concat(chunks).toString('latin1'), code: ok ? 0 : 1, reason: JSON.stringify(exit), stats, device, err: warnings.join('\n') };
-}
-
 /** The guest's workload lines, by "<workload> qd<D>", each a map of its key=value fields (numbers). */
 function parseGuest(text) {
   const workloads = {};
@@ -162,7 +135,7 @@ function derive(w) {
 }
 
 async function runOnce(runner) {
-  const r = runner === 'qemu' ? await lib.runProcess(lib.QEMU, qemuBlkArgs(), RUN_TIMEOUT_MS) : await runTsvmmBlk();
+  const r = runner === 'qemu' ? await lib.runProcess(lib.QEMU, qemuBlkArgs(), RUN_TIMEOUT_MS) : await lib.runTsvmm(ELF, { timeoutMs: RUN_TIMEOUT_MS, devices: [{ kind: 'disk', path: IMAGE, readonly: false }] });
   const parsed = parseGuest(r.out);
   const missing = WORKLOADS.filter((w) => !parsed.workloads[w.key]);
   if (!r.out.includes('blk-bench: done') || missing.length) {

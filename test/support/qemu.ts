@@ -38,17 +38,6 @@ export function findQemu(): string | undefined {
   return which(QEMU);
 }
 
-export interface QemuRun {
-  /** The guest's serial output after SeaBIOS's banner, without escape sequences or carriage returns. */
-  output: string;
-  /** Its lines, without the empty string after the final newline. */
-  lines: string[];
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  timedOut: boolean;
-  stderr: string;
-}
-
 /** What a spawned VMM wrote to COM1 (its stdout) and how it ended. */
 export interface SerialRun {
   /** Everything on COM1 as it came. */
@@ -101,6 +90,9 @@ export function runCollectingSerial(command: string, args: string[], timeoutMs: 
     });
   });
 }
+
+/** A QEMU boot's COM1 after SeaBIOS's banner (`output` and `lines` start there). */
+export type QemuRun = Omit<SerialRun, 'raw' | 'ms'>;
 
 /** Boots `kernel` under QEMU with KVM (`extraArgs` before -kernel) and collects COM1 after SeaBIOS's banner. */
 export async function runQemu(qemu: string, kernel: string, extraArgs: string[] = [], timeoutMs = QEMU_TIMEOUT_MS): Promise<QemuRun> {
