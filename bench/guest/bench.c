@@ -69,21 +69,6 @@ __attribute__((unused)) static uint32_t start_aps(uint32_t expected)
 }
 
 /* ---- Sorting and summarising samples ---- */
-__attribute__((unused)) static void sort_u64(uint64_t *v, uint32_t n)
-{
-	/* Shell sort (Ciura gaps): no recursion, fast enough for a few thousand samples. */
-	static const uint32_t gaps[] = { 701, 301, 132, 57, 23, 10, 4, 1 };
-	for (unsigned g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
-		uint32_t gap = gaps[g];
-		for (uint32_t i = gap; i < n; i++) {
-			uint64_t t = v[i];
-			uint32_t j = i;
-			for (; j >= gap && v[j - gap] > t; j -= gap)
-				v[j] = v[j - gap];
-			v[j] = t;
-		}
-	}
-}
 
 #if defined(BENCH_EXIT)
 static uint64_t samples[ITERATIONS];

@@ -173,20 +173,6 @@ static inline uint64_t rand_sector(uint64_t blocks)
 	return ((lcg_state >> 24) % blocks) * (SMALL_BYTES / SECTOR_SIZE);
 }
 
-static void sort_u64(uint64_t *v, uint32_t n)
-{
-	static const uint32_t gaps[] = { 701, 301, 132, 57, 23, 10, 4, 1 };
-	for (unsigned g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
-		uint32_t gap = gaps[g];
-		for (uint32_t i = gap; i < n; i++) {
-			uint64_t t = v[i];
-			uint32_t j = i;
-			for (; j >= gap && v[j - gap] > t; j -= gap)
-				v[j] = v[j - gap];
-			v[j] = t;
-		}
-	}
-}
 
 /* Median of an empty rdtsc bracket (the same two reads the QD1 loops take per request). */
 static uint64_t measure_bracket(void)

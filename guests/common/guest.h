@@ -127,6 +127,9 @@ uint64_t tsc_hz_detect(const char **source);
 /* tsc_hz_detect(), or TSC_HZ_FALLBACK when it gives 0. */
 uint64_t tsc_hz(void);
 
+/* Sorts v[0..n) ascending (common/sort.c; for medians of timing samples). */
+void sort_u64(uint64_t *v, uint32_t n);
+
 /* ---- Memory ---- */
 void *memset(void *dst, int c, size_t n);
 void *memcpy(void *dst, const void *src, size_t n);
