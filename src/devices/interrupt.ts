@@ -16,6 +16,11 @@ export interface LevelInterruptLine extends InterruptLine {
   setLevel(asserted: boolean): void;
 }
 
+/** A level line that sets its level through `setLevel`; trigger() is a pulse (raise, then lower). */
+export function levelLine(setLevel: (asserted: boolean) => void): LevelInterruptLine {
+  return { setLevel, trigger: () => { setLevel(true); setLevel(false); } };
+}
+
 /** A message-signalled interrupt: a 32-bit write of `data` to `address` (MSI, MSI-X, the IOAPIC's output). */
 export interface MsiMessage {
   address: number;

@@ -14,7 +14,7 @@ import {
 import { Bus, BusKind } from '../../devices/bus/bus';
 import type { BusDevice } from '../../devices/bus/bus-device';
 import { byteRegisters } from '../../devices/bus/width-adapter';
-import type { InterruptLine, LevelInterruptLine, MsiSink } from '../../devices/interrupt';
+import { InterruptLine, LevelInterruptLine, MsiSink, levelLine } from '../../devices/interrupt';
 import { StatefulDevice, isSnapshottable } from '../../devices/snapshot';
 import { CMOS_PORT_COUNT, Cmos } from '../../devices/legacy/cmos';
 import { I8042, I8042_PORT_COUNT, I8042_PORT_COUNT_WITH_PIT_SPEAKER } from '../../devices/legacy/i8042';
@@ -202,14 +202,6 @@ export class Board {
     this.options.onRangesChanged?.();
   }
 
-  /** Takes device `id` off its bus and out of the board; the vCPUs' claims follow. */
-  remove(id: string): void {
-    const entry = this.device(id);
-    (entry.bus === 'io' ? this.io : this.mmio).remove(entry.base);
-    this.registry.delete(id);
-    this.options.onRangesChanged?.();
-  }
-
   /** COM1, the UART connected to the host. */
   get com1(): Serial {
     return this.device('com1').model as Serial;
@@ -233,11 +225,6 @@ export class Board {
     if (unknown !== undefined) throw new TsvmmError('usage', `the saved board state has device '${unknown}', which this board does not have`);
     // Each device checks its whole state before it changes anything; the ids are checked above.
     for (const { id, model } of stateful) (model as StatefulDevice).restore(states[id]);
-  }
-
-  /** The PCI function in `slot` (0 is the host bridge). */
-  pciFunction(slot: number): PciFunction | undefined {
-    return this.pciRoot.functionAt(slot);
   }
 
   private addPciDevices(devices: readonly { placement: PciPlacement; backend: VirtioBackend }[]): void {
@@ -318,11 +305,10 @@ export class Board {
   private pciIntxLine(irq: number): LevelInterruptLine {
     const { pic, ioapic } = this;
     if (!pic || !ioapic) return this.options.host.kernelLevelLine(irq);
-    const set = (asserted: boolean) => {
+    return levelLine((asserted) => {
       ioapic.setIrqLine(irq, asserted);
       if (irq < GSI_LEGACY_END && irq !== PIC_CASCADE_IRQ) pic.setIrqLine(irq, asserted);
-    };
-    return { setLevel: set, trigger: () => { set(true); set(false); } };
+    });
   }
 
   private warnOnce(message: string): void {

@@ -3,7 +3,7 @@
 // the GsiRouter, and Node's clocks and timers. It owns the eventfds it makes.
 
 import type { BoardHost } from '../board/board';
-import type { InterruptLine, LevelInterruptLine, MsiMessage } from '../../devices/interrupt';
+import { InterruptLine, LevelInterruptLine, MsiMessage, levelLine } from '../../devices/interrupt';
 import type { ScheduledTimer } from '../../devices/legacy/pit';
 import { GsiRouter } from '../kvm/gsi-router';
 import type { Vm } from '../kvm/kvm';
@@ -77,12 +77,11 @@ export class KvmBoardHost implements BoardHost {
     // KVM_IRQ_LINE holds the level in the kernel's irqchip until it is lowered,
     // so nothing needs re-asserting after the guest's EOI.
     let level = false;
-    const set = (asserted: boolean) => {
+    return levelLine((asserted) => {
       if (asserted === level) return;
       level = asserted;
       this.vm.setIrqLine(gsi, asserted);
-    };
-    return { setLevel: set, trigger: () => { set(true); set(false); } };
+    });
   }
 
   now(): bigint {

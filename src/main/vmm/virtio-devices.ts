@@ -82,12 +82,10 @@ export function createHostDevices(
   consoleOutput?: (bytes: Uint8Array) => void,
 ): HostDevice[] {
   const devices: HostDevice[] = [];
-  const counts = new Map<string, number>();
+  const ids = hostDeviceIds(configs);
   try {
-    for (const config of configs) {
-      const index = counts.get(config.kind) ?? 0;
-      counts.set(config.kind, index + 1);
-      const id = `${config.kind}${index}`;
+    for (const [i, config] of configs.entries()) {
+      const id = ids[i];
       if (config.kind === 'rng') devices.push(rngDevice(id, config.source));
       else if (config.kind === 'console') devices.push(consoleDevice(id, config.path, consoleOutput));
       else devices.push(diskDevice(id, config, locate));
