@@ -160,7 +160,7 @@ export class VirtioBlk implements VirtioBackend {
     const rest = [...buffers.slice(0, -1), ...(last.length > 1 ? [{ ...last, length: last.length - 1 }] : [])];
     const header = this.gatherReadable(context, rest, HEADER_BYTES);
     if (!header) {
-      this.finishNow(context, chain.head, status, BLK_S.ioErr, 0);
+      this.answer(context, chain.head, status, BLK_S.ioErr, 0);
       return undefined;
     }
     const view = new DataView(header.bytes.buffer);
@@ -213,7 +213,7 @@ export class VirtioBlk implements VirtioBackend {
         const target = data.find((buffer) => buffer.writable);
         if (!target) return { status: BLK_S.ioErr, written: 0 };
         const count = Math.min(target.length, ID_BYTES);
-        this.contextMemory()?.slice(target.address, count).set(this.serial.subarray(0, count));
+        this.context?.memory?.slice(target.address, count).set(this.serial.subarray(0, count));
         return { status: BLK_S.ok, written: count };
       }
       case BLK_T.discard:
@@ -226,7 +226,7 @@ export class VirtioBlk implements VirtioBackend {
 
   /** DISCARD and WRITE_ZEROES: one 16-byte segment naming a sector range, which becomes a hole. */
   private async punch(data: ChainBuffer[], type: number): Promise<{ status: number; written: number }> {
-    const memory = this.contextMemory();
+    const memory = this.context?.memory;
     const segment = data[0];
     if (!memory || !this.store.canPunchHoles || this.store.readOnly) return { status: BLK_S.unsupp, written: 0 };
     if (data.length !== 1 || segment.writable || segment.length !== RANGE_SEGMENT_BYTES) return { status: BLK_S.ioErr, written: 0 };
@@ -242,21 +242,16 @@ export class VirtioBlk implements VirtioBackend {
     return { status: BLK_S.ok, written: 0 };
   }
 
-  private contextMemory() {
-    return this.context?.memory;
-  }
-
-  private finishNow(context: VirtioContext, head: number, status: ChainBuffer, code: number, written: number): void {
-    this.counters.errors++;
-    context.memory.slice(status.address, 1)[0] = code;
-    if (context.queues[0].push(context.memory, head, written + 1, context.queueFeatures)) context.interruptQueue(0);
-  }
-
   private complete(context: VirtioContext, generation: number, head: number, request: ParsedRequest, code: number, written: number): void {
     this.inFlight--;
     if (generation !== this.generation) return; // the device was reset meanwhile
+    this.answer(context, head, request.status, code, written);
+  }
+
+  /** Writes the status byte and puts the chain in the used ring, interrupting the driver if it wants. */
+  private answer(context: VirtioContext, head: number, status: ChainBuffer, code: number, written: number): void {
     if (code !== BLK_S.ok) this.counters.errors++;
-    context.memory.slice(request.status.address, 1)[0] = code;
+    context.memory.slice(status.address, 1)[0] = code;
     // Used length: the bytes the device wrote, the status byte included.
     if (context.queues[0].push(context.memory, head, written + 1, context.queueFeatures)) context.interruptQueue(0);
   }

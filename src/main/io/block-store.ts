@@ -76,10 +76,7 @@ export class FileBlockStore implements BlockStore {
   }
 
   punchHole(offset: number, length: number): Promise<void> {
-    const done = this.run({ op: 'punch', fd: this.fd, position: offset, length });
-    const tracked = done.finally(() => this.writes.delete(tracked));
-    this.writes.add(tracked);
-    return tracked;
+    return this.trackWrite(this.run({ op: 'punch', fd: this.fd, position: offset, length }));
   }
 
   read(offset: number, buffers: readonly ChainBuffer[]): Promise<void> {
@@ -87,7 +84,11 @@ export class FileBlockStore implements BlockStore {
   }
 
   write(offset: number, buffers: readonly ChainBuffer[]): Promise<void> {
-    const done = this.run({ op: 'write', fd: this.fd, position: offset, segments: this.segments(buffers) });
+    return this.trackWrite(this.run({ op: 'write', fd: this.fd, position: offset, segments: this.segments(buffers) }));
+  }
+
+  /** A write or hole in flight, which the next flush waits for. */
+  private trackWrite(done: Promise<void>): Promise<void> {
     const tracked = done.finally(() => this.writes.delete(tracked));
     this.writes.add(tracked);
     return tracked;
