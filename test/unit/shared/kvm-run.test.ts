@@ -21,13 +21,12 @@ test('an I/O exit: port, direction, size, count and the data area', () => {
   data.setUint32(KVM_RUN.io_count, 3, true);
   data.setBigUint64(KVM_RUN.io_data_offset, 4096n, true);
   assert.is(view.exitReason, EXIT.IO);
-  assert.is(view.ioIsWrite, true);
-  assert.is(view.ioSize, 2);
-  assert.is(view.ioPort, 0x3f8);
-  assert.is(view.ioCount, 3);
-  assert.is(view.ioDataOffset, 4096);
+  const access = emptyAccess();
+  decodeAccess(view.bytes, view.data, access);
+  decodeAccessData(view.bytes, view.data, access);
+  assert.equal(access, { kind: ACCESS_KIND.ioWrite, address: 0x3f8, size: 2, count: 3, dataOffset: 4096 });
   // The device thread reads each element of a port access through bytesAt.
-  const element = view.bytesAt(view.ioDataOffset + view.ioSize, view.ioSize);
+  const element = view.bytesAt(access.dataOffset + access.size, access.size);
   assert.is(element.byteOffset, 4098);
   assert.is(element.length, 2, 'one element of size bytes');
   assert.is(view.bytesAt(4098, 2), element, 'the same view comes back for the same access');
@@ -36,15 +35,19 @@ test('an I/O exit: port, direction, size, count and the data area', () => {
 test('an MMIO exit: 64-bit addresses are exact above 4 GiB', () => {
   const { view, data } = page();
   data.setUint32(KVM_RUN.exit_reason, EXIT.MMIO, true);
-  for (const address of [0xd000_0000n, 0xfee0_0000n, 0x1_0000_1000n, 0xff_ffff_f000n]) {
-    data.setBigUint64(KVM_RUN.mmio_phys_addr, address, true);
-    assert.is(view.mmioAddress, Number(address));
-  }
   data.setUint32(KVM_RUN.mmio_len, 4, true);
   data.setUint8(KVM_RUN.mmio_is_write, 0);
-  assert.is(view.mmioIsWrite, false);
-  assert.is(view.mmioData().byteOffset, KVM_RUN.mmio_data);
-  assert.is(view.mmioData().length, 4);
+  const access = emptyAccess();
+  for (const address of [0xd000_0000n, 0xfee0_0000n, 0x1_0000_1000n, 0xff_ffff_f000n]) {
+    data.setBigUint64(KVM_RUN.mmio_phys_addr, address, true);
+    decodeAccess(view.bytes, view.data, access);
+    assert.is(access.address, Number(address));
+  }
+  assert.is(access.kind, ACCESS_KIND.mmioRead);
+  decodeAccessData(view.bytes, view.data, access);
+  const bytes = view.bytesAt(access.dataOffset, access.size);
+  assert.is(bytes.byteOffset, KVM_RUN.mmio_data);
+  assert.is(bytes.length, 4);
 });
 
 test('decodeAccess: port I/O (string I/O keeps its count and data offset)', () => {
