@@ -62,8 +62,13 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
     const config = vmConfigFromCli(options);
     const kernel = readInput('kernel', config.kernel ?? demoGuestPath(), config.memoryMiB);
     const initrd = config.initrd ? readInput('initrd', config.initrd, config.memoryMiB) : undefined;
-    // A write error (EPIPE, ENOSPC, ...) ends the VM: its console is gone.
-    const onError = (error: TsvmmError) => machine?.end({ kind: 'stopped', cause: { by: 'output-error', message: error.message } });
+    // A write error (EPIPE, ENOSPC, ...) ends the VM: its console is gone. The first one is kept,
+    // because it may come after the guest ended (the last bytes are written at exit).
+    let outputError: VmExit | undefined;
+    const onError = (error: TsvmmError) => {
+      outputError ??= { kind: 'stopped', cause: { by: 'output-error', message: error.message } };
+      machine?.end(outputError);
+    };
     output = config.serial.kind === 'null' ? undefined : OutputSink.open(config.serial, { onError });
     const sink = output;
     if (config.devices.some((device) => device.kind === 'console' && device.path === undefined)) {
@@ -88,9 +93,11 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
       input = new ConsoleInput(running, () => running.end({ kind: 'stopped', cause: { by: 'console' } }));
       input.start();
     }
-    const exit = await machine.run();
+    const guestExit = await machine.run();
     await output?.flush();
     if (consoleOutput !== output) await consoleOutput?.flush();
+    // Output lost after a clean end is still a failure; a guest fault says more and stands.
+    const exit = outputError && exitCodeForVmExit(guestExit) === 0 ? outputError : guestExit;
     report(exit, options, machine);
     return exitCodeForVmExit(exit);
   } catch (error) {
