@@ -66,6 +66,18 @@ function lines(text: string): string[] {
   return all;
 }
 
+test('--cmdline-base replaces the base line, on the command line and in --config (the command line wins)', async () => {
+  const direct = await runTsvmm(['--kernel', PVH_INFO, '--mem', '128M', '--cmdline-base', 'console=ttyS0 reboot=t', '--cmdline', 'ci'], { timeoutMs: RUN_TIMEOUT_MS });
+  assert.is(direct.code, 0, explain(direct));
+  assert.is(parseReport(lines(direct.stdout)).cmdline, 'console=ttyS0 reboot=t ci', explain(direct));
+  const config = path.join(tmp, 'vm.json');
+  fs.writeFileSync(config, JSON.stringify({ kernel: PVH_INFO, memoryMiB: MEM_MIB, cmdlineBase: 'console=ttyS0 from-file' }));
+  const fromFile = await runTsvmm(['--config', config], { timeoutMs: RUN_TIMEOUT_MS });
+  assert.is(parseReport(lines(fromFile.stdout)).cmdline, 'console=ttyS0 from-file', explain(fromFile));
+  const overridden = await runTsvmm(['--config', config, '--cmdline-base=', '--cmdline', 'only'], { timeoutMs: RUN_TIMEOUT_MS });
+  assert.is(parseReport(lines(overridden.stdout)).cmdline, 'only', explain(overridden));
+});
+
 test('pvh-info under tsvmm: magic and version, base command line + " hello pvh", the initrd as one module, memmap = e820Map(128 MiB)', async () => {
   const result = await runTsvmm(['--kernel', PVH_INFO, '--mem', String(MEM_MIB), '--cmdline', 'hello pvh', '--initrd', INITRD], { timeoutMs: RUN_TIMEOUT_MS });
   assert.is(result.code, 0, explain(result));

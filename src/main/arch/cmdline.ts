@@ -30,12 +30,12 @@ export class CmdlineError extends TsvmmError {
 }
 
 /**
- * BASE_COMMAND_LINE, then a space and the user's arguments (trimmed) if any,
- * as bytes ending in NUL. `maxBytes` counts the NUL (commandLineCapacity()).
+ * The base line (BASE_COMMAND_LINE unless the user replaced it), then a space
+ * and the user's arguments (trimmed) if any, as bytes ending in NUL.
+ * `maxBytes` counts the NUL (commandLineCapacity()).
  */
-export function buildCommandLine(userArgs: string | undefined, maxBytes: number): Uint8Array {
-  const user = userArgs?.trim() ?? '';
-  const text = user === '' ? BASE_COMMAND_LINE : `${BASE_COMMAND_LINE} ${user}`;
+export function buildCommandLine(userArgs: string | undefined, maxBytes: number, base = BASE_COMMAND_LINE): Uint8Array {
+  const text = [base.trim(), userArgs?.trim() ?? ''].filter((part) => part !== '').join(' ');
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
     if (code === 0) {

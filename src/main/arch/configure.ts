@@ -32,6 +32,8 @@ export interface BootOptions {
   initrd?: Uint8Array;
   /** The user's part of the command line (the base line is always there). */
   cmdline?: string;
+  /** Replaces BASE_COMMAND_LINE (e.g. without panic=-1); absent: the base line. */
+  cmdlineBase?: string;
   cpuCount: number;
   protocol: BootProtocolChoice;
   /** Entropy for the kernel's SETUP_RNG_SEED. */
@@ -79,7 +81,7 @@ export function configureSystem(
   const protocol = chooseProtocol(options.protocol, format, elf?.pvhEntry, elf?.elfClass);
 
   const capacity = commandLineCapacity(loaded.kernelStart, bz?.header.cmdlineSize);
-  const commandLineBytes = buildCommandLine(options.cmdline, capacity);
+  const commandLineBytes = buildCommandLine(options.cmdline, capacity, options.cmdlineBase);
   memory.write(CMDLINE_START, commandLineBytes);
   const commandLine = { address: CMDLINE_START, length: commandLineBytes.length - 1 };
 

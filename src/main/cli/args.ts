@@ -24,6 +24,8 @@ export interface CliOptions {
   cpus: number;
   memMiB: number;
   cmdline?: string;
+  /** Replaces the base command line; undefined keeps it. */
+  cmdlineBase?: string;
   bootProtocol: BootProtocol;
   splitIrqchip: boolean;
   serial: SerialSink;
@@ -49,9 +51,10 @@ Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
 
   --kernel FILE         ELF vmlinux, bzImage, or PVH ELF to boot
   --initrd FILE         initial ramdisk to load for the kernel
-  --cmdline STR         appended to "console=ttyS0 noacpi reboot=k panic=-1"
+  --cmdline STR         appended to the base command line
+  --cmdline-base STR    replaces the base "console=ttyS0 noacpi reboot=k panic=-1"
   --cpus N              number of vCPUs (default ${DEFAULT_CPUS})
-  --mem MiB             guest RAM in MiB (default ${DEFAULT_MEM_MIB})
+  --mem SIZE            guest RAM: MiB, or with a K, M or G suffix (default ${DEFAULT_MEM_MIB})
   --boot-protocol P     linux or pvh, for a kernel offering both (default: pvh when present)
   --split-irqchip       LAPICs in KVM; PIC, IOAPIC and PIT in tsvmm
   --serial S            COM1 goes to stdio (default), file:PATH, or null
@@ -67,9 +70,10 @@ Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
   --version             print the version and exit
   --help                print this help and exit
 
-On a terminal, Ctrl-A then x quits. Exit status: 0 when the guest resets or powers
-off, 2 for bad arguments, 3 for a triple fault, 4 for an internal KVM error,
-5 for any other fatal guest event, 1 for a tsvmm failure, 130 on SIGINT.`;
+On a terminal, Ctrl-A then x quits and Ctrl-A then h lists the escape keys.
+Exit status: 0 when the guest resets or powers off, 2 for bad arguments,
+3 for a triple fault, 4 for an internal KVM error, 5 for any other fatal guest
+event, 1 for a tsvmm failure, 130 on SIGINT.`;
 
 /** Years the CMOS RTC shows (BCD year and century registers) and guests read without wrapping. */
 const RTC_FIRST_YEAR = 1970;
@@ -108,6 +112,23 @@ function parseRtcBase(text: string): number {
   return time;
 }
 
+/** --mem's units in MiB: a plain number is MiB; K, M, G and T as QEMU's -m reads them (powers of 1024). */
+const MEM_UNIT_MIB: Record<string, number> = { k: 1 / 1024, m: 1, g: 1024, t: 1024 * 1024 };
+/** The most RAM a VmConfig accepts (its memoryMiB limit), 1 TiB. */
+const MAX_MEM_MIB = 1024 * 1024;
+
+/** --mem SIZE: whole MiB, so a K size must be a multiple of 1024K. */
+function parseMemSize(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_MEM_MIB;
+  const match = /^(\d+)(?:([kmgt])(?:i?b)?)?$/i.exec(text);
+  if (!match) throw new UsageError(`--mem takes a size in MiB or with a K, M or G suffix, such as 512 or 512M or 2G; got "${text}"`);
+  const mib = Number(match[1]) * MEM_UNIT_MIB[(match[2] ?? 'm').toLowerCase()];
+  if (!Number.isInteger(mib)) throw new UsageError(`--mem ${text} is not a whole number of MiB; give a multiple of 1024K, or use M or G`);
+  if (mib < 1) throw new UsageError(`--mem must be at least 1M, got ${text}`);
+  if (mib > MAX_MEM_MIB) throw new UsageError(`--mem must be at most 1T (${MAX_MEM_MIB} MiB), got ${text}`);
+  return mib;
+}
+
 function parseSerial(text: string | undefined): SerialSink {
   if (text === undefined || text === 'stdio') return { kind: 'stdio' };
   if (text === 'null') return { kind: 'null' };
@@ -127,6 +148,7 @@ export function parseCli(argv: string[]): CliOptions {
         kernel: { type: 'string' },
         initrd: { type: 'string' },
         cmdline: { type: 'string' },
+        'cmdline-base': { type: 'string' },
         cpus: { type: 'string' },
         mem: { type: 'string' },
         'boot-protocol': { type: 'string' },
@@ -155,7 +177,8 @@ export function parseCli(argv: string[]): CliOptions {
     if (token.kind !== 'option') continue;
     if (seen.has(token.name) && token.name !== 'disk') throw new UsageError(`--${token.name} is given more than once; give it once`);
     seen.add(token.name);
-    if (token.value === '') throw new UsageError(`--${token.name} needs a value, got an empty one`);
+    // An empty base line is a choice (the user's --cmdline alone); elsewhere it is a slip.
+    if (token.value === '' && token.name !== 'cmdline-base') throw new UsageError(`--${token.name} needs a value, got an empty one`);
   }
   const bootProtocol = values['boot-protocol'] ?? 'auto';
   if (bootProtocol !== 'auto' && bootProtocol !== 'linux' && bootProtocol !== 'pvh') {
@@ -169,8 +192,8 @@ export function parseCli(argv: string[]): CliOptions {
   if (values['rtc-base'] !== undefined) {
     rtcBase = parseRtcBase(values['rtc-base']);
   }
-  if (values.cmdline !== undefined && values.cmdline.includes('\0')) {
-    throw new UsageError('--cmdline must not contain a NUL byte');
+  for (const name of ['cmdline', 'cmdline-base'] as const) {
+    if (values[name]?.includes('\0')) throw new UsageError(`--${name} must not contain a NUL byte`);
   }
   return {
     help: values.help ?? false,
@@ -178,8 +201,9 @@ export function parseCli(argv: string[]): CliOptions {
     kernel: values.kernel,
     initrd: values.initrd,
     cmdline: values.cmdline,
+    cmdlineBase: values['cmdline-base'],
     cpus: positiveInteger('cpus', values.cpus, DEFAULT_CPUS),
-    memMiB: positiveInteger('mem', values.mem, DEFAULT_MEM_MIB),
+    memMiB: parseMemSize(values.mem),
     bootProtocol,
     splitIrqchip: values['split-irqchip'] ?? false,
     serial: parseSerial(values.serial),

@@ -41,6 +41,7 @@ function fromOptions(options: CliOptions, onlyGiven: boolean): Partial<VmConfig>
   if (given('kernel') && options.kernel !== undefined) fields.kernel = options.kernel;
   if (given('initrd') && options.initrd !== undefined) fields.initrd = options.initrd;
   if (given('cmdline') && options.cmdline !== undefined) fields.cmdline = options.cmdline;
+  if (given('cmdline-base') && options.cmdlineBase !== undefined) fields.cmdlineBase = options.cmdlineBase;
   if (given('boot-protocol')) fields.bootProtocol = options.bootProtocol;
   if (given('split-irqchip')) fields.irqchip = options.splitIrqchip ? 'split' : 'kernel';
   if (given('serial')) fields.serial = options.serial;

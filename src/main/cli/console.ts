@@ -252,6 +252,20 @@ export class OutputSink {
 
 const CTRL_A = 0x01;
 const QUIT_KEY = 'x'.charCodeAt(0);
+const HELP_KEY = 'h'.charCodeAt(0);
+
+/**
+ * What Ctrl-A h prints (QEMU's habit). Lines end in CR LF: the terminal is
+ * in raw mode, where LF alone does not return the carriage.
+ */
+export const ESCAPE_HELP = [
+  'tsvmm escape keys (on a terminal):',
+  '  Ctrl-A x        quit tsvmm (the guest is stopped, the terminal restored)',
+  '  Ctrl-A h        print this help',
+  '  Ctrl-A Ctrl-A   send Ctrl-A to the guest',
+].join('\r\n') + '\r\n';
+/** The one line Ctrl-A x prints, so the user sees why the guest went away. */
+export const QUIT_LINE = '\r\ntsvmm: Ctrl-A x: quitting\r\n';
 
 /** Where ConsoleInput sends stdin: a Machine (sendInput, onInputSpace) or a test's fake. */
 export interface ConsoleInputTarget {
@@ -263,8 +277,9 @@ export interface ConsoleInputTarget {
 
 /**
  * Feeds stdin to the guest. On a terminal, switches it to raw mode (restored
- * by dispose on every exit path) and watches for Ctrl-A x, which quits;
- * Ctrl-A Ctrl-A sends one Ctrl-A to the guest.
+ * by dispose on every exit path) and watches for Ctrl-A x, which quits
+ * with one line, and Ctrl-A h, which lists the escape keys; Ctrl-A Ctrl-A
+ * sends one Ctrl-A to the guest.
  *
  * When the guest's input queue is full (it reads slower than stdin comes, or
  * not at all), a pipe or file is paused, so tsvmm holds a bounded amount and
@@ -287,6 +302,8 @@ export class ConsoleInput {
     private readonly target: ConsoleInputTarget,
     private readonly onQuit: () => void,
     private readonly stdin: NodeJS.ReadStream = process.stdin,
+    /** Where the escape keys' own output goes (not the guest's): stderr. */
+    private readonly say: (text: string) => void = (text) => { process.stderr.write(text); },
   ) {}
 
   start(): void {
@@ -310,10 +327,12 @@ export class ConsoleInput {
       if (this.escapePending) {
         this.escapePending = false;
         if (byte === QUIT_KEY) {
+          this.say(QUIT_LINE);
           this.onQuit();
           return;
         }
-        forward.push(byte);
+        if (byte === HELP_KEY) this.say(ESCAPE_HELP);
+        else forward.push(byte);
       } else if (byte === CTRL_A) {
         this.escapePending = true;
       } else {

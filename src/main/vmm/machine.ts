@@ -155,6 +155,7 @@ export class Machine {
         kernel: hooks.kernel,
         initrd: hooks.initrd,
         cmdline: resolved.cmdline,
+        cmdlineBase: resolved.cmdlineBase,
         cpuCount: resolved.cpus,
         protocol: resolved.bootProtocol,
         randomBytes: secureRandomBytes,

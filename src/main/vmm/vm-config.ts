@@ -23,6 +23,8 @@ export interface VmConfig {
   initrd?: string;
   /** Appended to the base command line. */
   cmdline?: string;
+  /** Replaces the base command line "console=ttyS0 noacpi reboot=k panic=-1"; absent: that line. */
+  cmdlineBase?: string;
   bootProtocol: BootProtocolChoice;
   irqchip: IrqchipChoice;
   serial: SerialConfig;
@@ -144,6 +146,7 @@ const FIELDS: Record<keyof VmConfig, Checker> = {
   kernel: text(false),
   initrd: text(false),
   cmdline: text(true),
+  cmdlineBase: text(true),
   bootProtocol: oneOf(BOOT_PROTOCOLS),
   irqchip: oneOf(IRQCHIPS),
   serial,

@@ -17,6 +17,13 @@ test('user arguments follow one space, trimmed', () => {
   assert.is(bytes.length, 56);
 });
 
+test('--cmdline-base replaces the base line; an empty base leaves the user arguments alone', () => {
+  assert.is(text(buildCommandLine('quiet', 4096, 'console=ttyS0 noacpi reboot=t')), 'console=ttyS0 noacpi reboot=t quiet\0');
+  assert.is(text(buildCommandLine(' quiet ', 4096, '')), 'quiet\0');
+  assert.is(text(buildCommandLine(undefined, 4096, ' ')), '\0');
+  assert.throws(() => buildCommandLine(undefined, 4096, 'console=ttyS0\npanic=0'), (error: Error) => error instanceof CmdlineError && /U\+000a at 13/.test(error.message));
+});
+
 test('maxBytes counts the NUL: 39 fits the base line, 38 does not', () => {
   assert.is(buildCommandLine(undefined, 39).length, 39);
   assert.throws(

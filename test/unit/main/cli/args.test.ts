@@ -21,7 +21,7 @@ test('every option is read', () => {
   assert.equal(
     values,
     {
-      help: false, version: false, kernel: 'k', initrd: 'i', cmdline: 'a b', cpus: 8, memMiB: 512,
+      help: false, version: false, kernel: 'k', initrd: 'i', cmdline: 'a b', cmdlineBase: undefined, cpus: 8, memMiB: 512,
       bootProtocol: 'pvh', splitIrqchip: true, serial: { kind: 'file', path: '/tmp/x' },
       handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: true, config: undefined, devices: [],
     },
@@ -60,6 +60,25 @@ test('--rtc-base: a date alone, fractions of a second and a zone are accepted', 
   assert.is(parseCli(['--rtc-base', '9999-12-31T00:00:00']).rtcBase, Date.UTC(9999, 11, 31));
 });
 
+test('--mem: a plain number is MiB; K, M, G and T suffixes (any case, with an optional iB or B) are powers of 1024', () => {
+  const mem = (text: string) => parseCli(['--mem', text]).memMiB;
+  assert.is(mem('512'), 512);
+  assert.is(mem('512M'), 512);
+  assert.is(mem('512m'), 512);
+  assert.is(mem('2G'), 2048);
+  assert.is(mem('2GiB'), 2048);
+  assert.is(mem('1gb'), 1024);
+  assert.is(mem('65536K'), 64);
+  assert.is(mem('1T'), 1024 * 1024);
+});
+
+test('--cmdline-base is read as given, and may be empty (the --cmdline alone)', () => {
+  assert.is(parseCli(['--cmdline-base', 'console=ttyS0 reboot=t']).cmdlineBase, 'console=ttyS0 reboot=t');
+  assert.is(parseCli(['--cmdline-base=']).cmdlineBase, '');
+  assert.is(parseCli([]).cmdlineBase, undefined);
+  assert.ok(parseCli(['--cmdline-base', 'x']).given.has('cmdline-base'));
+});
+
 test('--spin-limit up to its maximum', () => {
   assert.is(parseCli(['--spin-limit', '10000000']).spinLimit, 10_000_000);
 });
@@ -67,7 +86,15 @@ test('--spin-limit up to its maximum', () => {
 const errors: Array<[string[], string]> = [
   [['--cpus', '0'], '--cpus must be at least 1, got 0'],
   [['--cpus', '1.5'], '--cpus takes a whole number, got "1.5"'],
-  [['--mem=-4'], '--mem takes a whole number, got "-4"'],
+  [['--mem=-4'], '--mem takes a size in MiB or with a K, M or G suffix, such as 512 or 512M or 2G; got "-4"'],
+  [['--mem', '1.5G'], '--mem takes a size in MiB or with a K, M or G suffix, such as 512 or 512M or 2G; got "1.5G"'],
+  [['--mem', '512X'], '--mem takes a size in MiB or with a K, M or G suffix, such as 512 or 512M or 2G; got "512X"'],
+  [['--mem', 'lots'], '--mem takes a size in MiB or with a K, M or G suffix, such as 512 or 512M or 2G; got "lots"'],
+  [['--mem', '1000K'], '--mem 1000K is not a whole number of MiB; give a multiple of 1024K, or use M or G'],
+  [['--mem', '0'], '--mem must be at least 1M, got 0'],
+  [['--mem', '0G'], '--mem must be at least 1M, got 0G'],
+  [['--mem', '2T'], '--mem must be at most 1T (1048576 MiB), got 2T'],
+  [['--cmdline-base', 'a\0b'], '--cmdline-base must not contain a NUL byte'],
   [['--mem', '-4'], "Option '--mem' argument is ambiguous. Did you forget to specify the option argument for '--mem'? To specify an option argument starting with a dash use '--mem=-XYZ'; see --help"],
   [['--serial', 'tty'], '--serial takes stdio, null or file:PATH, got "tty"'],
   [['--serial', 'file:'], '--serial takes stdio, null or file:PATH, got "file:"'],

@@ -12,7 +12,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UsageError } from '../../../../src/main/cli/args';
 import { EventEmitter } from 'node:events';
-import { ConsoleInput, ConsoleInputTarget, OutputIo, OutputSink } from '../../../../src/main/cli/console';
+import { ConsoleInput, ConsoleInputTarget, ESCAPE_HELP, OutputIo, OutputSink, QUIT_LINE } from '../../../../src/main/cli/console';
 import { TsvmmError } from '../../../../src/shared/errors';
 
 /** A hand-driven fd: each write waits until the test answers it. */
@@ -240,6 +240,28 @@ test('ConsoleInput on a terminal: never paused; typing while the queue is full i
   assert.is(Buffer.from(target.received).toString('latin1'), 'abcdh\x01i');
   input.dispose();
   assert.not.ok(stdin.rawMode, 'raw mode restored');
+});
+
+test('ConsoleInput on a terminal: Ctrl-A h prints the escape keys, Ctrl-A x one line as it quits; neither reaches the guest', () => {
+  const stdin = new FakeStdin(true);
+  const target = new FakeTarget(1000);
+  const said: string[] = [];
+  let quits = 0;
+  const input = new ConsoleInput(target, () => quits++, asInput(stdin), (text) => said.push(text));
+  input.start();
+  stdin.feed('a\x01hb');
+  assert.equal(said, [ESCAPE_HELP]);
+  assert.match(ESCAPE_HELP, /Ctrl-A x +quit tsvmm/);
+  assert.match(ESCAPE_HELP, /Ctrl-A h +print this help/);
+  assert.match(ESCAPE_HELP, /Ctrl-A Ctrl-A +send Ctrl-A to the guest/);
+  assert.ok(ESCAPE_HELP.split('\n').slice(0, -1).every((line) => line.endsWith('\r')), 'CR LF in raw mode');
+  assert.is(quits, 0);
+  stdin.feed('\x01x');
+  assert.is(quits, 1);
+  assert.equal(said, [ESCAPE_HELP, QUIT_LINE]);
+  assert.is(QUIT_LINE.trim(), 'tsvmm: Ctrl-A x: quitting');
+  assert.is(Buffer.from(target.received).toString('latin1'), 'ab');
+  input.dispose();
 });
 
 test.run();

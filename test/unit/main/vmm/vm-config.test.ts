@@ -15,7 +15,7 @@ test('an empty object is the CLI\'s defaults', () => {
 
 test('every field is read, devices get their defaults', () => {
   const config = resolveVmConfig({
-    cpus: 4, memoryMiB: 1024, kernel: 'k', initrd: 'i', cmdline: '', bootProtocol: 'pvh', irqchip: 'split',
+    cpus: 4, memoryMiB: 1024, kernel: 'k', initrd: 'i', cmdline: '', cmdlineBase: 'console=ttyS0 reboot=t', bootProtocol: 'pvh', irqchip: 'split',
     serial: { kind: 'file', path: '/tmp/out' }, rtcBase: '2026-11-26T08:15:00Z', handOff: 'park', spinLimit: 10,
     devices: [{ kind: 'rng' }, { kind: 'disk', path: 'a.img' }, { kind: 'disk', path: 'b.img', readonly: true, serial: 'b' }, { kind: 'console' }],
   });
@@ -26,6 +26,7 @@ test('every field is read, devices get their defaults', () => {
     { kind: 'console' },
   ]);
   assert.is(config.irqchip, 'split');
+  assert.is(config.cmdlineBase, 'console=ttyS0 reboot=t');
   assert.equal(config.serial, { kind: 'file', path: '/tmp/out' });
 });
 
@@ -36,6 +37,7 @@ const refusals: Array<[unknown, RegExp]> = [
   [{ cpus: 1.5 }, /"cpus" must be a whole number/],
   [{ memoryMiB: 0 }, /"memoryMiB" must be a whole number from 1/],
   [{ kernel: '' }, /"kernel" must be a non-empty string, got ""$/],
+  [{ cmdlineBase: 42 }, /"cmdlineBase" must be a string, got 42$/],
   [{ bootProtocol: 'efi' }, /"bootProtocol" must be one of "auto", "linux", "pvh", got "efi"$/],
   [{ irqchip: 'userspace' }, /"irqchip" must be one of "kernel", "split"/],
   [{ serial: 'stdio' }, /"serial" must be \{"kind":"stdio"\}, \{"kind":"null"\} or \{"kind":"file","path":"\.\.\."\}/],
