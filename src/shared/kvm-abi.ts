@@ -40,6 +40,14 @@ export const SIZEOF = {
   kvm_irq_routing: 8,
   kvm_irq_routing_entry: 48,
   kvm_interrupt: 4,
+  kvm_msr_list: 4,
+  kvm_xsave: 4096,
+  kvm_xcrs: 392,
+  kvm_debugregs: 128,
+  kvm_vcpu_events: 64,
+  kvm_irqchip: 520,
+  kvm_pit_state2: 112,
+  kvm_clock_data: 48,
 } as const;
 
 /** ioctl request numbers, named as in <linux/kvm.h>. */
@@ -75,6 +83,25 @@ export const IOCTL = {
   KVM_SET_LAPIC: iow(0x8f, SIZEOF.kvm_lapic_state),
   KVM_SET_CPUID2: iow(0x90, SIZEOF.kvm_cpuid2),
   KVM_GET_MP_STATE: ior(0x98, SIZEOF.kvm_mp_state),
+  KVM_SET_MP_STATE: iow(0x99, SIZEOF.kvm_mp_state),
+  KVM_GET_MSR_INDEX_LIST: iowr(0x02, SIZEOF.kvm_msr_list),
+  KVM_GET_XSAVE: ior(0xa4, SIZEOF.kvm_xsave),
+  KVM_SET_XSAVE: iow(0xa5, SIZEOF.kvm_xsave),
+  KVM_GET_XSAVE2: ior(0xcf, SIZEOF.kvm_xsave),
+  KVM_GET_XCRS: ior(0xa6, SIZEOF.kvm_xcrs),
+  KVM_SET_XCRS: iow(0xa7, SIZEOF.kvm_xcrs),
+  KVM_GET_DEBUGREGS: ior(0xa1, SIZEOF.kvm_debugregs),
+  KVM_SET_DEBUGREGS: iow(0xa2, SIZEOF.kvm_debugregs),
+  KVM_GET_VCPU_EVENTS: ior(0x9f, SIZEOF.kvm_vcpu_events),
+  KVM_SET_VCPU_EVENTS: iow(0xa0, SIZEOF.kvm_vcpu_events),
+  KVM_GET_TSC_KHZ: io(0xa3),
+  KVM_SET_TSC_KHZ: io(0xa2),
+  KVM_GET_IRQCHIP: iowr(0x62, SIZEOF.kvm_irqchip),
+  KVM_SET_IRQCHIP: ior(0x63, SIZEOF.kvm_irqchip),
+  KVM_GET_PIT2: ior(0x9f, SIZEOF.kvm_pit_state2),
+  KVM_SET_PIT2: iow(0xa0, SIZEOF.kvm_pit_state2),
+  KVM_GET_CLOCK: ior(0x7c, SIZEOF.kvm_clock_data),
+  KVM_SET_CLOCK: iow(0x7b, SIZEOF.kvm_clock_data),
 } as const;
 export type IoctlName = keyof typeof IOCTL;
 
@@ -93,6 +120,12 @@ export const CAP = {
   KVM_CAP_SPLIT_IRQCHIP: 121,
   KVM_CAP_IMMEDIATE_EXIT: 136,
   KVM_CAP_SIGNAL_MSI: 77,
+  KVM_CAP_VCPU_EVENTS: 41,
+  KVM_CAP_DEBUGREGS: 50,
+  KVM_CAP_XSAVE: 55,
+  KVM_CAP_XCRS: 56,
+  KVM_CAP_GET_TSC_KHZ: 61,
+  KVM_CAP_XSAVE2: 208,
 } as const;
 
 export const KVM_API_VERSION = 12;
@@ -256,6 +289,19 @@ export const MSI = { address_lo: 0, address_hi: 4, data: 8, flags: 12, devid: 16
 
 /** struct kvm_irq_level field offsets. */
 export const IRQ_LEVEL = { irq: 0, level: 4 } as const;
+
+/** struct kvm_msr_list: a count, then that many u32 MSR indices. */
+export const MSR_LIST = { nmsrs: 0, indices: 4 } as const;
+/** struct kvm_msr_entry field offsets (after struct kvm_msrs' 8-byte header). */
+export const MSR_ENTRY = { index: 0, data: 8 } as const;
+/** struct kvm_irqchip: which chip, then its state (the union, opaque to tsvmm). */
+export const IRQCHIP_STATE = { chip_id: 0, chip: 8 } as const;
+/** struct kvm_vcpu_events: the flags word that says which fields KVM_SET_VCPU_EVENTS takes. */
+export const VCPU_EVENTS = { flags: 20 } as const;
+/** kvm_vcpu_events.flags bits KVM_GET_VCPU_EVENTS leaves clear although it fills the fields in. */
+export const KVM_VCPUEVENT_VALID = { NMI_PENDING: 0x1, SIPI_VECTOR: 0x2 } as const;
+/** struct kvm_clock_data field offsets. */
+export const CLOCK_DATA = { clock: 0, flags: 8 } as const;
 
 /** Memory-mapping constants from <sys/mman.h> and <fcntl.h> (Linux x86_64). */
 export const PROT_READ = 0x1;

@@ -3,7 +3,7 @@
 // for the ioctls. Offsets come from kvm-abi.ts.
 
 import {
-  CPUID_ENTRY, DTABLE, FPU, REGS_ORDER, RegName, SEGMENT, SIZEOF, SREGS,
+  CLOCK_DATA, CPUID_ENTRY, DTABLE, FPU, MSR_ENTRY, MSR_LIST, REGS_ORDER, RegName, SEGMENT, SIZEOF, SREGS,
 } from './kvm-abi';
 
 export interface Segment {
@@ -182,10 +182,54 @@ export function encodeMsrs(entries: readonly MsrEntry[]): Uint8Array {
   dv.setUint32(0, entries.length, true);
   entries.forEach((entry, i) => {
     const at = SIZEOF.kvm_msrs + i * SIZEOF.kvm_msr_entry;
-    dv.setUint32(at, entry.index, true);
-    dv.setBigUint64(at + 8, BigInt.asUintN(64, entry.data), true);
+    dv.setUint32(at + MSR_ENTRY.index, entry.index, true);
+    dv.setBigUint64(at + MSR_ENTRY.data, BigInt.asUintN(64, entry.data), true);
   });
   return bytes;
+}
+
+/** The first `count` entries of a struct kvm_msrs (KVM_GET_MSRS fills in as many as it read). */
+export function decodeMsrs(bytes: Uint8Array, count = view(bytes).getUint32(0, true)): MsrEntry[] {
+  const dv = view(bytes);
+  const entries: MsrEntry[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = SIZEOF.kvm_msrs + i * SIZEOF.kvm_msr_entry;
+    entries.push({ index: dv.getUint32(at + MSR_ENTRY.index, true), data: dv.getBigUint64(at + MSR_ENTRY.data, true) });
+  }
+  return entries;
+}
+
+/** struct kvm_msr_list with room for `capacity` indices (nmsrs = capacity). */
+export function msrListBuffer(capacity: number): Uint8Array {
+  const bytes = new Uint8Array(SIZEOF.kvm_msr_list + capacity * 4);
+  view(bytes).setUint32(MSR_LIST.nmsrs, capacity, true);
+  return bytes;
+}
+
+/** The indices of a struct kvm_msr_list that KVM_GET_MSR_INDEX_LIST filled in. */
+export function decodeMsrList(bytes: Uint8Array): number[] {
+  const dv = view(bytes);
+  const count = dv.getUint32(MSR_LIST.nmsrs, true);
+  return Array.from({ length: count }, (_, i) => dv.getUint32(MSR_LIST.indices + 4 * i, true));
+}
+
+/** struct kvm_clock_data: the kvmclock in ns and its flags (the rest is output-only or padding). */
+export interface ClockData {
+  clock: bigint;
+  flags: number;
+}
+
+export function encodeClockData(clock: ClockData): Uint8Array {
+  const bytes = new Uint8Array(SIZEOF.kvm_clock_data);
+  const dv = view(bytes);
+  dv.setBigUint64(CLOCK_DATA.clock, BigInt.asUintN(64, clock.clock), true);
+  dv.setUint32(CLOCK_DATA.flags, clock.flags >>> 0, true);
+  return bytes;
+}
+
+export function decodeClockData(bytes: Uint8Array): ClockData {
+  const dv = view(bytes);
+  return { clock: dv.getBigUint64(CLOCK_DATA.clock, true), flags: dv.getUint32(CLOCK_DATA.flags, true) };
 }
 
 /** struct kvm_cpuid2 with room for `capacity` entries (nent = capacity). */

@@ -5,11 +5,11 @@
 import {
   CAP, ENABLE_CAP, IOCTL, IRQ_LEVEL, IRQFD, IRQ_ROUTING_ENTRY, IoctlName, KVM_API_VERSION, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI,
   KVM_PIT_SPEAKER_DUMMY, MAP_SHARED, MEMORY_REGION, MSI,
-  O_RDWR, PROT_READ, PROT_WRITE, SIZEOF, IOEVENTFD, KVM_IOEVENTFD_FLAG,
+  O_RDWR, PROT_READ, PROT_WRITE, SIZEOF, IOEVENTFD, KVM_IOEVENTFD_FLAG, IRQCHIP_STATE, KVM_IRQCHIP, VCPU_EVENTS, KVM_VCPUEVENT_VALID,
 } from '../../shared/kvm-abi';
 import {
-  CpuidEntry, Fpu, MsrEntry, Regs, Sregs, cpuidBuffer, decodeCpuid, decodeFpu, decodeRegs,
-  decodeSregs, encodeCpuid, encodeFpu, encodeMsrs, encodeRegs, encodeSregs,
+  ClockData, CpuidEntry, Fpu, MsrEntry, Regs, Sregs, cpuidBuffer, decodeClockData, decodeCpuid, decodeFpu, decodeMsrList, decodeMsrs,
+  decodeRegs, decodeSregs, encodeClockData, encodeCpuid, encodeFpu, encodeMsrs, encodeRegs, encodeSregs, msrListBuffer,
 } from '../../shared/kvm-structs';
 import { KvmError, check, native, ERRNO } from '../../shared/native';
 import type { GsiRoute } from './gsi-router';
@@ -80,6 +80,27 @@ export class Kvm {
 
   createVm(): Vm {
     return new Vm(this, ioctl(this.fd, 'KVM_CREATE_VM', 0));
+  }
+
+  /** KVM_GET_MSR_INDEX_LIST: the MSRs KVM saves and restores for a vCPU (growing the buffer while KVM says E2BIG). */
+  msrIndexList(): number[] {
+    for (let capacity = 256; capacity <= 65536; capacity *= 4) {
+      const buffer = msrListBuffer(capacity);
+      const result = native().ioctl(this.fd, IOCTL.KVM_GET_MSR_INDEX_LIST, buffer);
+      if (result >= 0) return decodeMsrList(buffer);
+      if (-result !== 7 /* E2BIG */) check('KVM_GET_MSR_INDEX_LIST', result);
+    }
+    throw new KvmError('KVM_GET_MSR_INDEX_LIST', 7, 'more than 65536 MSRs');
+  }
+
+  /**
+   * The bytes of a vCPU's XSAVE area (KVM_CAP_XSAVE2 gives the size when it
+   * is past struct kvm_xsave's 4 KiB), or 0 when KVM has no XSAVE and the
+   * vCPU's FPU state goes through KVM_GET_FPU instead.
+   */
+  xsaveSize(): number {
+    if (this.checkExtension(CAP.KVM_CAP_XSAVE) <= 0) return 0;
+    return Math.max(SIZEOF.kvm_xsave, this.checkExtension(CAP.KVM_CAP_XSAVE2));
   }
 
   close(): void {
@@ -211,6 +232,68 @@ export class Vm {
 
   private readonly msiBuffer = new Uint8Array(SIZEOF.kvm_msi);
 
+  /** KVM_GET_IRQCHIP for one in-kernel chip: struct kvm_irqchip as bytes, chip id included. */
+  getIrqchip(chip: number): Uint8Array {
+    const bytes = new Uint8Array(SIZEOF.kvm_irqchip);
+    new DataView(bytes.buffer).setUint32(IRQCHIP_STATE.chip_id, chip, true);
+    ioctl(this.fd, 'KVM_GET_IRQCHIP', bytes, `chip ${chip}`);
+    return bytes;
+  }
+
+  /** KVM_SET_IRQCHIP with bytes from getIrqchip (their chip id says which chip). */
+  setIrqchip(bytes: Uint8Array): void {
+    ioctl(this.fd, 'KVM_SET_IRQCHIP', fixedSize(bytes, SIZEOF.kvm_irqchip, 'kvm_irqchip'), `chip ${new DataView(bytes.buffer, bytes.byteOffset).getUint32(IRQCHIP_STATE.chip_id, true)}`);
+  }
+
+  getPit2(): Uint8Array {
+    const bytes = new Uint8Array(SIZEOF.kvm_pit_state2);
+    ioctl(this.fd, 'KVM_GET_PIT2', bytes);
+    return bytes;
+  }
+
+  setPit2(bytes: Uint8Array): void {
+    ioctl(this.fd, 'KVM_SET_PIT2', fixedSize(bytes, SIZEOF.kvm_pit_state2, 'kvm_pit_state2'));
+  }
+
+  /** KVM_GET_CLOCK: the VM's kvmclock. */
+  getClock(): ClockData {
+    const bytes = new Uint8Array(SIZEOF.kvm_clock_data);
+    ioctl(this.fd, 'KVM_GET_CLOCK', bytes);
+    return decodeClockData(bytes);
+  }
+
+  setClock(clock: ClockData): void {
+    ioctl(this.fd, 'KVM_SET_CLOCK', encodeClockData(clock));
+  }
+
+  /** The in-kernel irqchip, PIT and kvmclock, for a snapshot; `irqchip` false with the split irqchip (tsvmm's own PIC, IOAPIC and PIT hold that state). */
+  saveState(irqchip: boolean): VmState {
+    return {
+      irqchip: irqchip ? {
+        picMaster: this.getIrqchip(KVM_IRQCHIP.PIC_MASTER),
+        picSlave: this.getIrqchip(KVM_IRQCHIP.PIC_SLAVE),
+        ioapic: this.getIrqchip(KVM_IRQCHIP.IOAPIC),
+      } : undefined,
+      pit: irqchip ? this.getPit2() : undefined,
+      clock: this.getClock(),
+    };
+  }
+
+  /**
+   * Puts a saveState() back. The clock is set with no flags: the kvmclock
+   * continues from the saved value instead of jumping by the wall-clock time
+   * between snapshot and restore (KVM_CLOCK_REALTIME would add it).
+   */
+  restoreState(state: VmState): void {
+    if (state.irqchip) {
+      this.setIrqchip(state.irqchip.picMaster);
+      this.setIrqchip(state.irqchip.picSlave);
+      this.setIrqchip(state.irqchip.ioapic);
+    }
+    if (state.pit) this.setPit2(state.pit);
+    this.setClock({ clock: state.clock.clock, flags: 0 });
+  }
+
   createVcpu(id: number): Vcpu {
     return new Vcpu(this, id, ioctl(this.fd, 'KVM_CREATE_VCPU', id, `vCPU ${id}`));
   }
@@ -218,6 +301,37 @@ export class Vm {
   close(): void {
     native().close(this.fd);
   }
+}
+
+/** The VM-wide KVM state of a snapshot: struct bytes as KVM gave them. */
+export interface VmState {
+  /** PIC master, PIC slave and IOAPIC (struct kvm_irqchip each); absent with the split irqchip. */
+  irqchip?: { picMaster: Uint8Array; picSlave: Uint8Array; ioapic: Uint8Array };
+  /** struct kvm_pit_state2; absent with the split irqchip. */
+  pit?: Uint8Array;
+  clock: ClockData;
+}
+
+/** One vCPU's KVM state of a snapshot; the structs are kept as KVM gave them. */
+export interface VcpuState {
+  mpState: number;
+  regs: Uint8Array;
+  sregs: Uint8Array;
+  /** XSAVE area and XCRs where KVM has them, else the legacy FPU struct. */
+  xsave?: Uint8Array;
+  xcrs?: Uint8Array;
+  fpu?: Uint8Array;
+  debugregs: Uint8Array;
+  lapic: Uint8Array;
+  /** The guest TSC's rate; the TSC itself is MSR 0x10 among `msrs`. */
+  tscKhz: number;
+  msrs: MsrEntry[];
+  events: Uint8Array;
+}
+
+function fixedSize(bytes: Uint8Array, size: number, what: string): Uint8Array {
+  if (bytes.length !== size) throw new KvmError(`${what} state`, 22 /* EINVAL */, `${bytes.length} bytes, not ${size}`);
+  return bytes;
 }
 
 /** One KVM_IOEVENTFD registration (see Vm.registerIoeventfd). */
@@ -305,6 +419,25 @@ export class Vcpu {
     }
   }
 
+  /** KVM_GET_MSRS: the values of `indices`, in order, up to the first MSR KVM cannot read (the result is then shorter). */
+  getMsrs(indices: readonly number[]): MsrEntry[] {
+    const bytes = encodeMsrs(indices.map((index) => ({ index, data: 0n })));
+    const read = ioctl(this.fd, 'KVM_GET_MSRS', bytes, `vCPU ${this.id}`);
+    return decodeMsrs(bytes, read);
+  }
+
+  /** Of `indices`, the MSRs KVM_GET_MSRS reads on this vCPU (KVM lists some that depend on CPUID features the guest lacks). */
+  readableMsrs(indices: readonly number[]): number[] {
+    const readable: number[] = [];
+    let rest = [...indices];
+    while (rest.length > 0) {
+      const read = this.getMsrs(rest).length;
+      readable.push(...rest.slice(0, read));
+      rest = rest.slice(read + 1); // rest[read] is one KVM refuses
+    }
+    return readable;
+  }
+
   setCpuid(entries: readonly CpuidEntry[]): void {
     ioctl(this.fd, 'KVM_SET_CPUID2', encodeCpuid(entries), `vCPU ${this.id}`);
   }
@@ -317,6 +450,91 @@ export class Vcpu {
 
   setLapic(bytes: Uint8Array): void {
     ioctl(this.fd, 'KVM_SET_LAPIC', bytes, `vCPU ${this.id}`);
+  }
+
+  private getBytes(name: IoctlName, size: number): Uint8Array {
+    const bytes = new Uint8Array(size);
+    ioctl(this.fd, name, bytes, `vCPU ${this.id}`);
+    return bytes;
+  }
+
+  private setBytes(name: IoctlName, bytes: Uint8Array, size: number, what: string): void {
+    ioctl(this.fd, name, fixedSize(bytes, size, what), `vCPU ${this.id}`);
+  }
+
+  getMpState(): number {
+    return new DataView(this.getBytes('KVM_GET_MP_STATE', SIZEOF.kvm_mp_state).buffer).getUint32(0, true);
+  }
+
+  setMpState(state: number): void {
+    const bytes = new Uint8Array(SIZEOF.kvm_mp_state);
+    new DataView(bytes.buffer).setUint32(0, state, true);
+    ioctl(this.fd, 'KVM_SET_MP_STATE', bytes, `vCPU ${this.id}`);
+  }
+
+  getTscKhz(): number {
+    return ioctl(this.fd, 'KVM_GET_TSC_KHZ', undefined, `vCPU ${this.id}`);
+  }
+
+  setTscKhz(khz: number): void {
+    ioctl(this.fd, 'KVM_SET_TSC_KHZ', khz, `vCPU ${this.id}: ${khz} kHz (a TSC rate this host cannot give without TSC scaling)`);
+  }
+
+  /**
+   * Everything KVM holds for this stopped vCPU, in the order Firecracker
+   * reads it: the MP state first (reading it makes KVM accept pending INIT
+   * and SIPI events, which changes the rest), the events last (the other
+   * reads may change them). `msrs` are the indices to save (readableMsrs);
+   * `xsaveSize` is Kvm.xsaveSize().
+   */
+  saveState(msrs: readonly number[], xsaveSize: number): VcpuState {
+    const mpState = this.getMpState();
+    const regs = this.getBytes('KVM_GET_REGS', SIZEOF.kvm_regs);
+    const sregs = this.getBytes('KVM_GET_SREGS', SIZEOF.kvm_sregs);
+    const fpuState = xsaveSize > 0
+      ? {
+          xsave: this.getBytes(xsaveSize > SIZEOF.kvm_xsave ? 'KVM_GET_XSAVE2' : 'KVM_GET_XSAVE', xsaveSize),
+          xcrs: this.getBytes('KVM_GET_XCRS', SIZEOF.kvm_xcrs),
+        }
+      : { fpu: this.getBytes('KVM_GET_FPU', SIZEOF.kvm_fpu) };
+    const debugregs = this.getBytes('KVM_GET_DEBUGREGS', SIZEOF.kvm_debugregs);
+    const lapic = this.getLapic();
+    const tscKhz = this.getTscKhz();
+    const saved = this.getMsrs(msrs);
+    if (saved.length !== msrs.length) {
+      throw new KvmError('KVM_GET_MSRS', 22 /* EINVAL */, `vCPU ${this.id}: KVM read ${saved.length} of ${msrs.length} MSRs; MSR 0x${msrs[saved.length].toString(16)} was refused`);
+    }
+    const events = this.getBytes('KVM_GET_VCPU_EVENTS', SIZEOF.kvm_vcpu_events);
+    return { mpState, regs, sregs, ...fpuState, debugregs, lapic, tscKhz, msrs: saved, events };
+  }
+
+  /**
+   * Puts a saveState() back on a vCPU that has its CPUID and has not run, in
+   * Firecracker's order: registers before the events (KVM_SET_REGS drops a
+   * pending exception, the events bring it back), special registers before
+   * the LAPIC (they hold the APIC base), the LAPIC before the MSRs (the TSC
+   * deadline MSR takes only with the LAPIC configured).
+   */
+  restoreState(state: VcpuState): void {
+    if (state.tscKhz !== this.getTscKhz()) this.setTscKhz(state.tscKhz);
+    this.setMpState(state.mpState);
+    this.setBytes('KVM_SET_REGS', state.regs, SIZEOF.kvm_regs, 'kvm_regs');
+    this.setBytes('KVM_SET_SREGS', state.sregs, SIZEOF.kvm_sregs, 'kvm_sregs');
+    if (state.xsave) {
+      if (!state.xcrs) throw new KvmError('KVM_SET_XCRS', 22 /* EINVAL */, `vCPU ${this.id}: XSAVE state without XCRs`);
+      ioctl(this.fd, 'KVM_SET_XSAVE', state.xsave, `vCPU ${this.id}`);
+      this.setBytes('KVM_SET_XCRS', state.xcrs, SIZEOF.kvm_xcrs, 'kvm_xcrs');
+    } else if (state.fpu) {
+      this.setBytes('KVM_SET_FPU', state.fpu, SIZEOF.kvm_fpu, 'kvm_fpu');
+    }
+    this.setBytes('KVM_SET_DEBUGREGS', state.debugregs, SIZEOF.kvm_debugregs, 'kvm_debugregs');
+    this.setBytes('KVM_SET_LAPIC', state.lapic, SIZEOF.kvm_lapic_state, 'kvm_lapic_state');
+    this.setMsrs(state.msrs);
+    // KVM_GET_VCPU_EVENTS fills in the pending NMI and the SIPI vector but does not flag them valid.
+    const events = fixedSize(state.events, SIZEOF.kvm_vcpu_events, 'kvm_vcpu_events').slice();
+    const flags = new DataView(events.buffer);
+    flags.setUint32(VCPU_EVENTS.flags, flags.getUint32(VCPU_EVENTS.flags, true) | KVM_VCPUEVENT_VALID.NMI_PENDING | KVM_VCPUEVENT_VALID.SIPI_VECTOR, true);
+    ioctl(this.fd, 'KVM_SET_VCPU_EVENTS', events, `vCPU ${this.id}`);
   }
 
   close(): void {

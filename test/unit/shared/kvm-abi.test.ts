@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import {
   CAP, CPUID_ENTRY, DTABLE, ENABLE_CAP, EXIT, FPU, IOCTL, IRQFD, KVM_RUN, MEMORY_REGION, MSI, SEGMENT, SIZEOF, SREGS,
   SYSTEM_EVENT, INTERNAL_ERROR, IRQ_ROUTING_ENTRY, KVM_IRQ_ROUTING_MSI, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQCHIP, KVM_PIT_SPEAKER_DUMMY,
-  IOEVENTFD, KVM_IOEVENTFD_FLAG,
+  IOEVENTFD, KVM_IOEVENTFD_FLAG, MSR_LIST, MSR_ENTRY, IRQCHIP_STATE, CLOCK_DATA, VCPU_EVENTS, KVM_VCPUEVENT_VALID,
 } from '../../../src/shared/kvm-abi';
 
 const HEADER = '/usr/include/linux/kvm.h';
@@ -33,6 +33,7 @@ value('KVM_IRQ_ROUTING_IRQCHIP', 'KVM_IRQ_ROUTING_IRQCHIP', KVM_IRQ_ROUTING_IRQC
 for (const [name, chip] of Object.entries(KVM_IRQCHIP)) value(`KVM_IRQCHIP_${name}`, `KVM_IRQCHIP_${name}`, chip);
 value('KVM_PIT_SPEAKER_DUMMY', 'KVM_PIT_SPEAKER_DUMMY', KVM_PIT_SPEAKER_DUMMY);
 for (const [name, bit] of Object.entries(KVM_IOEVENTFD_FLAG)) value(`KVM_IOEVENTFD_FLAG_${name}`, `KVM_IOEVENTFD_FLAG_${name}`, bit);
+for (const [name, bit] of Object.entries(KVM_VCPUEVENT_VALID)) value(`KVM_VCPUEVENT_VALID_${name}`, `KVM_VCPUEVENT_VALID_${name}`, bit);
 for (const [name, size] of Object.entries(SIZEOF)) value(`sizeof ${name}`, `sizeof(struct ${name})`, size);
 
 const runFields: Record<keyof typeof KVM_RUN, string> = {
@@ -61,6 +62,11 @@ const structs: Array<[string, Record<string, number>, Record<string, string>?]> 
   ['kvm_ioeventfd', IOEVENTFD],
   ['kvm_enable_cap', ENABLE_CAP],
   ['kvm_msi', MSI],
+  ['kvm_msr_list', MSR_LIST, { nmsrs: 'nmsrs', indices: 'indices' }],
+  ['kvm_msr_entry', MSR_ENTRY],
+  ['kvm_irqchip', IRQCHIP_STATE],
+  ['kvm_clock_data', CLOCK_DATA],
+  ['kvm_vcpu_events', VCPU_EVENTS],
   ['kvm_irq_routing_entry', IRQ_ROUTING_ENTRY, {
     gsi: 'gsi', type: 'type', flags: 'flags', irqchip_irqchip: 'u.irqchip.irqchip', irqchip_pin: 'u.irqchip.pin', msi_address_lo: 'u.msi.address_lo', msi_address_hi: 'u.msi.address_hi', msi_data: 'u.msi.data',
   }],
