@@ -20,6 +20,8 @@ const cases: Array<[string, string[], RegExp, number]> = [
   ['a missing kernel', ['--kernel', '/nonexistent/vmlinux'], /^tsvmm: cannot read kernel \/nonexistent\/vmlinux: ENOENT \(no such file\)$/, 2],
   ['a kernel that is not one', ['--kernel', '/etc/hostname'], /^tsvmm: the kernel is neither an ELF \(vmlinux\) nor a bzImage/, 2],
   ['--mem too small for the kernel', ['--mem', '1'], /^tsvmm: .*(RAM|memory).*/i, 2],
+  ['--mem 1000K', ['--mem', '1000K'], /^tsvmm: --mem 1000K is not a whole number of MiB; give a multiple of 1024K, or use M or G$/, 2],
+  ['an unwritable --stats-file', ['--stats-file', '/nonexistent/stats.json'], /^tsvmm: cannot open --stats-file \/nonexistent\/stats\.json: ENOENT; give a path to a writable file$/, 2],
   ['a bad --serial', ['--serial', 'tcp:1234'], /^tsvmm: --serial takes stdio, null or file:PATH, got "tcp:1234"$/, 2],
   ['--boot-protocol pvh for a kernel without the note', ['--kernel', guest('hello'), '--boot-protocol', 'xen'], /^tsvmm: --boot-protocol takes linux or pvh, got "xen"$/, 2],
 ];
@@ -55,6 +57,39 @@ test('--serial file:PATH writes the guest output to the file', async () => {
   assert.is(result.code, 0, explain(result));
   assert.is(result.stdout, '');
   assert.is(fs.readFileSync(file, 'utf8'), 'hello: long mode ok\n');
+});
+
+test('--stats=json: one JSON object on stderr with the typed exit and durations; --stats-file writes it to a file instead', async () => {
+  const result = await runTsvmm(['--stats=json', '--mem', '64M']);
+  assert.is(result.code, 0, explain(result));
+  assert.is(result.stdout, 'hello: long mode ok\n');
+  const lines = result.stderr.split('\n').filter((line) => line.length > 0);
+  assert.is(lines.length, 1, explain(result));
+  const stats = JSON.parse(lines[0]);
+  assert.equal(stats.exit, { kind: 'reset', source: 'i8042' });
+  assert.is(stats.exitCode, 0);
+  assert.ok(stats.durationsMs.startup > 0 && stats.durationsMs.guest >= 0 && stats.durationsMs.total >= stats.durationsMs.startup, explain(result));
+  assert.is(stats.vcpus.length, 1);
+  assert.ok(stats.vcpus[0].ioExits > 0, 'the demo guest writes COM1');
+  assert.is(stats.vcpus[0].firstRunNs, undefined);
+
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tsvmm-stats-')), 'stats.json');
+  const toFile = await runTsvmm(['--stats-file', file, '--cpus', '2']);
+  assert.is(toFile.code, 0, explain(toFile));
+  assert.is(toFile.stderr, '', explain(toFile));
+  const written = JSON.parse(fs.readFileSync(file, 'utf8'));
+  assert.equal(written.exit, { kind: 'reset', source: 'i8042' });
+  assert.is(written.vcpus.length, 2);
+});
+
+test('plain --stats still prints the text lines', async () => {
+  const result = await runTsvmm(['--stats']);
+  assert.is(result.code, 0, explain(result));
+  assert.match(result.stderr, /^vcpu0: kvmRuns=\d+ /);
+  assert.match(result.stderr, /\nstart-up: first guest instruction [\d.]+ ms after process start\n$/);
 });
 
 test.run();

@@ -6,6 +6,7 @@ import { HAND_OFF_MODES, HandOffMode } from '../../shared/vcpu-protocol';
 import { DeviceConfig, MAX_SPIN_LIMIT } from '../vmm/vm-config';
 import { expandBareRng, parseConsole, parseDisk, parseRng } from './device-options';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
+import type { StatsFormat } from './stats-report';
 
 export class UsageError extends TsvmmError {
   constructor(message: string, options?: TsvmmErrorOptions) {
@@ -33,7 +34,10 @@ export interface CliOptions {
   spinLimit?: number;
   /** RTC start time (ms since the epoch); undefined = the host clock. */
   rtcBase?: number;
-  stats: boolean;
+  /** --stats: off, the text lines, or one JSON object (--stats=json, or --stats-file alone). */
+  stats: 'off' | StatsFormat;
+  /** Where the JSON stats go instead of stderr. */
+  statsFile?: string;
   /** Virtio devices from --disk and --rng, in command-line order (their PCI slot order). */
   devices: DeviceConfig[];
   /** A JSON VmConfig file; the options given on the command line override its fields. */
@@ -61,7 +65,9 @@ Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
   --rtc-base TIME       start the guest's RTC at this ISO-8601 UTC time (default: host clock)
   --hand-off MODE       exit hand-off: spin-park (default), park, post-message, comlink
   --spin-limit N        spins before a vCPU parks waiting for the device thread
-  --stats               print per-vCPU exit counters when the guest ends
+  --stats[=json]        print per-vCPU exit counters and times when the guest ends
+                        (json: one JSON object with the exit reason, to stderr)
+  --stats-file PATH     write that JSON object to PATH instead (implies --stats=json)
   --disk path=FILE[,readonly=on][,serial=ID]
                         a virtio-blk disk backed by a raw image (repeatable)
   --rng [src=PATH]      a virtio-rng device reading PATH (default /dev/urandom)
@@ -129,6 +135,20 @@ function parseMemSize(text: string | undefined): number {
   return mib;
 }
 
+/**
+ * A bare --stats (no value: the text lines) becomes --stats=text here, as
+ * node:util's parseArgs has no optional values; --stats json stays as given.
+ */
+function expandBareStats(argv: readonly string[]): string[] {
+  return argv.map((arg, i) => (arg === '--stats' && !['text', 'json'].includes(argv[i + 1]) ? '--stats=text' : arg));
+}
+
+function parseStats(format: string | undefined, file: string | undefined): 'off' | StatsFormat {
+  if (format !== undefined && format !== 'text' && format !== 'json') throw new UsageError(`--stats takes text or json (--stats=json), got "${format}"`);
+  if (file !== undefined && format === 'text') throw new UsageError('--stats-file writes the JSON stats; give --stats=json or leave --stats out');
+  return file !== undefined ? 'json' : format ?? 'off';
+}
+
 function parseSerial(text: string | undefined): SerialSink {
   if (text === undefined || text === 'stdio') return { kind: 'stdio' };
   if (text === 'null') return { kind: 'null' };
@@ -140,7 +160,7 @@ export function parseCli(argv: string[]): CliOptions {
   let parsed;
   try {
     parsed = parseArgs({
-      args: expandBareRng(argv),
+      args: expandBareStats(expandBareRng(argv)),
       strict: true,
       allowPositionals: false,
       tokens: true,
@@ -157,7 +177,8 @@ export function parseCli(argv: string[]): CliOptions {
         'rtc-base': { type: 'string' },
         'hand-off': { type: 'string' },
         'spin-limit': { type: 'string' },
-        stats: { type: 'boolean' },
+        stats: { type: 'string' },
+        'stats-file': { type: 'string' },
         config: { type: 'string' },
         disk: { type: 'string', multiple: true },
         rng: { type: 'string' },
@@ -210,7 +231,8 @@ export function parseCli(argv: string[]): CliOptions {
     handOff: handOff as HandOffMode,
     spinLimit: values['spin-limit'] === undefined ? undefined : positiveInteger('spin-limit', values['spin-limit'], 0, MAX_SPIN_LIMIT),
     rtcBase,
-    stats: values.stats ?? false,
+    stats: parseStats(values.stats, values['stats-file']),
+    statsFile: values['stats-file'],
     config: values.config,
     devices: (parsed.tokens ?? []).flatMap((token) => {
       if (token.kind !== 'option') return [];

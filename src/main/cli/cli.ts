@@ -2,17 +2,19 @@
 // signals, run, report how the guest ended. Every failure a user can cause
 // becomes one line on stderr and an exit code, never a stack trace.
 
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { TsvmmError, asTsvmmError } from '../../shared/errors';
-import { parseCli, USAGE, CliOptions } from './args';
+import { parseCli, USAGE, CliOptions, UsageError } from './args';
 import { vmConfigFromCli } from './config-file';
 import { ConsoleInput, OutputSink } from './console';
 import { readInputFile } from './input-files';
 import { EXIT_CODE, exitCodeForError, exitCodeForVmExit } from './exit-codes';
 import { VmExit, describeVmExit } from '../vmm/vm-exit';
 import { Machine } from '../vmm/machine';
+import { RunRecord, statsJson, statsText } from './stats-report';
 
 /** The bundled demo guest, built by `npm run build` from guests/hello. */
 function demoGuestPath(): string {
@@ -22,6 +24,16 @@ function demoGuestPath(): string {
 /** A --kernel or --initrd file: a regular file no larger than the guest RAM (src/main/cli/input-files.ts). */
 function readInput(what: string, file: string, memMiB: number): Uint8Array {
   return readInputFile(what, file, memMiB * 1024 * 1024);
+}
+
+/** --stats-file: opened before the VM is built, so a bad path is one line before anything runs. */
+function openStatsFile(file: string): number {
+  try {
+    return fs.openSync(file, 'w', 0o666);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    throw new UsageError(`cannot open --stats-file ${file}: ${code}; give a path to a writable file`, { cause: error });
+  }
 }
 
 /**
@@ -57,9 +69,11 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
   let consoleOutput: OutputSink | undefined;
   let input: ConsoleInput | undefined;
   let machine: Machine | undefined;
+  let statsFd: number | undefined;
   const removeSignalHandlers: Array<() => void> = [];
   try {
     const config = vmConfigFromCli(options);
+    if (options.statsFile !== undefined) statsFd = openStatsFile(options.statsFile);
     const kernel = readInput('kernel', config.kernel ?? demoGuestPath(), config.memoryMiB);
     const initrd = config.initrd ? readInput('initrd', config.initrd, config.memoryMiB) : undefined;
     // A write error (EPIPE, ENOSPC, ...) ends the VM: its console is gone. The first one is kept,
@@ -94,11 +108,12 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
       input.start();
     }
     const guestExit = await machine.run();
+    const endedNs = Number(process.hrtime.bigint());
     await output?.flush();
     if (consoleOutput !== output) await consoleOutput?.flush();
     // Output lost after a clean end is still a failure; a guest fault says more and stands.
     const exit = outputError && exitCodeForVmExit(guestExit) === 0 ? outputError : guestExit;
-    report(exit, options, machine);
+    report(exit, options, machine, endedNs, statsFd);
     return exitCodeForVmExit(exit);
   } catch (error) {
     await output?.flush();
@@ -116,22 +131,37 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
     await machine?.close();
     output?.close();
     if (consoleOutput !== output) consoleOutput?.close();
+    if (statsFd !== undefined) fs.closeSync(statsFd);
   }
 }
 
-function report(exit: VmExit, options: CliOptions, machine: Machine): void {
+function report(exit: VmExit, options: CliOptions, machine: Machine, endedNs: number, statsFd: number | undefined): void {
   const { summary, detail } = describeVmExit(exit);
-  if (exitCodeForVmExit(exit) !== 0 || detail) {
+  const exitCode = exitCodeForVmExit(exit);
+  if (exitCode !== 0 || detail) {
     process.stderr.write(`tsvmm: ${summary}\n`);
     if (detail) process.stderr.write(`  ${detail}\n`);
   }
-  if (options.stats) {
-    const lines = machine.stats().map((stats, id) => `vcpu${id}: ${Object.entries(stats).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-    const device = machine.deviceStats;
+  if (options.stats === 'off') return;
+  const nowNs = Number(process.hrtime.bigint());
+  const record: RunRecord = {
+    exit,
+    exitCode,
+    summary,
+    vcpus: machine.stats(),
+    deviceThread: machine.deviceStats,
     // performance.now() counts from process start on the main thread.
-    const processStartNs = Number(process.hrtime.bigint()) - performance.now() * 1e6;
-    const firstRun = machine.stats()[0]?.firstRunNs ?? 0;
-    const startup = firstRun > 0 ? `\nstart-up: first guest instruction ${((firstRun - processStartNs) / 1e6).toFixed(1)} ms after process start` : '';
-    process.stderr.write(`${lines.join('\n')}\ndevice thread: served=${device.served} parks=${device.parks}${startup}\n`);
+    processStartNs: nowNs - performance.now() * 1e6,
+    endedNs,
+    nowNs,
+  };
+  if (options.stats === 'text') process.stderr.write(statsText(record));
+  else if (statsFd === undefined) process.stderr.write(statsJson(record));
+  else {
+    try {
+      fs.writeSync(statsFd, statsJson(record));
+    } catch (error) {
+      throw new TsvmmError('host', `cannot write --stats-file ${options.statsFile}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, { cause: error });
+    }
   }
 }

@@ -23,7 +23,7 @@ test('every option is read', () => {
     {
       help: false, version: false, kernel: 'k', initrd: 'i', cmdline: 'a b', cmdlineBase: undefined, cpus: 8, memMiB: 512,
       bootProtocol: 'pvh', splitIrqchip: true, serial: { kind: 'file', path: '/tmp/x' },
-      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: true, config: undefined, devices: [],
+      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: 'text', statsFile: undefined, config: undefined, devices: [],
     },
   );
   assert.equal([...given].sort(), ['boot-protocol', 'cmdline', 'cpus', 'hand-off', 'initrd', 'kernel', 'mem', 'rtc-base', 'serial', 'spin-limit', 'split-irqchip', 'stats']);
@@ -79,6 +79,18 @@ test('--cmdline-base is read as given, and may be empty (the --cmdline alone)', 
   assert.ok(parseCli(['--cmdline-base', 'x']).given.has('cmdline-base'));
 });
 
+test('--stats: bare is the text lines, --stats=json and --stats json one JSON object, --stats-file alone implies json', () => {
+  assert.is(parseCli([]).stats, 'off');
+  assert.is(parseCli(['--stats']).stats, 'text');
+  assert.is(parseCli(['--stats', '--cpus', '2']).stats, 'text');
+  assert.is(parseCli(['--stats=json']).stats, 'json');
+  assert.is(parseCli(['--stats', 'json']).stats, 'json');
+  const toFile = parseCli(['--stats-file', '/tmp/stats.json']);
+  assert.is(toFile.stats, 'json');
+  assert.is(toFile.statsFile, '/tmp/stats.json');
+  assert.is(parseCli(['--stats=json', '--stats-file', 'f']).stats, 'json');
+});
+
 test('--spin-limit up to its maximum', () => {
   assert.is(parseCli(['--spin-limit', '10000000']).spinLimit, 10_000_000);
 });
@@ -99,7 +111,7 @@ const errors: Array<[string[], string]> = [
   [['--serial', 'tty'], '--serial takes stdio, null or file:PATH, got "tty"'],
   [['--serial', 'file:'], '--serial takes stdio, null or file:PATH, got "file:"'],
   [['--boot-protocol', 'elf'], '--boot-protocol takes linux or pvh, got "elf"'],
-  [['--hand-off', 'pigeon'], '--hand-off takes one of spin-park, park, post-message, comlink, got "pigeon"'],
+  [['--hand-off', 'pigeon'], '--hand-off takes one of spin-park, park, post-message, comlink, native, got "pigeon"'],
   [['--rtc-base', 'yesterday'], '--rtc-base takes an ISO-8601 time such as 2026-11-26T08:15:00, got "yesterday"'],
   [['--cmdline', 'a\0b'], '--cmdline must not contain a NUL byte'],
   [['--initrd', ''], '--initrd needs a value, got an empty one'],
@@ -109,6 +121,9 @@ const errors: Array<[string[], string]> = [
   [['--cpus', '1', '--cpus', '2'], '--cpus is given more than once; give it once'],
   [['--kernel=a', '--kernel', 'b'], '--kernel is given more than once; give it once'],
   [['--stats', '--stats'], '--stats is given more than once; give it once'],
+  [['--stats=xml'], '--stats takes text or json (--stats=json), got "xml"'],
+  [['--stats', '--stats-file', 'f'], '--stats-file writes the JSON stats; give --stats=json or leave --stats out'],
+  [['--stats-file='], '--stats-file needs a value, got an empty one'],
   [['--rtc-base', '0'], '--rtc-base takes an ISO-8601 time such as 2026-11-26T08:15:00, got "0"'],
   [['--rtc-base', '1.5'], '--rtc-base takes an ISO-8601 time such as 2026-11-26T08:15:00, got "1.5"'],
   [['--rtc-base', '2026-02-30'], '--rtc-base: "2026-02-30" is not a date and time that exists; give one such as 2026-11-26T08:15:00'],
