@@ -131,6 +131,21 @@ export const decimalBigIntField: StateField<bigint, string> = {
   load: (value) => BigInt(value),
 };
 
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** Exactly `length` bytes, saved as base64 (a register file, a table the guest writes). */
+export function bytesField(length: number): StateField<Uint8Array, string> {
+  return {
+    check: (value, path) => {
+      if (typeof value !== 'string' || !BASE64.test(value)) return `${path} is ${describe(value)}, not base64`;
+      const bytes = Buffer.from(value, 'base64').length;
+      return bytes === length ? undefined : `${path} holds ${bytes} bytes, not ${length}`;
+    },
+    save: (value) => Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64'),
+    load: (value) => new Uint8Array(Buffer.from(value, 'base64')),
+  };
+}
+
 /** An array of `element`s: exactly `length.exactly` of them, or at most `length.atMost`. */
 export function arrayField<M, S>(element: StateField<M, S>, length: { exactly: number } | { atMost: number }): StateField<M[], S[]> {
   return {

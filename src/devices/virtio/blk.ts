@@ -71,6 +71,8 @@ export class VirtioBlk implements VirtioBackend {
   private readonly serial: Uint8Array;
   /** Requests handed to the store and not completed yet. */
   inFlight = 0;
+  /** Called when inFlight comes down to zero (whenIdle). */
+  private idleWaiters: (() => void)[] = [];
   readonly counters = { requests: 0, errors: 0, bytesRead: 0, bytesWritten: 0, flushes: 0 };
 
   constructor(options: VirtioBlkOptions) {
@@ -244,8 +246,19 @@ export class VirtioBlk implements VirtioBackend {
 
   private complete(context: VirtioContext, generation: number, head: number, request: ParsedRequest, code: number, written: number): void {
     this.inFlight--;
-    if (generation !== this.generation) return; // the device was reset meanwhile
-    this.answer(context, head, request.status, code, written);
+    // The device was reset meanwhile: the request is dropped, not answered.
+    if (generation === this.generation) this.answer(context, head, request.status, code, written);
+    if (this.inFlight === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const wake of waiters) wake();
+    }
+  }
+
+  /** Resolves once every request handed to the store has completed (and been answered in the used ring). */
+  whenIdle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Writes the status byte and puts the chain in the used ring, interrupting the driver if it wants. */

@@ -6,7 +6,11 @@
 
 import type { LevelInterruptLine, MsiSink } from '../interrupt';
 import { BarDefinition, PciConfigSpace, PciFunction } from '../pci/config-space';
-import { ChainError, DmaMemory, QueueFeatures, SplitQueue } from './queue';
+import {
+  StateFields, StatefulDevice, arrayField, booleanField, byteField, bytesField, checkFields, decimalBigIntField, integerField, loadFields, saveFields,
+} from '../snapshot';
+import { TsvmmError } from '../../shared/errors';
+import { ChainError, DmaMemory, QueueFeatures, SplitQueue, SplitQueueState, splitQueueStateProblem } from './queue';
 
 const VIRTIO_VENDOR_ID = 0x1af4;
 /** Modern device ids are 0x1040 + the virtio device type. */
@@ -91,6 +95,57 @@ export interface VirtioBackend {
   queueNotified(index: number): void;
   /** Device reset: drop every reference to the queues and guest memory. */
   reset(): void;
+  /** Resolves when no request is in flight (before a snapshot); a device that completes every request at once has none. */
+  whenIdle?(): Promise<void>;
+}
+
+/** The transport's registers as a snapshot holds them (the queues and the configuration space apart). */
+interface TransportRegisters {
+  deviceFeatureSelect: number;
+  driverFeatureSelect: number;
+  driverFeatures: bigint;
+  status: number;
+  configGeneration: number;
+  queueSelect: number;
+  configMsixVector: number;
+  isr: number;
+  msixTable: Uint8Array;
+  msixPending: boolean[];
+}
+
+type SavedTransportRegisters = Omit<TransportRegisters, 'driverFeatures' | 'msixTable'> & { driverFeatures: string; msixTable: string };
+
+/** Plain, JSON-able state of a VirtioPciDevice, for snapshots. */
+export interface VirtioPciState {
+  transport: SavedTransportRegisters;
+  /** The PCI configuration space as the guest left it (BARs as programmed, command, MSI-X control), base64. */
+  configSpace: string;
+  queues: SplitQueueState[];
+}
+
+const CONFIG_SPACE_BYTES = 4096;
+const configSpaceField = bytesField(CONFIG_SPACE_BYTES);
+
+function transportFields(vectors: number): StateFields<TransportRegisters, SavedTransportRegisters> {
+  const u32 = integerField(0, 0xffff_ffff);
+  return {
+    deviceFeatureSelect: u32,
+    driverFeatureSelect: u32,
+    driverFeatures: decimalBigIntField,
+    status: byteField,
+    configGeneration: byteField,
+    queueSelect: integerField(0, 0xffff),
+    configMsixVector: integerField(0, 0xffff),
+    isr: byteField,
+    msixTable: bytesField(vectors * MSIX_ENTRY_BYTES),
+    msixPending: arrayField(booleanField, { exactly: vectors }),
+  };
+}
+
+class VirtioStateError extends TsvmmError {
+  constructor(name: string, problem: string) {
+    super('usage', `cannot restore ${name} state: ${problem}; pass a state produced by VirtioPciDevice.snapshot() for the same device`);
+  }
 }
 
 export interface VirtioPciOptions {
@@ -110,7 +165,7 @@ function putLe(data: Uint8Array, value: number): void {
   for (let i = 0; i < data.length; i++) data[i] = i < 4 ? (value >>> (8 * i)) & 0xff : 0;
 }
 
-export class VirtioPciDevice implements PciFunction {
+export class VirtioPciDevice implements PciFunction, StatefulDevice<VirtioPciState> {
   readonly name: string;
   readonly config: PciConfigSpace;
   readonly queues: SplitQueue[];
@@ -206,6 +261,58 @@ export class VirtioPciDevice implements PciFunction {
 
   get deviceStatus(): number {
     return this.status;
+  }
+
+  private get stateFields(): StateFields<TransportRegisters, SavedTransportRegisters> {
+    return transportFields(this.msixPending.length);
+  }
+
+  /** Resolves once the device has no request in flight: a snapshot must not miss a completion. */
+  whenIdle(): Promise<void> {
+    return this.backend.whenIdle?.() ?? Promise.resolve();
+  }
+
+  snapshot(): VirtioPciState {
+    const space = new Uint8Array(CONFIG_SPACE_BYTES);
+    this.config.read(0, space);
+    return {
+      transport: saveFields(this as unknown as TransportRegisters, this.stateFields),
+      configSpace: configSpaceField.save(space),
+      queues: this.queues.map((queue) => queue.snapshot()),
+    };
+  }
+
+  /**
+   * Checks all of `state`, then puts it back in place: the queues stay the
+   * objects the backend holds. A device the driver had started (DRIVER_OK)
+   * is activated again, so its backend serves what the rings hold, and INTx
+   * is driven from the restored ISR; no MSI-X message is sent.
+   */
+  restore(state: VirtioPciState): void {
+    const problem = this.stateProblem(state);
+    if (problem) throw new VirtioStateError(this.name, problem);
+    if ((this.status & DEVICE_STATUS.driverOk) !== 0) this.backend.reset();
+    loadFields(this as unknown as TransportRegisters, state.transport, this.stateFields);
+    const space = configSpaceField.load(state.configSpace);
+    for (let offset = 0; offset < CONFIG_SPACE_BYTES; offset++) this.config.setByte(offset, space[offset]);
+    state.queues.forEach((queue, i) => this.queues[i].restoreChecked(queue));
+    if ((this.status & DEVICE_STATUS.driverOk) !== 0 && (this.status & DEVICE_STATUS.needsReset) === 0) this.activate();
+    this.updateIntx();
+  }
+
+  private stateProblem(state: unknown): string | undefined {
+    if (typeof state !== 'object' || state === null || Array.isArray(state)) return 'the state is not an object';
+    const { transport, configSpace, queues, ...rest } = state as Partial<VirtioPciState>;
+    const unknown = Object.keys(rest)[0];
+    if (unknown !== undefined) return `the state has a field '${unknown}' that this version does not know`;
+    const problem = checkFields(transport, this.stateFields, 'transport') ?? configSpaceField.check(configSpace, 'configSpace');
+    if (problem) return problem;
+    if (!Array.isArray(queues) || queues.length !== this.queues.length) return `queues is not a list of ${this.queues.length}`;
+    for (let i = 0; i < queues.length; i++) {
+      const queueProblem = splitQueueStateProblem(queues[i], `queues[${i}]`);
+      if (queueProblem) return queueProblem;
+    }
+    return undefined;
   }
 
   private readBar(offset: number, data: Uint8Array): void {

@@ -12,6 +12,8 @@ export interface DmaMemory {
   slice(address: number, length: number): Uint8Array;
 }
 
+import { StateFields, booleanField, checkFields, integerField, loadFields, nullableField, saveFields } from '../snapshot';
+
 const DESC_F_NEXT = 1;
 const DESC_F_WRITE = 2;
 const DESC_F_INDIRECT = 4;
@@ -43,6 +45,39 @@ export interface QueueFeatures {
   indirect: boolean;
 }
 
+/** Plain, JSON-able state of a SplitQueue, for snapshots: what the driver set up and where the device is in the rings. */
+export interface SplitQueueState {
+  size: number;
+  ready: boolean;
+  descTable: number;
+  availRing: number;
+  usedRing: number;
+  msixVector: number;
+  nextAvail: number;
+  nextUsed: number;
+  signalledUsed: number | null;
+}
+
+const u16Field = integerField(0, 0xffff);
+/** A guest-physical address as the transport assembles it from two 32-bit halves. */
+const addressField = integerField(0, 2 ** 64, 'a guest-physical address');
+const SPLIT_QUEUE_FIELDS: StateFields<SplitQueueState, SplitQueueState> = {
+  size: u16Field,
+  ready: booleanField,
+  descTable: addressField,
+  availRing: addressField,
+  usedRing: addressField,
+  msixVector: u16Field,
+  nextAvail: u16Field,
+  nextUsed: u16Field,
+  signalledUsed: nullableField(u16Field),
+};
+
+/** The first problem with `state` as a SplitQueue's saved state (at `path` in messages), or undefined. */
+export function splitQueueStateProblem(state: unknown, path: string): string | undefined {
+  return checkFields(state, SPLIT_QUEUE_FIELDS, path);
+}
+
 export class SplitQueue {
   /** Set by the driver through the common configuration. */
   size = MAX_QUEUE_SIZE;
@@ -54,8 +89,8 @@ export class SplitQueue {
   /** The next avail index to take, and the used index to publish. */
   private nextAvail = 0;
   private nextUsed = 0;
-  /** The used index when the driver was last notified (event index suppression). */
-  private signalledUsed: number | undefined;
+  /** The used index when the driver was last notified (event index suppression); null before the first. */
+  private signalledUsed: number | null = null;
 
   constructor(readonly maxSize = MAX_QUEUE_SIZE) {
     this.size = maxSize;
@@ -70,7 +105,16 @@ export class SplitQueue {
     this.msixVector = 0xffff;
     this.nextAvail = 0;
     this.nextUsed = 0;
-    this.signalledUsed = undefined;
+    this.signalledUsed = null;
+  }
+
+  snapshot(): SplitQueueState {
+    return saveFields(this as unknown as SplitQueueState, SPLIT_QUEUE_FIELDS);
+  }
+
+  /** Puts a state that splitQueueStateProblem accepted back in place (the transport checks all its queues first). */
+  restoreChecked(state: SplitQueueState): void {
+    loadFields(this as unknown as SplitQueueState, state, SPLIT_QUEUE_FIELDS);
   }
 
   /** The rings the driver set up lie in guest RAM with the spec's alignments. */
