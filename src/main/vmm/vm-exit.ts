@@ -26,6 +26,8 @@ export type StopCause =
   | { by: 'signal'; signal: NodeJS.Signals }
   | { by: 'console' }
   | { by: 'request' }
+  /** PUT /api/v1/vm.shutdown on the control socket: ends the VM as a guest power-off would. */
+  | { by: 'api' }
   | { by: 'timeout' }
   | { by: 'output-error'; message: string };
 
@@ -104,6 +106,7 @@ function describeCause(cause: StopCause): string {
     case 'signal': return `stopped by ${cause.signal}`;
     case 'console': return 'quit from the console (Ctrl-A x)';
     case 'request': return 'stopped on request';
+    case 'api': return 'shut down through the control API (vm.shutdown)';
     case 'timeout': return 'stopped: time limit reached';
     case 'output-error': return `stopped: ${cause.message}`;
   }
