@@ -40,6 +40,8 @@ export interface CliOptions {
   statsFile?: string;
   /** Virtio devices from --disk and --rng, in command-line order (their PCI slot order). */
   devices: DeviceConfig[];
+  /** The control API's unix socket: a process concern like the console, so never part of a VmConfig. */
+  apiSocket?: string;
   /** A JSON VmConfig file; the options given on the command line override its fields. */
   config?: string;
   /** The long names of the options given on the command line (to know what overrides a --config file). */
@@ -73,6 +75,8 @@ Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
   --rng [src=PATH]      a virtio-rng device reading PATH (default /dev/urandom)
   --console C           a virtio-console (the guest's hvc0): off (default), tty, or file=PATH
   --config FILE         a JSON VmConfig (fields as in the README); options given here override it
+  --api-socket PATH     serve the control API (HTTP/1.1, JSON) on this unix socket;
+                        tsvmm remote --help sends it requests
   --version             print the version and exit
   --help                print this help and exit
 
@@ -179,6 +183,7 @@ export function parseCli(argv: string[]): CliOptions {
         'spin-limit': { type: 'string' },
         stats: { type: 'string' },
         'stats-file': { type: 'string' },
+        'api-socket': { type: 'string' },
         config: { type: 'string' },
         disk: { type: 'string', multiple: true },
         rng: { type: 'string' },
@@ -234,6 +239,7 @@ export function parseCli(argv: string[]): CliOptions {
     stats: parseStats(values.stats, values['stats-file']),
     statsFile: values['stats-file'],
     config: values.config,
+    apiSocket: values['api-socket'],
     devices: (parsed.tokens ?? []).flatMap((token) => {
       if (token.kind !== 'option') return [];
       if (token.name === 'disk') return [parseDisk(token.value ?? '')];

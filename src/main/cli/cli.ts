@@ -14,6 +14,8 @@ import { readInputFile } from './input-files';
 import { EXIT_CODE, exitCodeForError, exitCodeForVmExit } from './exit-codes';
 import { VmExit, describeVmExit } from '../vmm/vm-exit';
 import { Machine } from '../vmm/machine';
+import type { ApiServer } from '../api/server';
+import { remote } from './remote';
 import { RunRecord, statsJson, statsText } from './stats-report';
 
 /** The bundled demo guest, built by `npm run build` from guests/hello. */
@@ -48,6 +50,7 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGU
  * vCPU workers src/main.ts started ahead; they end with the process.
  */
 export async function main(argv: string[], startedWorkers: Worker[] = []): Promise<number> {
+  if (argv[0] === 'remote') return remote(argv.slice(1));
   let options: CliOptions;
   try {
     options = parseCli(argv);
@@ -69,6 +72,7 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
   let consoleOutput: OutputSink | undefined;
   let input: ConsoleInput | undefined;
   let machine: Machine | undefined;
+  let api: ApiServer | undefined;
   let statsFd: number | undefined;
   const removeSignalHandlers: Array<() => void> = [];
   try {
@@ -98,6 +102,11 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
       kvmDevice: process.env.TSVMM_KVM_DEVICE,
     });
     const running = machine;
+    if (options.apiSocket !== undefined) {
+      // node:http is loaded only for a VM that serves the API: it costs start-up time.
+      const { ApiServer } = require('../api/server') as typeof import('../api/server');
+      api = await ApiServer.open(options.apiSocket, running);
+    }
     for (const signal of STOP_SIGNALS) {
       const handler = () => running.end({ kind: 'stopped', cause: { by: 'signal', signal } });
       process.on(signal, handler);
@@ -128,6 +137,7 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
   } finally {
     input?.dispose();
     for (const remove of removeSignalHandlers) remove();
+    await api?.close();
     await machine?.close();
     output?.close();
     if (consoleOutput !== output) consoleOutput?.close();

@@ -8,6 +8,8 @@ import type { VmExit } from '../vmm/vm-exit';
 export const EXIT_CODE = {
   guestEnded: 0,
   vmmFailure: 1,
+  /** tsvmm remote: the control API answered with an error status. */
+  requestRefused: 1,
   usage: 2,
   tripleFault: 3,
   internalError: 4,

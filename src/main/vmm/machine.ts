@@ -393,6 +393,18 @@ export class Machine {
     return { served: this.deviceLoop?.served ?? 0, parks: this.deviceLoop?.parks ?? 0 };
   }
 
+  /** Each device's own counters by board id; a virtio device's are its transport's and its back-end's together. */
+  deviceCounters(): Record<string, Record<string, number>> {
+    const counters: Record<string, Record<string, number>> = {};
+    const add = (id: string, source: object) => {
+      const own = (source as { counters?: unknown }).counters;
+      if (own !== null && typeof own === 'object') counters[id] = { ...counters[id], ...(own as Record<string, number>) };
+    };
+    for (const { id, model } of this.board?.devices() ?? []) add(id, model);
+    for (const device of this.hostDevices) add(device.id, device.backend);
+    return counters;
+  }
+
   /** The board's devices (ids, buses, addresses), for inspection. */
   get devices(): Board {
     return this.board;

@@ -23,7 +23,7 @@ test('every option is read', () => {
     {
       help: false, version: false, kernel: 'k', initrd: 'i', cmdline: 'a b', cmdlineBase: undefined, cpus: 8, memMiB: 512,
       bootProtocol: 'pvh', splitIrqchip: true, serial: { kind: 'file', path: '/tmp/x' },
-      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: 'text', statsFile: undefined, config: undefined, devices: [],
+      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: 'text', statsFile: undefined, config: undefined, apiSocket: undefined, devices: [],
     },
   );
   assert.equal([...given].sort(), ['boot-protocol', 'cmdline', 'cpus', 'hand-off', 'initrd', 'kernel', 'mem', 'rtc-base', 'serial', 'spin-limit', 'split-irqchip', 'stats']);
@@ -41,6 +41,14 @@ test('--disk, --rng and --console become devices in command-line order; --disk m
   assert.equal(parseCli(['--console', 'off']).devices, []);
   assert.equal(parseCli(['--rng', 'src=/tmp/seed']).devices, [{ kind: 'rng', source: '/tmp/seed' }]);
   assert.throws(() => parseCli(['--console', 'serial']), /--console takes off, tty or file=PATH, got "serial"/);
+});
+
+test('--api-socket names the control socket; it is the process\'s, not a VmConfig field', () => {
+  const options = parseCli(['--api-socket', '/run/tsvmm.sock']);
+  assert.is(options.apiSocket, '/run/tsvmm.sock');
+  assert.ok(options.given.has('api-socket'));
+  assert.throws(() => parseCli(['--api-socket', 'a', '--api-socket', 'b']), /--api-socket is given more than once; give it once/);
+  assert.throws(() => parseCli(['--api-socket=']), /--api-socket needs a value, got an empty one/);
 });
 
 test('--config names a file; only the options given are marked as given', () => {
