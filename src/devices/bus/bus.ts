@@ -66,6 +66,8 @@ export class Bus {
   unclaimedReads = 0;
   /** Writes that no device claimed (dropped). */
   unclaimedWrites = 0;
+  /** Told of each unclaimed access (a log's first-hit report); off the claimed path, so free for devices. */
+  onUnclaimed?: (address: number, access: 'read' | 'write') => void;
   private readonly entries: Entry[] = [];
   /** The entry of the last access that found a device (see entryAt). */
   private lastHit: Entry | undefined;
@@ -142,6 +144,7 @@ export class Bus {
     if (!entry) {
       data.fill(UNCLAIMED_READ_BYTE);
       this.unclaimedReads++;
+      this.onUnclaimed?.(address, 'read');
       return false;
     }
     entry.device.read(address - entry.base, data);
@@ -153,6 +156,7 @@ export class Bus {
     const entry = this.entryAt(address);
     if (!entry) {
       this.unclaimedWrites++;
+      this.onUnclaimed?.(address, 'write');
       return false;
     }
     entry.device.write(address - entry.base, data);

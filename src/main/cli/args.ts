@@ -7,6 +7,7 @@ import { DeviceConfig, MAX_SPIN_LIMIT } from '../vmm/vm-config';
 import { expandBareRng, parseConsole, parseDisk, parseRng } from './device-options';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 import type { StatsFormat } from './stats-report';
+import { LOG_LEVELS, LogLevel } from '../vmm/log';
 
 export class UsageError extends TsvmmError {
   constructor(message: string, options?: TsvmmErrorOptions) {
@@ -38,6 +39,10 @@ export interface CliOptions {
   stats: 'off' | StatsFormat;
   /** Where the JSON stats go instead of stderr. */
   statsFile?: string;
+  /** -v (info), -vv (debug) or --log-level; undefined: no log. */
+  logLevel?: LogLevel;
+  /** Where the log goes instead of stderr. */
+  logFile?: string;
   /** Virtio devices from --disk and --rng, in command-line order (their PCI slot order). */
   devices: DeviceConfig[];
   /** The control API's unix socket: a process concern like the console, so never part of a VmConfig. */
@@ -70,6 +75,10 @@ Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
   --stats[=json]        print per-vCPU exit counters and times when the guest ends
                         (json: one JSON object with the exit reason, to stderr)
   --stats-file PATH     write that JSON object to PATH instead (implies --stats=json)
+  -v, --log-level L     log how the VM is built: -v or info (what went where, the
+                        e820 map, devices), -vv or debug (also each unclaimed port and
+                        MMIO address, first hit), warn, error (default: no log)
+  --log-file PATH       write the log to PATH instead of stderr
   --disk path=FILE[,readonly=on][,serial=ID]
                         a virtio-blk disk backed by a raw image (repeatable)
   --rng [src=PATH]      a virtio-rng device reading PATH (default /dev/urandom)
@@ -153,6 +162,17 @@ function parseStats(format: string | undefined, file: string | undefined): 'off'
   return file !== undefined ? 'json' : format ?? 'off';
 }
 
+function parseLogLevel(verbose: number, level: string | undefined, file: string | undefined): LogLevel | undefined {
+  if (verbose > 0 && level !== undefined) throw new UsageError('give -v or --log-level, not both');
+  if (verbose > 2) throw new UsageError('-v takes at most two (-vv, debug)');
+  if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new UsageError(`--log-level takes one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
+  }
+  const chosen = verbose === 2 ? 'debug' : verbose === 1 ? 'info' : level as LogLevel | undefined;
+  // A log file without a level would stay empty: it asks for the usual log.
+  return chosen ?? (file !== undefined ? 'info' : undefined);
+}
+
 function parseSerial(text: string | undefined): SerialSink {
   if (text === undefined || text === 'stdio') return { kind: 'stdio' };
   if (text === 'null') return { kind: 'null' };
@@ -183,6 +203,9 @@ export function parseCli(argv: string[]): CliOptions {
         'spin-limit': { type: 'string' },
         stats: { type: 'string' },
         'stats-file': { type: 'string' },
+        verbose: { type: 'boolean', short: 'v', multiple: true },
+        'log-level': { type: 'string' },
+        'log-file': { type: 'string' },
         'api-socket': { type: 'string' },
         config: { type: 'string' },
         disk: { type: 'string', multiple: true },
@@ -201,7 +224,7 @@ export function parseCli(argv: string[]): CliOptions {
   const seen = new Set<string>();
   for (const token of parsed.tokens ?? []) {
     if (token.kind !== 'option') continue;
-    if (seen.has(token.name) && token.name !== 'disk') throw new UsageError(`--${token.name} is given more than once; give it once`);
+    if (seen.has(token.name) && token.name !== 'disk' && token.name !== 'verbose') throw new UsageError(`--${token.name} is given more than once; give it once`);
     seen.add(token.name);
     // An empty base line is a choice (the user's --cmdline alone); elsewhere it is a slip.
     if (token.value === '' && token.name !== 'cmdline-base') throw new UsageError(`--${token.name} needs a value, got an empty one`);
@@ -238,6 +261,8 @@ export function parseCli(argv: string[]): CliOptions {
     rtcBase,
     stats: parseStats(values.stats, values['stats-file']),
     statsFile: values['stats-file'],
+    logLevel: parseLogLevel(values.verbose?.length ?? 0, values['log-level'], values['log-file']),
+    logFile: values['log-file'],
     config: values.config,
     apiSocket: values['api-socket'],
     devices: (parsed.tokens ?? []).flatMap((token) => {

@@ -17,6 +17,7 @@ import { Machine } from '../vmm/machine';
 import type { ApiServer } from '../api/server';
 import { remote } from './remote';
 import { RunRecord, statsJson, statsText } from './stats-report';
+import { CliLog, openLog } from './log';
 
 /** The bundled demo guest, built by `npm run build` from guests/hello. */
 function demoGuestPath(): string {
@@ -74,10 +75,13 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
   let machine: Machine | undefined;
   let api: ApiServer | undefined;
   let statsFd: number | undefined;
+  let log: CliLog | undefined;
   const removeSignalHandlers: Array<() => void> = [];
   try {
     const config = vmConfigFromCli(options);
     if (options.statsFile !== undefined) statsFd = openStatsFile(options.statsFile);
+    if (options.logLevel !== undefined) log = openLog(options.logLevel, options.logFile);
+    const vmLog = log;
     const kernel = readInput('kernel', config.kernel ?? demoGuestPath(), config.memoryMiB);
     const initrd = config.initrd ? readInput('initrd', config.initrd, config.memoryMiB) : undefined;
     // A write error (EPIPE, ENOSPC, ...) ends the VM: its console is gone. The first one is kept,
@@ -100,6 +104,8 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
       consoleOutput: hvc0 ? (bytes) => hvc0.write(bytes) : undefined,
       startedWorkers,
       kvmDevice: process.env.TSVMM_KVM_DEVICE,
+      log: vmLog,
+      warn: vmLog ? (message) => vmLog.write('warn', message) : undefined,
     });
     const running = machine;
     if (options.apiSocket !== undefined) {
@@ -123,6 +129,7 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
     // Output lost after a clean end is still a failure; a guest fault says more and stands.
     const exit = outputError && exitCodeForVmExit(guestExit) === 0 ? outputError : guestExit;
     report(exit, options, machine, endedNs, statsFd);
+    log?.write('info', `exit: ${describeVmExit(exit).summary} (exit code ${exitCodeForVmExit(exit)})`);
     return exitCodeForVmExit(exit);
   } catch (error) {
     await output?.flush();
@@ -142,6 +149,7 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
     output?.close();
     if (consoleOutput !== output) consoleOutput?.close();
     if (statsFd !== undefined) fs.closeSync(statsFd);
+    log?.close();
   }
 }
 

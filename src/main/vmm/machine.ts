@@ -27,6 +27,7 @@ import { TsvmmError } from '../../shared/errors';
 import { KvmBoardHost } from './board-host';
 import { DeviceLoop, DEFAULT_DEVICE_LOOP_OPTIONS } from './device-loop';
 import { PauseRendezvous } from './pause-rendezvous';
+import { ALL_MMIO, ALL_PORTS, DeviceAddressLog, VmLog, bootLines, forwardsEverything, logs, pciLines, reportUnclaimed } from './log';
 import { VmConfig, resolveVmConfig } from './vm-config';
 import { VmExit, vmExitOf } from './vm-exit';
 import { GuestRam } from '../kvm/guest-ram';
@@ -74,6 +75,8 @@ export interface MachineHooks {
   consoleOutput?: (bytes: Uint8Array) => void;
   /** Guest mistakes tsvmm refused (a BAR over another device, a malformed virtqueue), one line each, once. */
   warn?: (message: string) => void;
+  /** -v / --log-level: how the VM was built, and at debug level each unclaimed address's first access. */
+  log?: VmLog;
 }
 
 /**
@@ -168,6 +171,7 @@ export class Machine {
       machine = new Machine(resolved, hooks, kvm, vm, ram, vcpus, boot, pciPlan, devices);
       machine.configureVcpus(kvm.supportedCpuid());
       machine.attachDevices();
+      machine.logBuild();
       await machine.spawnThreads(kvm.vcpuMmapSize(), workers);
       return machine;
     } catch (error) {
@@ -233,7 +237,23 @@ export class Machine {
   }
 
   private publishClaims(): void {
-    this.claims.publish(this.board.io.ranges(), this.board.mmio.ranges());
+    if (forwardsEverything(this.hooks.log)) this.claims.publish(ALL_PORTS, ALL_MMIO);
+    else this.claims.publish(this.board.io.ranges(), this.board.mmio.ranges());
+    this.deviceAddresses?.update(this.board);
+  }
+
+  /** With an info log: the devices' addresses, logged at build and on every move. */
+  private deviceAddresses?: DeviceAddressLog;
+
+  private logBuild(): void {
+    const log = this.hooks.log;
+    if (!logs(log, 'info')) return;
+    for (const line of bootLines(this.boot, this.hooks.kernel?.length ?? 0, this.config.bootProtocol)) log.write('info', line);
+    for (const line of pciLines(this.pciPlan)) log.write('info', line);
+    this.deviceAddresses = new DeviceAddressLog(log);
+    this.deviceAddresses.update(this.board);
+    log.write('info', `${this.vcpus.length} vCPU(s), ${this.config.memoryMiB} MiB, irqchip ${this.config.irqchip}, hand-off ${this.config.handOff}`);
+    if (logs(log, 'debug')) reportUnclaimed(log, this.board);
   }
 
   private async spawnThreads(runSize: number, workers: Worker[]): Promise<void> {

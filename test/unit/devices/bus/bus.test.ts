@@ -89,6 +89,19 @@ test('unclaimed reads return all ones and are counted, unclaimed writes are coun
   assert.is(bus.unclaimedWrites, 1);
 });
 
+test('onUnclaimed hears each unclaimed access (address and kind), never a claimed one', () => {
+  const bus = new Bus('io');
+  bus.insert(0x60, 4, new RecordingDevice('dev'));
+  const heard: string[] = [];
+  bus.onUnclaimed = (address, access) => heard.push(`${access}@${address.toString(16)}`);
+  bus.read(0x60, new Uint8Array(1));
+  bus.write(0x63, Uint8Array.of(1));
+  bus.read(0x80, new Uint8Array(1));
+  bus.write(0x80, Uint8Array.of(1));
+  bus.write(0x5f, Uint8Array.of(1));
+  assert.equal(heard, ['read@80', 'write@80', 'write@5f']);
+});
+
 test('an access straddling the end of a range goes whole to the owner of its first byte', () => {
   const bus = new Bus('io');
   const low = new RecordingDevice('low', 0x11);

@@ -23,7 +23,7 @@ test('every option is read', () => {
     {
       help: false, version: false, kernel: 'k', initrd: 'i', cmdline: 'a b', cmdlineBase: undefined, cpus: 8, memMiB: 512,
       bootProtocol: 'pvh', splitIrqchip: true, serial: { kind: 'file', path: '/tmp/x' },
-      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: 'text', statsFile: undefined, config: undefined, apiSocket: undefined, devices: [],
+      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: 'text', statsFile: undefined, logLevel: undefined, logFile: undefined, config: undefined, apiSocket: undefined, devices: [],
     },
   );
   assert.equal([...given].sort(), ['boot-protocol', 'cmdline', 'cpus', 'hand-off', 'initrd', 'kernel', 'mem', 'rtc-base', 'serial', 'spin-limit', 'split-irqchip', 'stats']);
@@ -99,6 +99,18 @@ test('--stats: bare is the text lines, --stats=json and --stats json one JSON ob
   assert.is(parseCli(['--stats=json', '--stats-file', 'f']).stats, 'json');
 });
 
+test('logging: off by default; -v is info, -vv (or -v -v) debug, --log-level any level, --log-file alone info', () => {
+  assert.is(parseCli([]).logLevel, undefined);
+  assert.is(parseCli(['-v']).logLevel, 'info');
+  assert.is(parseCli(['-vv']).logLevel, 'debug');
+  assert.is(parseCli(['-v', '-v']).logLevel, 'debug');
+  for (const level of ['error', 'warn', 'info', 'debug']) assert.is(parseCli(['--log-level', level]).logLevel, level);
+  const toFile = parseCli(['--log-file', '/tmp/tsvmm.log']);
+  assert.is(toFile.logLevel, 'info');
+  assert.is(toFile.logFile, '/tmp/tsvmm.log');
+  assert.is(parseCli(['--log-file', 'f', '--log-level', 'warn']).logLevel, 'warn');
+});
+
 test('--spin-limit up to its maximum', () => {
   assert.is(parseCli(['--spin-limit', '10000000']).spinLimit, 10_000_000);
 });
@@ -129,6 +141,10 @@ const errors: Array<[string[], string]> = [
   [['--cpus', '1', '--cpus', '2'], '--cpus is given more than once; give it once'],
   [['--kernel=a', '--kernel', 'b'], '--kernel is given more than once; give it once'],
   [['--stats', '--stats'], '--stats is given more than once; give it once'],
+  [['--log-level', 'trace'], '--log-level takes one of error, warn, info, debug, got "trace"'],
+  [['-v', '--log-level', 'debug'], 'give -v or --log-level, not both'],
+  [['-vvv'], '-v takes at most two (-vv, debug)'],
+  [['--log-file='], '--log-file needs a value, got an empty one'],
   [['--stats=xml'], '--stats takes text or json (--stats=json), got "xml"'],
   [['--stats', '--stats-file', 'f'], '--stats-file writes the JSON stats; give --stats=json or leave --stats out'],
   [['--stats-file='], '--stats-file needs a value, got an empty one'],
