@@ -35,6 +35,9 @@ const COMMAND_WRITABLE = PCI_COMMAND.io | PCI_COMMAND.memory | PCI_COMMAND.busMa
 /** Status bits cleared by writing 1: parity, signalled/received aborts, SERR, detected parity. */
 const STATUS_WRITE_ONE_TO_CLEAR = 0xf900;
 
+/** Header type 0x00 (a type-0 header) with bit 7 set. */
+const HEADER_TYPE_MULTI_FUNCTION = 0x80;
+
 const CONFIG_SPACE_BYTES = 4096;
 /** Legacy configuration mechanism #1 reaches only the first 256 bytes. */
 export const LEGACY_CONFIG_BYTES = 256;
@@ -74,6 +77,8 @@ export interface PciIdentity {
   revision?: number;
   subsystemVendorId?: number;
   subsystemId?: number;
+  /** Header type bit 7: the function says functions 1..7 of its slot may exist, so software probes them. */
+  multiFunction?: boolean;
 }
 
 export class PciConfigSpace {
@@ -94,6 +99,7 @@ export class PciConfigSpace {
     this.bytes[PCI_REG.classCode] = identity.progIf ?? 0;
     this.bytes[PCI_REG.classCode + 1] = identity.subclass;
     this.bytes[PCI_REG.classCode + 2] = identity.classCode;
+    this.bytes[PCI_REG.headerType] = identity.multiFunction ? HEADER_TYPE_MULTI_FUNCTION : 0;
     this.data.setUint16(PCI_REG.subsystemVendorId, identity.subsystemVendorId ?? 0, true);
     this.data.setUint16(PCI_REG.subsystemId, identity.subsystemId ?? 0, true);
     this.setWritable(PCI_REG.command, 2, COMMAND_WRITABLE);
@@ -176,6 +182,15 @@ export class PciConfigSpace {
       const clear = this.writeOneToClear[at] & data[i];
       this.bytes[at] = ((this.bytes[at] & ~mask) | (data[i] & mask)) & ~clear;
     }
+  }
+
+  /**
+   * Makes `length` bytes from `offset` writable in every bit: the
+   * device-specific registers of a chipset function (PAM, PIRQ routing),
+   * which QEMU leaves writable past the header as well.
+   */
+  allowWrites(offset: number, length: number): void {
+    this.writable.fill(0xff, offset, offset + length);
   }
 
   /** Bytes of the space as they are (for device code that owns a capability). */

@@ -1,9 +1,11 @@
 // PCI bus 0 behind configuration mechanism #1 (ports 0xcf8-0xcff): the
 // CONFIG_ADDRESS register at offsets 0-3 and the CONFIG_DATA window at 4-7
 // (crosvm's PciConfigIo, Cloud Hypervisor's PciConfigIo). Slot 0 holds the
-// host bridge that firmware and Linux's pci_sanity_check look for.
+// host bridge that firmware and Linux's pci_sanity_check look for. A byte
+// access at 0xcf9, inside CONFIG_ADDRESS, is the PIIX3's reset control
+// register (a dword at 0xcf8 is still CONFIG_ADDRESS), as on a PC.
 
-import type { BusDevice } from '../bus/bus-device';
+import type { BusDevice, ByteRegisterDevice } from '../bus/bus-device';
 import { LEGACY_CONFIG_BYTES, PciConfigSpace, PciFunction } from './config-space';
 
 /** Slots on one bus. */
@@ -14,12 +16,27 @@ const ADDRESS_ENABLE = 0x8000_0000;
 /** The bits of CONFIG_ADDRESS that hold something: enable, bus, device, function, register (bits 1:0 read 0). */
 const ADDRESS_WRITABLE = 0x80ff_fffc;
 
-/** The i440FX host bridge QEMU -M pc and crosvm put at 00:00.0 (what SeaBIOS and Linux's sanity check expect). */
+/** The first byte past the type-0 header: the i440FX's own registers (PAM at 0x59-0x5f, SMRAM at 0x72). */
+const HOST_BRIDGE_REGISTERS_START = 0x40;
+/** CONFIG_ADDRESS's byte 1, port 0xcf9: the reset control register when accessed alone. */
+const RESET_CONTROL_OFFSET = 1;
+
+/**
+ * The i440FX host bridge QEMU -M pc and crosvm put at 00:00.0 (what SeaBIOS
+ * and Linux's sanity check expect). Its registers past the header read back
+ * what was written; the PAM registers that SeaBIOS uses to make
+ * 0xc0000-0xfffff writable and then read-only again do not change memory:
+ * that range is RAM holding the firmware's copy and stays writable.
+ */
 class HostBridge implements PciFunction {
   readonly name = 'host-bridge';
   readonly config = new PciConfigSpace({
     vendorId: 0x8086, deviceId: 0x1237, classCode: 0x06, subclass: 0x00, subsystemVendorId: 0x1af4, subsystemId: 0x1100,
   });
+
+  constructor() {
+    this.config.allowWrites(HOST_BRIDGE_REGISTERS_START, LEGACY_CONFIG_BYTES - HOST_BRIDGE_REGISTERS_START);
+  }
 
   barRegion(): undefined {
     return undefined;
@@ -33,8 +50,14 @@ export class PciRoot implements BusDevice {
   /** Config accesses of widths or alignments the spec does not allow, ignored (for stats). */
   oddAccesses = 0;
 
-  /** `onConfigWrite` runs after any write to a present function's space (the board re-reads its BARs). */
-  constructor(private readonly onConfigWrite: (slot: number, fn: PciFunction, offset: number) => void = () => {}) {
+  /**
+   * `onConfigWrite` runs after any write to a present function's space (the
+   * board re-reads its BARs); `resetControl` answers byte accesses of 0xcf9.
+   */
+  constructor(
+    private readonly onConfigWrite: (slot: number, fn: PciFunction, offset: number) => void = () => {},
+    private readonly resetControl?: ByteRegisterDevice,
+  ) {
     this.slots[0] = new HostBridge();
   }
 
@@ -50,6 +73,10 @@ export class PciRoot implements BusDevice {
   }
 
   read(offset: number, data: Uint8Array): void {
+    if (this.resetControl && offset === RESET_CONTROL_OFFSET && data.length === 1) {
+      data[0] = this.resetControl.readRegister(0);
+      return;
+    }
     if (offset < 4) {
       // CONFIG_ADDRESS reads back what was written (Linux's pci_check_type1 depends on it).
       for (let i = 0; i < data.length; i++) data[i] = offset + i < 4 ? (this.address >>> (8 * (offset + i))) & 0xff : 0xff;
@@ -64,6 +91,10 @@ export class PciRoot implements BusDevice {
   }
 
   write(offset: number, data: Uint8Array): void {
+    if (this.resetControl && offset === RESET_CONTROL_OFFSET && data.length === 1) {
+      this.resetControl.writeRegister(0, data[0]);
+      return;
+    }
     if (offset < 4) {
       // Only a dword write latches CONFIG_ADDRESS (PCI 3.0 3.2.2.3.2); narrower ones, such as
       // Linux's outb(0x01, 0xcfb) probe, have no effect.
