@@ -62,6 +62,28 @@ export const TSS_ADDR = 0xfffb_d000;
 /** One page KVM needs for the real-mode identity map on Intel, just below the TSS. */
 export const IDENTITY_MAP_ADDR = 0xfffb_c000;
 
+/**
+ * With firmware (--bios) the image ends at 4 GiB and may be 16 MiB long, so
+ * KVM's pages move below it, to QEMU's addresses (target/i386/kvm: the
+ * identity map at 0xfeffc000, the TSS right after it), which SeaBIOS's e820
+ * map reserves.
+ */
+export const FIRMWARE_IDENTITY_MAP_ADDR = 0xfeff_c000;
+export const FIRMWARE_TSS_ADDR = 0xfeff_d000;
+/** The identity page and the three TSS pages, reserved in the firmware's e820 map. */
+export const FIRMWARE_KVM_PAGES_SIZE = 0x4000;
+/** The largest firmware image: it must fit between the KVM pages above and 4 GiB. */
+export const MAX_FIRMWARE_SIZE = 16 * 1024 * 1024;
+/** Firmware images are whole 64 KiB blocks (flash sectors; QEMU's and SeaBIOS's images all are). */
+export const FIRMWARE_SIZE_UNIT = 64 * 1024;
+/**
+ * The legacy BIOS area below 1 MiB: the image's last 128 KiB also appear at
+ * 0xe0000-0xfffff, where the reset vector's far jump and real-mode code run
+ * (QEMU's isa-bios alias).
+ */
+export const ISA_BIOS_END = 0x10_0000;
+export const ISA_BIOS_MAX_SIZE = 128 * 1024;
+
 /** The in-kernel IOAPIC and local APIC MMIO pages. */
 export const IOAPIC_START = 0xfec0_0000;
 export const LAPIC_START = 0xfee0_0000;
@@ -93,6 +115,14 @@ export const CMOS_PORT = 0x70;
 export const IO_DELAY_PORT = 0xed;
 /** The FPU error ports (clear busy, reset coprocessor). */
 export const FPU_PORT = 0xf0;
+/** System control port A: fast A20 gate and fast reset. */
+export const SYSTEM_CONTROL_PORT = 0x92;
+/** The i8042's data port (its command/status port is 0x64, in the range above). */
+export const I8042_DATA_PORT = 0x60;
+/** QEMU's debug console, where firmware writes its log (--debugcon). */
+export const DEBUGCON_PORT = 0x402;
+/** QEMU's fw_cfg: selector 0x510, data 0x511, DMA address 0x514 (firmware boots only). */
+export const FW_CFG_PORT = 0x510;
 /** PCI configuration mechanism #1 (CONFIG_ADDRESS at 0xcf8, CONFIG_DATA at 0xcfc). */
 export const PCI_CONFIG_PORT = 0xcf8;
 /** PCI I/O BARs are assigned from here to the end of the port space (crosvm's and SeaBIOS's start). */
@@ -113,6 +143,7 @@ export const PCI_MMIO32_END = 0xfec0_0000;
 
 /** ISA IRQs of the legacy devices, as on every PC (the MP table routes ISA IRQ n to IOAPIC pin n). */
 export const PIT_IRQ = 0;
+export const KEYBOARD_IRQ = 1;
 export const COM1_IRQ = 4;
 export const COM2_IRQ = 3;
 export const COM3_IRQ = 4;

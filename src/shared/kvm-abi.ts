@@ -120,6 +120,7 @@ export const CAP = {
   KVM_CAP_SPLIT_IRQCHIP: 121,
   KVM_CAP_IMMEDIATE_EXIT: 136,
   KVM_CAP_SIGNAL_MSI: 77,
+  KVM_CAP_READONLY_MEM: 81,
   KVM_CAP_VCPU_EVENTS: 41,
   KVM_CAP_DEBUGREGS: 50,
   KVM_CAP_XSAVE: 55,
@@ -303,10 +304,14 @@ export const KVM_VCPUEVENT_VALID = { NMI_PENDING: 0x1, SIPI_VECTOR: 0x2 } as con
 /** struct kvm_clock_data field offsets. */
 export const CLOCK_DATA = { clock: 0, flags: 8 } as const;
 
+/** kvm_userspace_memory_region.flags: guest writes to the slot exit as MMIO writes (KVM_CAP_READONLY_MEM). */
+export const KVM_MEM_READONLY = 0x2;
+
 /** Memory-mapping constants from <sys/mman.h> and <fcntl.h> (Linux x86_64). */
 export const PROT_READ = 0x1;
 export const PROT_WRITE = 0x2;
 export const MAP_SHARED = 0x01;
+export const MAP_PRIVATE = 0x02;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const O_RDWR = 0x2;

@@ -7,9 +7,9 @@
 // the guest comes from the injected BoardHost, so the board never sees KVM.
 
 import {
-  CMOS_PORT, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, COM3_IRQ, COM3_PORT, COM4_IRQ, COM4_PORT, FPU_PORT,
-  I8042_PORT, I8042_PORT_AFTER_SPEAKER, IOAPIC_START, IO_DELAY_PORT, PIC_CASCADE_IRQ, PIC_ELCR_PORT, PIC_MASTER_PORT,
-  PIC_SLAVE_PORT, PIT_IRQ, PIT_PORT, PIT_SPEAKER_PORT, PCI_CONFIG_PORT, GSI_LEGACY_END,
+  CMOS_PORT, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, COM3_IRQ, COM3_PORT, COM4_IRQ, COM4_PORT, DEBUGCON_PORT, FPU_PORT, FW_CFG_PORT,
+  I8042_DATA_PORT, I8042_PORT, I8042_PORT_AFTER_SPEAKER, IOAPIC_START, IO_DELAY_PORT, KEYBOARD_IRQ, PIC_CASCADE_IRQ, PIC_ELCR_PORT, PIC_MASTER_PORT,
+  PIC_SLAVE_PORT, PIT_IRQ, PIT_PORT, PIT_SPEAKER_PORT, PCI_CONFIG_PORT, GSI_LEGACY_END, SYSTEM_CONTROL_PORT,
 } from '../layout';
 import { Bus, BusKind } from '../../devices/bus/bus';
 import type { BusDevice } from '../../devices/bus/bus-device';
@@ -19,12 +19,16 @@ import { StatefulDevice, isSnapshottable } from '../../devices/snapshot';
 import { CMOS_PORT_COUNT, Cmos } from '../../devices/legacy/cmos';
 import { I8042, I8042_PORT_COUNT, I8042_PORT_COUNT_WITH_PIT_SPEAKER } from '../../devices/legacy/i8042';
 import { NoDevice } from '../../devices/legacy/no-device';
+import { Debugcon, DEBUGCON_PORT_COUNT } from '../../devices/legacy/debugcon';
+import { SYSTEM_CONTROL_PORT_COUNT, SystemControlPortA } from '../../devices/legacy/system-control';
+import { FW_CFG_PORT_COUNT, FwCfg, FwCfgE820Entry } from '../../devices/firmware/fw-cfg';
+import { Piix3IsaBridge, ResetControl } from '../../devices/pci/piix3';
 import { PIT_PORT_COUNT, Pit, PitSpeakerPort, ScheduledTimer } from '../../devices/legacy/pit';
 import { Serial } from '../../devices/legacy/serial';
 import { IOAPIC_MMIO_SIZE, Ioapic, ioapicInterruptLine } from '../../devices/irqchip/ioapic';
 import { PIC_ELCR_PORT_COUNT, PIC_PORT_COUNT, Pic } from '../../devices/irqchip/pic';
 import type { GsiRouter } from '../kvm/gsi-router';
-import { BarAllocator, PciPlacement } from './pci';
+import { BarAllocator, ISA_BRIDGE_SLOT, PciPlacement } from './pci';
 import type { PciFunction } from '../../devices/pci/config-space';
 import { PCI_CONFIG_PORT_COUNT, PciRoot } from '../../devices/pci/pci-root';
 import { BAR0 as VIRTIO_BAR0, VirtioBackend, VirtioPciDevice } from '../../devices/virtio/pci-transport';
@@ -37,6 +41,15 @@ const INTERRUPT_PIN_INTA = 1;
 const SERIAL_PORT_COUNT = 8;
 /** The PIT's ports when KVM's in-kernel PIT serves them: crosvm claims 0x40-0x47 with its NoDevice ("ignore pit"). */
 const IN_KERNEL_PIT_PORT_COUNT = 8;
+
+/** What pulled the reset line. */
+export type BoardResetSource = 'i8042' | 'port 0x92' | 'port 0xcf9';
+
+/** What the board tells firmware through fw_cfg (a --bios boot). */
+export interface FirmwareSettings {
+  /** The RAM map for etc/e820 (arch/firmware.ts's firmwareE820). */
+  e820: readonly FwCfgE820Entry[];
+}
 
 /** One device on the board. */
 export interface BoardDevice {
@@ -95,8 +108,12 @@ export interface BoardOptions {
   serialInputDrained?: () => void;
   /** The RTC's idea of "now" at boot, in ms since the epoch (default: the host's wall clock). */
   rtcBase?: number;
-  /** The guest pulsed the reset line through the i8042. */
-  onReset: () => void;
+  /** The guest pulsed the reset line (the i8042, port 0x92 or port 0xcf9). */
+  onReset: (source: BoardResetSource) => void;
+  /** A firmware boot: fw_cfg at 0x510 with what the firmware reads there. */
+  firmware?: FirmwareSettings;
+  /** Where the debug console's bytes (port 0x402) go; undefined: no debug console, the port is empty. */
+  debugconOutput?: (bytes: Uint8Array) => void;
   /** The userspace PIC's INT output changed (split irqchip; it goes to the boot vCPU's LINT0). */
   onPicInt?: (asserted: boolean) => void;
   extraDevices?: readonly ExtraDevice[];
@@ -167,12 +184,22 @@ export class Board {
     // With the PIT in userspace, port 0x61 is the PIT's speaker/gate port
     // and the i8042 starts at 0x62, as crosvm lays it out.
     const i8042Base = this.pit ? I8042_PORT_AFTER_SPEAKER : I8042_PORT;
-    const i8042 = new I8042({ onReset: options.onReset, basePort: i8042Base });
-    this.add({ id: 'i8042', bus: 'io', base: i8042Base, length: this.pit ? I8042_PORT_COUNT_WITH_PIT_SPEAKER : I8042_PORT_COUNT },
+    const i8042 = new I8042({ onReset: () => options.onReset('i8042'), basePort: i8042Base, keyboardInterrupt: this.isaLine(KEYBOARD_IRQ) });
+    this.add({ id: 'i8042', bus: 'io', base: i8042Base, length: this.pit ? I8042_PORT_COUNT_WITH_PIT_SPEAKER : I8042_PORT_COUNT, irq: KEYBOARD_IRQ },
       byteRegisters(i8042), i8042);
+    // The data port sits apart, below port B; the model decodes both by port number.
+    const i8042Data = { name: 'i8042 data', readRegister: () => i8042.readPort(I8042_DATA_PORT), writeRegister: (_: number, value: number) => i8042.writePort(I8042_DATA_PORT, value) };
+    this.add({ id: 'i8042-data', bus: 'io', base: I8042_DATA_PORT, length: 1 }, byteRegisters(i8042Data), i8042Data);
+    const systemControl = new SystemControlPortA(() => options.onReset('port 0x92'));
+    this.add({ id: 'system-control-a', bus: 'io', base: SYSTEM_CONTROL_PORT, length: SYSTEM_CONTROL_PORT_COUNT }, byteRegisters(systemControl), systemControl);
+    if (options.debugconOutput) {
+      this.add({ id: 'debugcon', bus: 'io', base: DEBUGCON_PORT, length: DEBUGCON_PORT_COUNT }, new Debugcon(options.debugconOutput));
+    }
+    if (options.firmware) this.addFwCfg(options.firmware);
     for (const { id, base, length } of EMPTY_PORTS) this.add({ id, bus: 'io', base, length }, new NoDevice(id));
-    this.pciRoot = new PciRoot((slot) => this.followBars(slot));
+    this.pciRoot = new PciRoot((slot) => this.followBars(slot), new ResetControl(() => options.onReset('port 0xcf9')));
     this.add({ id: 'pci-root', bus: 'io', base: PCI_CONFIG_PORT, length: PCI_CONFIG_PORT_COUNT }, this.pciRoot);
+    this.pciRoot.attach(ISA_BRIDGE_SLOT, new Piix3IsaBridge());
     this.addPciDevices(options.pciDevices ?? []);
     (options.extraDevices ?? []).forEach((extra, index) => {
       this.add({ id: extra.id ?? `extra${index}`, bus: extra.bus, base: extra.base, length: extra.length }, extra.device);
@@ -225,6 +252,10 @@ export class Board {
     if (unknown !== undefined) throw new TsvmmError('usage', `the saved board state has device '${unknown}', which this board does not have`);
     // Each device checks its whole state before it changes anything; the ids are checked above.
     for (const { id, model } of stateful) (model as StatefulDevice).restore(states[id]);
+    // What the restored registers imply outside the models: BARs on the buses where the guest
+    // put them (and their doorbells watched), and the PIC's INT line to the boot vCPU.
+    for (const slot of this.pciFunctions.keys()) this.followBars(slot);
+    if (this.pic) this.options.onPicInt?.(this.pic.intAsserted);
   }
 
   private addPciDevices(devices: readonly { placement: PciPlacement; backend: VirtioBackend }[]): void {
@@ -355,6 +386,29 @@ export class Board {
     // IRQ 2 is the PIC's cascade input; no ISA device can drive it.
     if (irq === PIC_CASCADE_IRQ) return toIoapic;
     return { trigger: () => { pic.pulse(irq); toIoapic.trigger(); } };
+  }
+
+  /**
+   * QEMU's fw_cfg as SeaBIOS reads it on a pc machine without graphics: its
+   * console on COM1 (nographic), the CPU counts, no NUMA, no boot menu, the
+   * RAM map, an empty boot order and "never retry" after "No bootable
+   * device" (QEMU's default reboot timeout). ISA IRQ 0 stays on IOAPIC pin 0,
+   * where tsvmm's GSI routes put the PIT, so there is no IRQ 0 override.
+   */
+  private addFwCfg(firmware: FirmwareSettings): void {
+    const memory = this.options.dmaMemory;
+    if (!memory) throw new TsvmmError('internal', 'fw_cfg needs the guest memory (BoardOptions.dmaMemory) for its DMA interface');
+    const fwCfg = new FwCfg({ memory });
+    fwCfg.setNoGraphic(true);
+    fwCfg.setCpuCount(this.options.vcpuCount);
+    fwCfg.setMaxCpus(this.options.vcpuCount);
+    fwCfg.setNoNuma();
+    fwCfg.setBootMenu(false);
+    fwCfg.setIrq0Override(false);
+    fwCfg.setE820(firmware.e820);
+    fwCfg.setBootOrder([]);
+    fwCfg.setBootFailWait(-1);
+    this.add({ id: 'fw-cfg', bus: 'io', base: FW_CFG_PORT, length: FW_CFG_PORT_COUNT }, fwCfg);
   }
 
   /** The two cascaded 8259s (and their ELCR); their INT output goes to the boot vCPU. */

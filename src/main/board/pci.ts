@@ -17,12 +17,17 @@ export interface PciPlacement {
 /** GSIs PCI INTx may use: 9 up to the IOAPIC's last pin; devices share them round-robin past that. */
 const INTX_GSIS = IOAPIC_PINS - GSI_PCI_INTX_START;
 
-/** Slot 0 is the host bridge; device i gets slot i + 1 and GSI 9 + i (shared once the pins run out). */
+/** The PIIX3 ISA bridge's slot, as on QEMU's pc machine (00:01.0); slot 0 is the host bridge. */
+export const ISA_BRIDGE_SLOT = 1;
+const FIRST_DEVICE_SLOT = ISA_BRIDGE_SLOT + 1;
+
+/** Device i gets slot i + 2 (after the host and ISA bridges) and GSI 9 + i (shared once the pins run out). */
 export function planPci(ids: readonly string[]): PciPlacement[] {
-  if (ids.length > PCI_SLOTS - 1) {
-    throw new TsvmmError('usage', `${ids.length} PCI devices do not fit on bus 0 (slots 1..${PCI_SLOTS - 1}); give at most ${PCI_SLOTS - 1}`);
+  const slots = PCI_SLOTS - FIRST_DEVICE_SLOT;
+  if (ids.length > slots) {
+    throw new TsvmmError('usage', `${ids.length} PCI devices do not fit on bus 0 (slots ${FIRST_DEVICE_SLOT}..${PCI_SLOTS - 1}); give at most ${slots}`);
   }
-  return ids.map((id, i) => ({ id, slot: i + 1, irq: GSI_PCI_INTX_START + (i % INTX_GSIS) }));
+  return ids.map((id, i) => ({ id, slot: FIRST_DEVICE_SLOT + i, irq: GSI_PCI_INTX_START + (i % INTX_GSIS) }));
 }
 
 /** The MP table's INTSRC entries for the plan: each device's INTA on its GSI. */

@@ -40,6 +40,8 @@ function fromOptions(options: CliOptions, onlyGiven: boolean): Partial<VmConfig>
   if (given('mem')) fields.memoryMiB = options.memMiB;
   if (given('kernel') && options.kernel !== undefined) fields.kernel = options.kernel;
   if (given('initrd') && options.initrd !== undefined) fields.initrd = options.initrd;
+  if (given('bios') && options.bios !== undefined) fields.bios = options.bios;
+  if (given('debugcon') && options.debugcon !== undefined) fields.debugcon = options.debugcon;
   if (given('cmdline') && options.cmdline !== undefined) fields.cmdline = options.cmdline;
   if (given('cmdline-base') && options.cmdlineBase !== undefined) fields.cmdlineBase = options.cmdlineBase;
   if (given('boot-protocol')) fields.bootProtocol = options.bootProtocol;

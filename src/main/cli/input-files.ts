@@ -29,7 +29,7 @@ function sizeText(bytes: number): string {
  * RAM it has to fit in). Every refusal is a UsageError naming the file, the
  * problem and the fix; the fd is always closed.
  */
-export function readInputFile(what: string, file: string, limitBytes: number): Uint8Array {
+export function readInputFile(what: string, file: string, limitBytes: number, limitText = `the ${sizeText(limitBytes)} of guest RAM it must fit in; give the guest more memory (--mem) or pass a smaller file`): Uint8Array {
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
@@ -44,7 +44,7 @@ export function readInputFile(what: string, file: string, limitBytes: number): U
       throw new UsageError(`cannot read ${what} ${file}: it is ${fileKind(stats)}, not a regular file; pass the ${what} image file`);
     }
     if (stats.size > limitBytes) {
-      throw new UsageError(`the ${what} ${file} is ${sizeText(stats.size)}, more than the ${sizeText(limitBytes)} of guest RAM it must fit in; give the guest more memory (--mem) or pass a smaller file`);
+      throw new UsageError(`the ${what} ${file} is ${sizeText(stats.size)}, more than ${limitText}`);
     }
     // Read what fstat promised, no more: a file that grows meanwhile cannot make us read forever.
     const bytes = new Uint8Array(stats.size);

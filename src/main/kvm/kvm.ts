@@ -111,11 +111,12 @@ export class Kvm {
 export class Vm {
   constructor(readonly kvm: Kvm, readonly fd: number) {}
 
-  setUserMemoryRegion(slot: number, guestAddress: number, size: number, hostAddress: bigint): void {
+  /** `flags`: KVM_MEM_READONLY makes guest writes MMIO exits (firmware ROM). */
+  setUserMemoryRegion(slot: number, guestAddress: number, size: number, hostAddress: bigint, flags = 0): void {
     const region = new Uint8Array(SIZEOF.kvm_userspace_memory_region);
     const dv = new DataView(region.buffer);
     dv.setUint32(MEMORY_REGION.slot, slot, true);
-    dv.setUint32(MEMORY_REGION.flags, 0, true);
+    dv.setUint32(MEMORY_REGION.flags, flags, true);
     dv.setBigUint64(MEMORY_REGION.guest_phys_addr, BigInt(guestAddress), true);
     dv.setBigUint64(MEMORY_REGION.memory_size, BigInt(size), true);
     dv.setBigUint64(MEMORY_REGION.userspace_addr, hostAddress, true);

@@ -12,14 +12,21 @@ export type BootProtocolChoice = (typeof BOOT_PROTOCOLS)[number];
 const IRQCHIPS = ['kernel', 'split'] as const;
 export type IrqchipChoice = (typeof IRQCHIPS)[number];
 
+/** Where the debug console (port 0x402) goes: a file, or nowhere (the port still answers, as QEMU's -debugcon null). */
+export type DebugconConfig = { kind: 'file'; path: string } | { kind: 'null' };
+
 /** Where COM1 goes: the process's stdio, a file, or nowhere. */
 export type SerialConfig = { kind: 'stdio' } | { kind: 'file'; path: string } | { kind: 'null' };
 
 export interface VmConfig {
   cpus: number;
   memoryMiB: number;
-  /** ELF vmlinux, bzImage or PVH ELF; absent: the bundled demo guest. */
+  /** ELF vmlinux, bzImage or PVH ELF; absent: the bundled demo guest (or the firmware, with bios). */
   kernel?: string;
+  /** A firmware image (SeaBIOS's bios.bin) to start at the reset vector instead of loading a kernel. */
+  bios?: string;
+  /** QEMU's debug console at port 0x402, where SeaBIOS writes its log; absent: no such port. */
+  debugcon?: DebugconConfig;
   initrd?: string;
   /** Appended to the base command line. */
   cmdline?: string;
@@ -96,6 +103,14 @@ const serial: Checker = (value, field, where) => {
   }
   return fail(field, where, '{"kind":"stdio"}, {"kind":"null"} or {"kind":"file","path":"..."}', value);
 };
+const debugcon: Checker = (value, field, where) => {
+  const object = value as Partial<DebugconConfig> | null;
+  if (object && typeof object === 'object' && object.kind === 'null' && Object.keys(object).length === 1) return { kind: 'null' };
+  if (object && typeof object === 'object' && object.kind === 'file' && typeof object.path === 'string' && object.path !== '' && Object.keys(object).length === 2) {
+    return { kind: 'file', path: object.path };
+  }
+  return fail(field, where, '{"kind":"null"} or {"kind":"file","path":"..."}', value);
+};
 const isoTime: Checker = (value, field, where) => {
   if (typeof value !== 'string' || Number.isNaN(Date.parse(value))) fail(field, where, 'an ISO-8601 time such as "2026-11-26T08:15:00Z"', value);
   return value;
@@ -144,6 +159,8 @@ const FIELDS: Record<keyof VmConfig, Checker> = {
   cpus: wholeNumber(1, 65536),
   memoryMiB: wholeNumber(1, 1024 * 1024),
   kernel: text(false),
+  bios: text(false),
+  debugcon,
   initrd: text(false),
   cmdline: text(true),
   cmdlineBase: text(true),
@@ -174,6 +191,10 @@ export function resolveVmConfig(raw: unknown, where = 'VM config'): VmConfig {
     }
     if (value === undefined) continue;
     config[field] = check(value, field, where);
+  }
+  if (config.bios !== undefined && (config.kernel !== undefined || config.initrd !== undefined)) {
+    const other = config.kernel !== undefined ? 'kernel' : 'initrd';
+    throw new VmConfigError('bios', `${where}: "bios" and "${other}" are both set; firmware boots what it finds on the disks, so give one or the other`);
   }
   return config as unknown as VmConfig;
 }

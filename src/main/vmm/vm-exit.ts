@@ -31,8 +31,11 @@ export type StopCause =
   | { by: 'timeout' }
   | { by: 'output-error'; message: string };
 
+/** What pulled the reset line: the i8042, system control port A, the PIIX3's reset control register, or KVM (a system event). */
+export type ResetSource = 'i8042' | 'port 0x92' | 'port 0xcf9' | 'kvm';
+
 export type VmExit =
-  | { kind: 'reset'; source: 'i8042' | 'kvm' }
+  | { kind: 'reset'; source: ResetSource }
   | { kind: 'poweroff' }
   | { kind: 'stopped'; cause: StopCause }
   | { kind: 'triple-fault'; vcpu: number; where: GuestLocation }
@@ -122,7 +125,7 @@ function describeLocation(where: GuestLocation): string {
 export function describeVmExit(exit: VmExit): { summary: string; detail?: string } {
   const who = 'vcpu' in exit && exit.vcpu !== undefined ? `vCPU ${exit.vcpu}: ` : '';
   switch (exit.kind) {
-    case 'reset': return { summary: exit.source === 'i8042' ? 'guest reset (i8042)' : 'guest reset' };
+    case 'reset': return { summary: exit.source === 'kvm' ? 'guest reset' : `guest reset (${exit.source})` };
     case 'poweroff': return { summary: 'guest powered off' };
     case 'stopped': return { summary: describeCause(exit.cause) };
     case 'triple-fault':

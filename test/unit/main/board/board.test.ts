@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Board, BoardHost } from '../../../../src/main/board/board';
+import { planPci } from '../../../../src/main/board/pci';
 import { GsiRouter, GsiRoute } from '../../../../src/main/kvm/gsi-router';
 import type { MsiMessage } from '../../../../src/devices/interrupt';
 import { isSnapshottable } from '../../../../src/devices/snapshot';
@@ -98,6 +99,10 @@ const COMS = [
   { id: 'com3', bus: 'io', base: 0x3e8, length: 8, irq: 4 },
   { id: 'com4', bus: 'io', base: 0x2e8, length: 8, irq: 3 },
 ];
+const I8042_DATA_AND_PORT_92 = [
+  { id: 'i8042-data', bus: 'io', base: 0x60, length: 1 },
+  { id: 'system-control-a', bus: 'io', base: 0x92, length: 1 },
+];
 const EMPTY = [
   { id: 'io-delay', bus: 'io', base: 0xed, length: 1 },
   { id: 'fpu', bus: 'io', base: 0xf0, length: 2 },
@@ -109,7 +114,8 @@ test('kernel irqchip: the devices, their buses, bases and lengths', () => {
     { id: 'pit', bus: 'io', base: 0x40, length: 8 }, // KVM's PIT: claimed so it reads as nothing, as crosvm
     ...COMS,
     { id: 'cmos', bus: 'io', base: 0x70, length: 2 },
-    { id: 'i8042', bus: 'io', base: 0x61, length: 4 },
+    { id: 'i8042', bus: 'io', base: 0x61, length: 4, irq: 1 },
+    ...I8042_DATA_AND_PORT_92,
     ...EMPTY,
   ];
   assert.equal(listed(board, expected.length), expected);
@@ -128,7 +134,8 @@ test('split irqchip: the PIC, IOAPIC and PIT in userspace, port 0x61 to the PIT,
     { id: 'pit-speaker', bus: 'io', base: 0x61, length: 1 },
     ...COMS,
     { id: 'cmos', bus: 'io', base: 0x70, length: 2 },
-    { id: 'i8042', bus: 'io', base: 0x62, length: 3 },
+    { id: 'i8042', bus: 'io', base: 0x62, length: 3, irq: 1 },
+    ...I8042_DATA_AND_PORT_92,
     ...EMPTY,
   ];
   assert.equal(listed(board, expected.length), expected);
@@ -174,7 +181,7 @@ test('split irqchip: a COM1 THR-empty interrupt pulses PIC IRQ 4 and IOAPIC pin 
   board.dispose();
 });
 
-const LEGACY_IDS = new Set(['pic-master', 'pic-slave', 'pic-elcr', 'ioapic', 'pit', 'pit-speaker', 'com1', 'com2', 'com3', 'com4', 'cmos', 'i8042', 'io-delay', 'fpu']);
+const LEGACY_IDS = new Set(['pic-master', 'pic-slave', 'pic-elcr', 'ioapic', 'pit', 'pit-speaker', 'com1', 'com2', 'com3', 'com4', 'cmos', 'i8042', 'system-control-a', 'io-delay', 'fpu']);
 /** The legacy devices' ids in a board state (PCI devices may add their own). */
 const legacyIds = (states: Record<string, unknown>) => Object.keys(states).filter((id) => LEGACY_IDS.has(id));
 
@@ -182,7 +189,8 @@ const legacyIds = (states: Record<string, unknown>) => Object.keys(states).filte
 function expectedSnapshotIds(board: Board, irqchip: Irqchip): string[] {
   const coms = ['com1', 'com2', 'com3', 'com4'];
   assert.ok(isSnapshottable(board.com1));
-  return irqchip === 'kernel' ? [...coms, 'cmos', 'i8042'] : ['pic-master', 'ioapic', 'pit', 'pit-speaker', ...coms, 'cmos', 'i8042'];
+  const after = ['cmos', 'i8042', 'system-control-a'];
+  return irqchip === 'kernel' ? [...coms, ...after] : ['pic-master', 'ioapic', 'pit', 'pit-speaker', ...coms, ...after];
 }
 
 test('snapshot() has every snapshottable device by id', () => {
@@ -271,6 +279,64 @@ test('restore() refuses a state missing a device id, and a device refuses its ow
     assert.throws(() => board.restore({ ...states, cmos: { index: 0 } }), (e: unknown) => e instanceof CmosError && /cannot restore CMOS state: data is missing/.test(e.message));
     board.dispose();
   }
+});
+
+
+test('a firmware board has fw_cfg at 0x510 with the RAM map and CPU count; debugcon at 0x402 only when it has an output', () => {
+  const memory = { read: () => new Uint8Array(0), write: () => {} } as unknown as import('../../../../src/devices/virtio/queue').DmaMemory;
+  const logged: number[] = [];
+  const board = new Board({
+    vcpuCount: 4, memoryBelow4G: 128 * MIB, memoryAbove4G: 0, irqchip: 'kernel', host: makeHost('kernel').host, onReset: () => {},
+    firmware: { e820: [{ address: 0, size: 128 * MIB, type: 1 }] }, dmaMemory: memory, debugconOutput: (bytes) => logged.push(...bytes),
+  });
+  const inb = (port: number) => {
+    const data = new Uint8Array(1);
+    board.io.read(port, data);
+    return data[0];
+  };
+  const selectItem = (key: number) => board.io.write(0x510, Uint8Array.of(key & 0xff, key >> 8));
+  selectItem(0x0000);
+  assert.is(String.fromCharCode(inb(0x511), inb(0x511), inb(0x511), inb(0x511)), 'QEMU');
+  selectItem(0x0005); // nb_cpus, le16
+  assert.equal([inb(0x511), inb(0x511)], [4, 0]);
+  selectItem(0x0004); // nographic: SeaBIOS's console goes to COM1
+  assert.equal([inb(0x511), inb(0x511)], [1, 0]);
+  assert.is(board.device('fw-cfg').length, 12);
+  assert.is(inb(0x402), 0xe9);
+  board.io.write(0x402, Uint8Array.of(0x53));
+  assert.equal(logged, [0x53]);
+  board.dispose();
+
+  const plain = makeBoard('kernel').board;
+  assert.not.ok(plain.devices().some((d) => d.id === 'fw-cfg' || d.id === 'debugcon'));
+  assert.is(plain.io.find(0x510), undefined);
+  assert.is(plain.io.find(0x402), undefined);
+  plain.dispose();
+});
+
+test('the resets a guest can ask for name their source: i8042 0xfe, port 0x92 bit 0, port 0xcf9 bit 2', () => {
+  const sources: string[] = [];
+  const board = new Board({ vcpuCount: 1, memoryBelow4G: 64 * MIB, memoryAbove4G: 0, irqchip: 'kernel', host: makeHost('kernel').host, onReset: (source) => sources.push(source) });
+  board.io.write(0x64, Uint8Array.of(0xfe));
+  board.io.write(0x92, Uint8Array.of(0x01));
+  board.io.write(0xcf9, Uint8Array.of(0x06));
+  assert.equal(sources, ['i8042', 'port 0x92', 'port 0xcf9']);
+  board.dispose();
+});
+
+test('PCI: the host bridge at 00:00.0, the PIIX3 ISA bridge at 00:01.0, and virtio devices from slot 2 (planPci)', () => {
+  const { board } = makeBoard('kernel');
+  const vendorDevice = (slot: number) => {
+    board.io.write(0xcf8, Uint8Array.of(0, slot << 3, 0, 0x80));
+    const data = new Uint8Array(4);
+    board.io.read(0xcfc, data);
+    return new DataView(data.buffer).getUint32(0, true);
+  };
+  assert.is(vendorDevice(0), 0x1237_8086);
+  assert.is(vendorDevice(1), 0x7000_8086);
+  assert.is(vendorDevice(2), 0xffff_ffff);
+  assert.equal(planPci(['disk0', 'rng0']).map(({ slot, irq }) => [slot, irq]), [[2, 9], [3, 10]]);
+  board.dispose();
 });
 
 test.run();
