@@ -1,16 +1,23 @@
 'use strict';
 // Exit latency: bench/out/exit-bench.elf under the C reference, QEMU and
-// tsvmm (in this process, once per hand-off mode), `--rounds` interleaved
-// rounds (default 3); each cell is the median over rounds of the guest's
-// per-kind median, in guest TSC cycles, with the ratio to the C reference.
-// Every per-kind median has the median of the empty timing bracket
-// ("timer-only", measured in the same guest run) taken off: on this PVM host
-// the rdtsc/lfence bracket alone costs about as much as an exit, and leaving
-// it in would halve every overhead ratio.
+// tsvmm (in this process, once per hand-off mode `tsvmm --help` lists),
+// `--rounds` interleaved rounds, each round once on a quiet host and once
+// under one competing busy process (`yes > /dev/null`, the same one for every
+// runner of that round).
 //
-//   node bench/exit-latency.js [--rounds N] [--no-qemu]
+// Two figures per exit kind, both in guest TSC cycles:
+// - back to back: the guest times N accesses of one kind between two rdtsc
+//   reads; total / N is what a guest doing I/O feels. Per runner the median
+//   over rounds with min and max, and its ratio to the C reference (the ratio
+//   of the medians, with the range of the per-round ratios).
+// - per exit: the median of 2000 single exits, each in an lfence/rdtsc
+//   bracket, net of the empty bracket's median ("timer-only", same guest
+//   run): on this PVM host the bracket alone costs about an exit and varies
+//   by thousands of cycles between runs, so these separate VMMs poorly.
 //
-// Writes bench/out/exit-latency.json and bench/exit-latency.svg.
+// Writes bench/out/exit-latency.json and bench/out/exit-latency.svg; with
+// --write-results also bench/exit-latency.svg and the "## Exit latency"
+// section of bench/RESULTS.md.
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -21,76 +28,216 @@ const KINDS = [
   'port-write-unclaimed', 'port-read-unclaimed', 'port-write-device', 'port-read-device',
   'port-outsb16-device', 'mmio-read-unclaimed', 'mmio-write-unclaimed', 'mmio-read-device', 'mmio-write-device',
 ];
-const HAND_OFFS = ['spin-park', 'park', 'post-message', 'comlink'];
+/** The kinds issue 11's goals are about: forwarded to tsvmm's device thread. */
+const GOAL_KINDS = ['port-read-device', 'mmio-read-device'];
 const REFERENCE = 'c-ref';
+const HEADING = '## Exit latency';
+/** Above this max/min over rounds the C reference itself is too noisy for its ratios to mean much. */
+const REFERENCE_SPREAD_LIMIT = 1.15;
+/** Issue 11: forwarded reads back to back at most this many times the C reference on an idle host. */
+const IDLE_RATIO_GOAL = 1.10;
+const RUN_TIMEOUT_MS = 300000;
 
-function runnerList(withQemu) {
+const DESCRIPTION = `Exit latency: the bench guest under the C reference (bench/ref-vmm.c), QEMU and tsvmm
+(each hand-off mode), interleaved rounds, idle and under one competing busy process. Reports per
+exit kind the average of back-to-back exits (min/median/max over rounds) and the median single
+exit, as ratios to the C reference measured in the same run.`;
+
+const ACCEPTS = ['rounds', 'quick', 'qemu', 'load', 'handOff', 'writeResults'];
+
+function conditions(options) {
+  return options.load === false ? ['idle'] : ['idle', 'loaded'];
+}
+
+function runnerList(options) {
   const runners = [{ name: REFERENCE, label: 'C reference' }];
-  if (withQemu && lib.qemuVersion()) runners.push({ name: 'qemu', label: 'QEMU' });
-  for (const mode of HAND_OFFS) runners.push({ name: `tsvmm-${mode}`, label: `tsvmm ${mode}`, handOff: mode });
+  if (options.qemu !== false && lib.qemuVersion()) runners.push({ name: 'qemu', label: 'QEMU' });
+  for (const mode of options.handOffs ?? lib.handOffModes().modes) runners.push({ name: `tsvmm-${mode}`, label: `tsvmm ${mode}`, handOff: mode });
   return runners;
 }
 
-async function runOnce(runner) {
-  const elf = lib.GUEST.exit;
+/** How many guest runs main() makes (for [k/N]). */
+function plan(options) {
+  return options.rounds * conditions(options).length * runnerList(options).length;
+}
+
+async function runOnce(runner, elf) {
   let r;
-  if (runner.name === REFERENCE) r = await lib.runProcess(lib.REF_VMM, [elf], 180000);
-  else if (runner.name === 'qemu') r = await lib.runProcess(lib.QEMU, lib.qemuArgs(elf, 1), 180000);
-  else r = await lib.runTsvmm(elf, { handOff: runner.handOff, timeoutMs: 180000 });
+  if (runner.name === REFERENCE) r = await lib.runProcess(lib.REF_VMM, [elf], RUN_TIMEOUT_MS);
+  else if (runner.name === 'qemu') r = await lib.runProcess(lib.QEMU, lib.qemuArgs(elf, 1), RUN_TIMEOUT_MS);
+  else r = await lib.runTsvmm(elf, { handOff: runner.handOff, timeoutMs: RUN_TIMEOUT_MS });
   const parsed = lib.parseBench(r.out);
   if (!r.out.includes('bench: done') || !parsed.kinds[TIMER_ONLY]) {
     throw new Error(`${runner.name}: the guest did not finish (exit ${r.code ?? r.signal} ${r.reason ?? ''}): ${r.err ?? ''}\n${r.out.slice(-500)}`);
   }
-  // Net of the timing bracket, measured in this same run.
+  // Single exits net of the timing bracket, measured in this same run.
   const bracket = parsed.kinds[TIMER_ONLY].median;
   for (const kind of KINDS) {
     const k = parsed.kinds[kind];
-    if (k) Object.assign(k, { gross: k.median, median: k.median - bracket, p90: k.p90 - bracket, min: k.min - bracket });
+    if (k) Object.assign(k, { gross: k.median, median: k.median - bracket });
   }
   return { ...parsed, bracket, stats: r.stats, device: r.device };
 }
 
-function svgChart(results, runners, tscHz) {
-  // Grouped horizontal bars: one group per exit kind, one bar per runner, in microseconds per exit
-  // (the 16-byte rep outsb is shown per byte, so every group shares one scale).
-  const colors = ['#444444', '#8c6bb1', '#2b8cbe', '#7bccc4', '#f03b20', '#feb24c'];
+/** Per condition, runner and kind: spreads over rounds and ratios to the reference of the same rounds. */
+function summarise(raw, runners, conds) {
+  const results = {};
+  for (const cond of conds) {
+    results[cond] = {};
+    const refRounds = raw[cond][REFERENCE];
+    for (const runner of runners) {
+      const rounds = raw[cond][runner.name];
+      const cells = {};
+      for (const kind of KINDS) {
+        const b2b = rounds.map((r) => r.kinds[kind]?.b2b?.avg);
+        const single = rounds.map((r) => r.kinds[kind]?.median);
+        const refB2b = refRounds.map((r) => r.kinds[kind]?.b2b?.avg);
+        const refSingle = refRounds.map((r) => r.kinds[kind]?.median);
+        const b = lib.spread(b2b);
+        const s = lib.spread(single);
+        cells[kind] = {
+          b2b: b,
+          single: s,
+          // Round i of every runner ran between the same two reference runs' neighbours: pair them.
+          b2bRatio: b.median / lib.median(refB2b),
+          b2bRoundRatios: lib.spread(b2b.map((v, i) => v / refB2b[i])),
+          singleRatio: s.median / lib.median(refSingle),
+        };
+      }
+      results[cond][runner.name] = { kinds: cells, bracket: lib.median(rounds.map((r) => r.bracket)) };
+    }
+  }
+  return results;
+}
+
+const int = (x) => (Number.isFinite(x) ? String(Math.round(x)) : '-');
+const range = (s) => `${int(s.min)}-${int(s.max)}`;
+const ratioRange = (s) => `${s.min.toFixed(2)}-${s.max.toFixed(2)}`;
+
+function tables(results, runners, cond, rounds) {
+  const r = results[cond];
+  const b2bRows = [[`back to back, cycles per exit (${cond})`, ...runners.map((x) => x.label)]];
+  const ratioRows = [[`back to back, x C reference (${cond})`, ...runners.filter((x) => x.name !== REFERENCE).map((x) => x.label)]];
+  const singleRows = [[`single exit net of bracket, cycles (${cond})`, ...runners.map((x) => x.label)]];
+  for (const kind of KINDS) {
+    b2bRows.push([kind, ...runners.map((x) => {
+      const c = r[x.name].kinds[kind].b2b;
+      return rounds > 1 ? `${int(c.median)} (${range(c)})` : int(c.median);
+    })]);
+    ratioRows.push([kind, ...runners.filter((x) => x.name !== REFERENCE).map((x) => {
+      const c = r[x.name].kinds[kind];
+      return rounds > 1 ? `${lib.ratioText(c.b2bRatio)} (${ratioRange(c.b2bRoundRatios)})` : lib.ratioText(c.b2bRatio);
+    })]);
+    singleRows.push([kind, ...runners.map((x) => {
+      const c = r[x.name].kinds[kind];
+      return x.name === REFERENCE ? int(c.single.median) : `${int(c.single.median)} (${lib.ratioText(c.singleRatio)})`;
+    })]);
+  }
+  singleRows.push([`${TIMER_ONLY} (taken off above)`, ...runners.map((x) => int(r[x.name].bracket))]);
+  return { b2bRows, ratioRows, singleRows };
+}
+
+/** One warning per condition naming the kinds whose reference varies too much over rounds to trust its ratios. */
+function referenceWarnings(results, cond) {
+  const wide = [];
+  for (const kind of KINDS) {
+    const s = results[cond][REFERENCE].kinds[kind].b2b;
+    if (s.values.length > 1 && s.max / s.min > REFERENCE_SPREAD_LIMIT) wide.push(`${kind} ${(s.max / s.min).toFixed(2)}x`);
+  }
+  if (wide.length === 0) return [];
+  return [`WARNING (${cond === 'idle' ? 'idle' : 'one busy process'}): the C reference's own back-to-back figures vary more than ${REFERENCE_SPREAD_LIMIT}x (max/min over rounds) for ${wide.join(', ')}: the ratios of those kinds are not to be trusted; rerun on a quieter host or with more --rounds`];
+}
+
+function goals(results, runners, conds, defaultMode) {
+  const tsvmm = runners.filter((r) => r.handOff);
+  const main = `tsvmm-${defaultMode}`;
+  const out = [];
+  const refSpread = (cond, kind) => {
+    const s = results[cond][REFERENCE].kinds[kind].b2b;
+    if (s.values.length < 2) return '';
+    const wide = s.max / s.min;
+    return `; C ref spread ${wide.toFixed(2)}x${wide > REFERENCE_SPREAD_LIMIT ? ', too wide to trust' : ''}`;
+  };
+  const others = (cond, kind) => tsvmm.filter((r) => r.name !== main)
+    .map((r) => `${r.handOff} ${lib.ratioText(results[cond][r.name].kinds[kind].b2bRatio)}`).join(', ');
+  for (const kind of GOAL_KINDS) {
+    const c = results.idle[main]?.kinds[kind];
+    const other = others('idle', kind);
+    out.push(lib.goal(`${kind} back to back, idle: tsvmm (${defaultMode}) <= ${IDLE_RATIO_GOAL.toFixed(2)}x C ref`, c?.b2bRatio, IDLE_RATIO_GOAL, {
+      spreadText: c && c.b2b.values.length > 1 ? `per round ${ratioRange(c.b2bRoundRatios)}${refSpread('idle', kind)}` : '',
+      detail: other ? `other modes: ${other}` : '',
+    }));
+  }
+  if (conds.includes('loaded')) {
+    for (const kind of GOAL_KINDS) {
+      const c = results.loaded[main]?.kinds[kind];
+      const q = results.loaded.qemu?.kinds[kind];
+      const target = `${kind} back to back, one busy process: tsvmm (${defaultMode}) x C ref <= QEMU's`;
+      if (!q) {
+        out.push({ target, met: undefined, shown: 'QEMU not run' });
+        continue;
+      }
+      const rel = c.b2bRatio / q.b2bRatio;
+      const g = lib.goal(target, rel, 1, {
+        spreadText: `tsvmm ${lib.ratioText(c.b2bRatio)} vs QEMU ${lib.ratioText(q.b2bRatio)}${c.b2b.values.length > 1 ? `; per round tsvmm ${ratioRange(c.b2bRoundRatios)}, QEMU ${ratioRange(q.b2bRoundRatios)}${refSpread('loaded', kind)}` : ''}`,
+        detail: others('loaded', kind) ? `other modes: ${others('loaded', kind)}` : '',
+      });
+      g.shown = g.shown.replace(/^[\d.]+x/, `${rel.toFixed(2)}x QEMU's ratio`);
+      out.push(g);
+    }
+  }
+  return out;
+}
+
+/**
+ * Grouped horizontal bars: one group per exit kind, one bar per runner: the
+ * back-to-back average in microseconds per exit on the idle host, with a
+ * whisker from the round minimum to the maximum.
+ */
+function svgChart(results, runners, tscHz, rounds) {
+  const colors = ['#444444', '#8c6bb1', '#2b8cbe', '#7bccc4', '#f03b20', '#feb24c', '#31a354', '#fa9fb5'];
   const barH = 9;
   const groupGap = 14;
   const left = 190;
   const plotW = 520;
-  const top = 40;
+  const legendW = 200;
+  const top = 58;
   const groupH = runners.length * barH + groupGap;
   const height = top + KINDS.length * groupH + 50;
+  const title = 'Exit round trip as the guest sees it: average of back-to-back exits, idle host';
+  const subtitle = `microseconds per exit, median of ${rounds} round${rounds > 1 ? 's' : ''} (whiskers: min-max); lower is better`;
+  // ~7 px per character of the 13 px bold title: the picture is made wide enough for it.
+  const width = Math.max(left + plotW + legendW, 20 + title.length * 7.2);
   const us = (cycles) => (cycles / tscHz) * 1e6;
+  const cell = (runner, kind) => results.idle[runner.name].kinds[kind].b2b;
   let max = 0;
-  const value = (runner, kind) => {
-    const cell = results[runner.name][kind];
-    if (!cell) return NaN;
-    return us(cell.median) / (kind === 'port-outsb16-device' ? 16 : 1);
-  };
-  for (const runner of runners) for (const kind of KINDS) max = Math.max(max, value(runner, kind) || 0);
-  const step = max > 200 ? 50 : max > 80 ? 20 : max > 40 ? 10 : 5;
-  const axisMax = Math.ceil(max / step) * step;
+  for (const runner of runners) for (const kind of KINDS) max = Math.max(max, us(cell(runner, kind).max) || 0);
+  const step = max > 200 ? 50 : max > 80 ? 20 : max > 40 ? 10 : max > 10 ? 5 : 1;
+  const axisMax = Math.max(step, Math.ceil(max / step) * step);
   const x = (v) => left + (v / axisMax) * plotW;
   const parts = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${left + plotW + 200}" height="${height}" font-family="sans-serif" font-size="11">`);
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${Math.ceil(width)}" height="${height}" font-family="sans-serif" font-size="11">`);
   parts.push('<rect width="100%" height="100%" fill="white"/>');
-  parts.push(`<text x="${left}" y="18" font-size="13" font-weight="bold">Exit round trip as the guest sees it, net of the timing bracket (median, microseconds; lower is better)</text>`);
+  parts.push(`<text x="10" y="20" font-size="13" font-weight="bold">${title}</text>`);
+  parts.push(`<text x="10" y="37">${subtitle}</text>`);
   for (let v = 0; v <= axisMax; v += step) {
     parts.push(`<line x1="${x(v)}" y1="${top - 6}" x2="${x(v)}" y2="${height - 40}" stroke="#dddddd"/>`);
     parts.push(`<text x="${x(v)}" y="${height - 26}" text-anchor="middle">${v}</text>`);
   }
-  parts.push(`<text x="${left + plotW / 2}" y="${height - 10}" text-anchor="middle">us per exit (TSC ${(tscHz / 1e6).toFixed(0)} MHz)</text>`);
+  parts.push(`<text x="${left + plotW / 2}" y="${height - 10}" text-anchor="middle">us per exit (guest TSC ${(tscHz / 1e6).toFixed(0)} MHz)</text>`);
   KINDS.forEach((kind, k) => {
     const y0 = top + k * groupH;
-    const label = kind === 'port-outsb16-device' ? 'port-outsb16-device (per byte)' : kind;
-    parts.push(`<text x="${left - 6}" y="${y0 + (runners.length * barH) / 2 + 4}" text-anchor="end">${label}</text>`);
+    parts.push(`<text x="${left - 6}" y="${y0 + (runners.length * barH) / 2 + 4}" text-anchor="end">${kind}</text>`);
     runners.forEach((runner, r) => {
-      const v = value(runner, kind);
+      const c = cell(runner, kind);
+      const v = us(c.median);
       if (!Number.isFinite(v)) return;
       const y = y0 + r * barH;
       parts.push(`<rect x="${left}" y="${y}" width="${Math.max(1, x(v) - left).toFixed(1)}" height="${barH - 1}" fill="${colors[r % colors.length]}"/>`);
-      parts.push(`<text x="${(x(v) + 3).toFixed(1)}" y="${y + barH - 1}" font-size="8">${v.toFixed(1)}</text>`);
+      if (c.values.length > 1) {
+        parts.push(`<line x1="${x(us(c.min)).toFixed(1)}" y1="${y + (barH - 1) / 2}" x2="${x(us(c.max)).toFixed(1)}" y2="${y + (barH - 1) / 2}" stroke="black" stroke-width="0.8"/>`);
+      }
+      parts.push(`<text x="${(x(Math.max(v, us(c.max) || 0)) + 3).toFixed(1)}" y="${y + barH - 1}" font-size="8">${v.toFixed(1)}</text>`);
     });
   });
   runners.forEach((runner, r) => {
@@ -102,116 +249,113 @@ function svgChart(results, runners, tscHz) {
   return `${parts.join('\n')}\n`;
 }
 
-async function main(options = {}) {
-  const rounds = options.rounds ?? 3;
+function hostCounterLines(raw, runners, conds) {
+  const lines = [];
+  for (const cond of conds) {
+    for (const runner of runners.filter((r) => r.handOff)) {
+      const last = raw[cond][runner.name].at(-1);
+      if (!last?.stats) continue;
+      const v = last.stats[0];
+      lines.push(`${runner.label} (${cond}, last round): vcpu0 kvmRuns=${v.kvmRuns} forwarded=${v.forwarded} unclaimed=${v.unclaimed} spinHits=${v.spinHits} parks=${v.parks}; device thread served=${last.device.served} parks=${last.device.parks}`);
+    }
+  }
+  return lines;
+}
+
+async function main(options, progress = new lib.Progress(plan(options))) {
   lib.ensureBuilt();
-  const withQemu = options.qemu ?? true;
-  const runners = runnerList(withQemu);
-  const qemu = lib.qemuVersion();
-  const raw = Object.fromEntries(runners.map((r) => [r.name, []]));
+  const { rounds } = options;
+  const runners = runnerList(options);
+  const conds = conditions(options);
+  const elf = options.quick ? lib.GUEST.exitQuick : lib.GUEST.exit;
+  const { defaultMode } = lib.handOffModes();
+  const raw = Object.fromEntries(conds.map((c) => [c, Object.fromEntries(runners.map((r) => [r.name, []]))]));
+  const loadShares = [];
   const tscSamples = [];
+  const loadBefore = lib.machineInfo().loadAverage;
   for (let round = 1; round <= rounds; round++) {
-    for (const runner of runners) {
-      lib.log(`exit-latency: round ${round}/${rounds}: ${runner.name}`);
-      const result = await runOnce(runner);
-      raw[runner.name].push(result);
-      if (result.tscHz) tscSamples.push(result.tscHz.hz);
+    for (const cond of conds) {
+      // Alternate the order so that no runner always follows the same one.
+      const order = round % 2 ? runners : [...runners].reverse();
+      const load = cond === 'loaded' ? await lib.startLoad() : undefined;
+      try {
+        for (const runner of order) {
+          progress.step(`exit-latency: round ${round}/${rounds}, ${cond === 'loaded' ? 'one busy process' : 'idle'}: ${runner.label}`);
+          const result = await runOnce(runner, elf);
+          raw[cond][runner.name].push(result);
+          if (result.tscHz) tscSamples.push(result.tscHz.hz);
+        }
+      } finally {
+        if (load) loadShares.push(load.stop());
+      }
     }
   }
   const info = lib.machineInfo();
   const tscHz = lib.median(tscSamples) || info.cpuMHz * 1e6;
-  const results = {};
-  for (const runner of runners) {
-    results[runner.name] = {};
-    for (const kind of KINDS) {
-      const per = raw[runner.name].map((r) => r.kinds[kind]).filter(Boolean);
-      if (per.length === 0) continue;
-      results[runner.name][kind] = {
-        median: lib.median(per.map((p) => p.median)),
-        gross: lib.median(per.map((p) => p.gross)),
-        p90: lib.median(per.map((p) => p.p90)),
-        min: Math.min(...per.map((p) => p.min)),
-        medians: per.map((p) => p.median),
-      };
-    }
-  }
-  const hostStats = {};
-  for (const runner of runners) {
-    const last = raw[runner.name][raw[runner.name].length - 1];
-    if (last.stats) hostStats[runner.name] = { vcpu0: last.stats[0], device: last.device };
-  }
+  const results = summarise(raw, runners, conds);
+  const warnings = conds.flatMap((c) => referenceWarnings(results, c));
+  const goalList = goals(results, runners, conds, defaultMode);
+  const n = raw.idle[REFERENCE][0].kinds[KINDS[0]].b2b?.n;
+  const loadText = loadShares.length ? `the competing process got ${lib.spread(loadShares).min.toFixed(0)}-${lib.spread(loadShares).max.toFixed(0)}% of a core during the loaded runs` : '';
 
-  const header = ['exit kind (cycles, x C ref)', ...runners.map((r) => r.label)];
-  const rows = [header];
-  for (const kind of KINDS) {
-    const ref = results[REFERENCE][kind]?.median;
-    rows.push([kind, ...runners.map((r) => {
-      const cell = results[r.name][kind];
-      if (!cell) return '-';
-      return r.name === REFERENCE ? `${Math.round(cell.median)}` : `${Math.round(cell.median)} (${(cell.median / ref).toFixed(2)}x)`;
-    })]);
+  const textParts = [];
+  const mdParts = [];
+  for (const cond of conds) {
+    const t = tables(results, runners, cond, rounds);
+    const caption = cond === 'idle' ? 'Idle host' : `One competing busy process (\`yes > /dev/null\`, started before and killed after each round's loaded runs; ${loadText})`;
+    textParts.push(`${cond === 'idle' ? 'IDLE' : 'ONE BUSY PROCESS'}`, lib.formatTable(t.b2bRows), '', lib.formatTable(t.ratioRows), '', lib.formatTable(t.singleRows), '');
+    mdParts.push(`### ${caption}`, '', lib.markdownTable(t.b2bRows), '', lib.markdownTable(t.ratioRows), '', lib.markdownTable(t.singleRows), '');
   }
-  rows.push([`${TIMER_ONLY} (taken off above)`, ...runners.map((r) => `${Math.round(lib.median(raw[r.name].map((x) => x.bracket)))}`)]);
-  const usRow = ['port-read-device in us', ...runners.map((r) => ((results[r.name]['port-read-device']?.median / tscHz) * 1e6).toFixed(1))];
-  rows.push(usRow);
+  const counters = hostCounterLines(raw, runners, conds);
+  const intro = `${rounds} interleaved round${rounds > 1 ? 's' : ''}; back to back = ${n} accesses of one kind between two rdtsc reads, cycles / ${n}, median (min-max) over rounds; `
+    + `ratios = median over the C reference's median (per-round ratios in parentheses); single exit = median of ${raw.idle[REFERENCE][0].kinds[KINDS[0]].n} bracketed exits net of the empty bracket; guest TSC ${(tscHz / 1e6).toFixed(1)} MHz`;
 
-  const ratio = (runner, kind) => results[runner]?.[kind]?.median / results[REFERENCE][kind].median;
-  const forwardedExtra = (mode) => {
-    const a = results[`tsvmm-${mode}`]?.['port-read-device']?.median;
-    const b = results[REFERENCE]['port-read-device'].median;
-    return a - b;
-  };
-  const targets = [
-    { target: 'forwarded port read <= 1.05x C ref', value: ratio('tsvmm-spin-park', 'port-read-device'), limit: 1.05 },
-    { target: 'unclaimed port write <= 1.02x C ref', value: ratio('tsvmm-spin-park', 'port-write-unclaimed'), limit: 1.02 },
-    { target: 'unclaimed MMIO read <= 1.02x C ref', value: ratio('tsvmm-spin-park', 'mmio-read-unclaimed'), limit: 1.02 },
-  ].map((t) => ({ ...t, met: t.value <= t.limit, shown: `${t.value.toFixed(3)}x` }));
-  const ringVsMessage = forwardedExtra('post-message') / forwardedExtra('spin-park');
-  targets.push({
-    target: 'ring hand-off >= 5x cheaper than postMessage (extra cycles over C ref, port-read-device)',
-    value: ringVsMessage,
-    limit: 5,
-    met: ringVsMessage >= 5 || forwardedExtra('spin-park') <= 0,
-    shown: forwardedExtra('spin-park') <= 0
-      ? `spin-park adds ${Math.round(forwardedExtra('spin-park'))} cycles (none), post-message adds ${Math.round(forwardedExtra('post-message'))}`
-      : `${ringVsMessage.toFixed(1)}x (spin-park +${Math.round(forwardedExtra('spin-park'))}, post-message +${Math.round(forwardedExtra('post-message'))} cycles)`,
-  });
+  const section = `${HEADING}
 
-  const table = lib.formatTable(rows);
-  // The per-round medians show when a mode is bimodal (spin-park under CPU contention).
-  const perRound = runners.filter((r) => r.handOff).map((r) => `${r.label}: ${['port-read-device', 'mmio-read-device'].map((k) => `${k} ${results[r.name][k].medians.join(' / ')}`).join('; ')}`);
-  const markdown = `${lib.markdownTable(rows)}\n\nPer-round medians (cycles):\n\n${perRound.map((l) => `- ${l}`).join('\n')}`;
+The bench guest (bench/out/exit-bench.elf) under the C reference (bench/ref-vmm.c: every exit answered inline on the vCPU
+thread), QEMU and tsvmm with each hand-off mode. ${intro}. "device" = served on tsvmm's device thread (COM1 scratch
+register 0x3ff, the register file at 0xd0000000); "unclaimed" = port 0x300 / MMIO 0xd0100000, answered on the vCPU
+thread; outsb16 = \`rep outsb\` of 16 bytes (16 exits; per byte back to back). Load average before / after:
+${loadBefore.join(' ')} / ${info.loadAverage.join(' ')}.
+
+${warnings.length ? `${warnings.map((w) => `- **${w}**`).join('\n')}\n\n` : ''}${mdParts.join('\n')}
+![exit latency](exit-latency.svg)
+
+${lib.goalLines(goalList)}
+
+${counters.map((l) => `- ${l}`).join('\n')}
+`;
   const summary = {
-    date: new Date().toISOString(),
-    machine: info,
-    qemu: qemu || 'not installed',
-    tscHz,
-    tscSamples,
-    rounds,
-    runners: runners.map((r) => r.name),
-    results,
-    hostStats,
-    targets,
+    date: new Date().toISOString(), machine: info, qemu: lib.qemuVersion() || 'not installed', tscHz, rounds, quick: options.quick,
+    conditions: conds, runners: runners.map((r) => r.name), defaultMode, loadShares, results, goals: goalList, warnings,
+    rawRounds: Object.fromEntries(conds.map((c) => [c, Object.fromEntries(runners.map((r) => [r.name, raw[c][r.name].map((x) => ({ bracket: x.bracket, kinds: x.kinds }))]))])),
   };
   fs.writeFileSync(path.join(lib.OUT, 'exit-latency.json'), `${JSON.stringify(summary, null, 2)}\n`);
-  fs.writeFileSync(path.join(__dirname, 'exit-latency.svg'), svgChart(results, runners, tscHz));
+  const svg = svgChart(results, runners, tscHz, rounds);
+  fs.writeFileSync(path.join(lib.OUT, 'exit-latency.svg'), svg);
+  if (options.writeResults) fs.writeFileSync(path.join(__dirname, 'exit-latency.svg'), svg);
 
-  const lines = [];
-  lines.push(`Exit latency, guest TSC cycles net of the timing bracket, median of ${rounds} interleaved rounds (each the median of 2000 exits); TSC ${(tscHz / 1e6).toFixed(1)} MHz`);
-  if (!qemu) lines.push('QEMU: not installed');
-  lines.push(table);
-  lines.push('');
-  lines.push('per-round medians (cycles):', ...perRound.map((l) => `  ${l}`));
-  for (const t of targets) lines.push(`${t.met ? 'MET   ' : 'MISSED'} ${t.target}: ${t.shown}`);
-  for (const [name, s] of Object.entries(hostStats)) {
-    const v = s.vcpu0;
-    lines.push(`${name}: vcpu0 kvmRuns=${v.kvmRuns} forwarded=${v.forwarded} unclaimed=${v.unclaimed} spinHits=${v.spinHits} parks=${v.parks}; device thread served=${s.device.served} parks=${s.device.parks}`);
-  }
+  const lines = [`Exit latency: ${intro}`];
+  if (!lib.qemuVersion()) lines.push('QEMU: not installed');
+  if (loadText) lines.push(`Loaded runs: ${loadText}`);
+  lines.push('', ...textParts, ...warnings, ...lib.goalText(goalList), ...counters);
   const text = lines.join('\n');
   process.stdout.write(`${text}\n`);
-  return { summary, table, markdown, targets, text };
+  return { summary, section, goals: goalList, warnings, text, svg };
 }
 
-module.exports = { main, KINDS };
+module.exports = { main, plan, KINDS, ACCEPTS, HEADING };
 
-lib.runIfMain(module, 'exit-latency', main);
+lib.runIfMain(module, {
+  script: 'exit-latency.js',
+  description: DESCRIPTION,
+  accepts: ACCEPTS,
+  plan,
+  main: async (options, progress) => {
+    const result = await main(options, progress);
+    if (options.writeResults) {
+      lib.writeResultsSection(HEADING, result.section);
+      process.stdout.write('exit-latency: wrote bench/exit-latency.svg and the "## Exit latency" section of bench/RESULTS.md\n');
+    }
+  },
+});

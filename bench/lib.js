@@ -1,5 +1,6 @@
 'use strict';
-// Shared plumbing of the bench scripts: building the bench guests and the C
+// Shared plumbing of the bench scripts: their options, [k/N] progress and
+// Ctrl-C handling, the competing load, building the bench guests and the C
 // reference, running a guest under each VMM (C reference, QEMU, tsvmm
 // in-process), parsing the guests' "bench:" lines, and small statistics and
 // formatting helpers. Plain CommonJS; needs only Node, gcc, make and dist/.
@@ -13,6 +14,7 @@ const ROOT = path.resolve(__dirname, '..');
 const OUT = path.join(__dirname, 'out');
 const GUEST = {
   exit: path.join(OUT, 'exit-bench.elf'),
+  exitQuick: path.join(OUT, 'exit-bench-quick.elf'),
   smp: path.join(OUT, 'smp-bench.elf'),
   idle: path.join(OUT, 'idle.elf'),
 };
@@ -57,10 +59,92 @@ function qemuVersion() {
   return qemuVersionCache || undefined;
 }
 
+// ---- Child processes: every one the benches start is killed when the bench ends, however it ends ----
+
+const liveChildren = new Set();
+
+/** Remembers `child` until it exits, so an interrupted bench can kill it. */
+function track(child) {
+  liveChildren.add(child);
+  child.on('exit', () => liveChildren.delete(child));
+  return child;
+}
+
+function killChildren() {
+  for (const child of liveChildren) {
+    try { child.kill('SIGKILL'); } catch { /* already gone */ }
+  }
+  liveChildren.clear();
+}
+
+const SIGNAL_NUMBERS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+let handlersInstalled = false;
+
+/** Ctrl-C (and SIGTERM, SIGHUP) kills the load and every VMM the bench started, then exits 128+n. */
+function installInterruptHandlers(name) {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on('exit', killChildren);
+  for (const [signal, number] of Object.entries(SIGNAL_NUMBERS)) {
+    process.on(signal, () => {
+      const n = liveChildren.size;
+      killChildren();
+      process.stderr.write(`\n${name}: stopped by ${signal}${n ? ` (killed ${n} child process${n > 1 ? 'es' : ''}, the competing load included)` : ''}\n`);
+      process.exit(128 + number);
+    });
+  }
+}
+
+/** CPU time of every thread of `pid` in ns (first field of /proc/<pid>/task/<tid>/schedstat), NaN once it is gone. */
+function cpuNanos(pid) {
+  let total = 0;
+  try {
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        total += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      } catch { /* the thread ended */ }
+    }
+  } catch {
+    return NaN;
+  }
+  return total;
+}
+
+/**
+ * Starts one competing CPU-bound process (`yes > /dev/null`); stop() kills it
+ * and returns the share of a core it got meanwhile (in %), which says how much
+ * it really competed.
+ */
+async function startLoad() {
+  const devNull = fs.openSync('/dev/null', 'w');
+  let child;
+  try {
+    child = track(spawn('yes', [], { stdio: ['ignore', devNull, 'ignore'] }));
+  } finally {
+    fs.closeSync(devNull);
+  }
+  await new Promise((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', (error) => reject(new Error(`cannot start the competing load (yes > /dev/null): ${error.message}`)));
+  });
+  const started = process.hrtime.bigint();
+  const cpu0 = cpuNanos(child.pid);
+  return {
+    pid: child.pid,
+    stop() {
+      const cpu = cpuNanos(child.pid) - cpu0;
+      const wall = Number(process.hrtime.bigint() - started);
+      child.kill('SIGKILL');
+      liveChildren.delete(child);
+      return (cpu / wall) * 100;
+    },
+  };
+}
+
 /** Spawns a process, collects stdout, kills it after timeoutMs. */
 function runProcess(cmd, args, timeoutMs) {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => { out += d.toString('latin1'); });
@@ -123,13 +207,15 @@ async function runTsvmm(elf, { cpus = 1, handOff = 'spin-park', spinLimit, timeo
   return { out: Buffer.concat(chunks).toString('latin1'), code: ok ? 0 : 1, reason: JSON.stringify(exit), stats, device, err: warnings.join('\n') };
 }
 
-/** The "bench: <kind> median=.. p90=.. min=.." lines of a guest's output, by kind. */
+/** The "bench: <kind> median=.. p90=.. min=.." and "bench: b2b <kind> total=.. n=.." lines of a guest's output, by kind. */
 function parseBench(text) {
   const kinds = {};
   let tscHz;
   for (const line of text.split(/\r?\n/)) {
     const m = /bench: (\S+) median=(\d+) p90=(\d+) min=(\d+)(?: mean=(\d+))? n=(\d+)/.exec(line);
-    if (m) kinds[m[1]] = { median: +m[2], p90: +m[3], min: +m[4], mean: m[5] ? +m[5] : undefined, n: +m[6] };
+    if (m) kinds[m[1]] = { ...kinds[m[1]], median: +m[2], p90: +m[3], min: +m[4], mean: m[5] ? +m[5] : undefined, n: +m[6] };
+    const b = /bench: b2b (\S+) total=(\d+) n=(\d+) avg=(\d+)/.exec(line);
+    if (b) kinds[b[1]] = { ...kinds[b[1]], b2b: { total: +b[2], n: +b[3], avg: +b[2] / +b[3] } };
     const t = /bench: tsc-hz=(\d+) source=(\S+)/.exec(line);
     if (t) tscHz = { hz: +t[1], source: t[2] };
   }
@@ -179,27 +265,206 @@ function markdownTable(rows) {
   ].join('\n');
 }
 
+const RESULTS = path.join(__dirname, 'RESULTS.md');
+
+/**
+ * Replaces the section of bench/RESULTS.md under `heading` (a "## " line, up to
+ * the next "## " heading) with `section`, or appends it (--write-results of one script).
+ */
+function writeResultsSection(heading, section) {
+  const old = fs.existsSync(RESULTS) ? fs.readFileSync(RESULTS, 'utf8') : '# tsvmm benchmark results\n';
+  const escaped = heading.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const start = old.search(new RegExp(`^${escaped}[ \\t]*$`, 'm'));
+  let text;
+  if (start < 0) {
+    text = `${old.replace(/\n*$/, '\n')}\n${section}`;
+  } else {
+    const rest = old.slice(start + heading.length);
+    const next = rest.search(/^## /m);
+    text = old.slice(0, start) + section.replace(/\n*$/, '\n') + (next < 0 ? '' : `\n${rest.slice(next)}`);
+  }
+  fs.writeFileSync(RESULTS, text);
+}
+
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** min, median and max of the finite values. */
+function spread(values) {
+  const v = values.filter(Number.isFinite);
+  return { median: median(v), min: v.length ? Math.min(...v) : NaN, max: v.length ? Math.max(...v) : NaN, values: v };
+}
+
+/** "1.23x" */
+function ratioText(x) {
+  return Number.isFinite(x) ? `${x.toFixed(2)}x` : '-';
+}
+
 /**
- * Runs a bench script's main() when that file is the program (`node bench/<script>.js`), with the
- * options every script takes: `--rounds N` (default 3) and `--no-qemu`.
+ * A goal's verdict line: met, or missed by how much, with the spread behind it.
+ * `value` against `limit`; `atMost` says which side passes.
  */
-function runIfMain(scriptModule, name, main) {
+function goal(target, value, limit, { atMost = true, unit = 'x', spreadText = '', detail = '' } = {}) {
+  if (!Number.isFinite(value)) return { target, met: undefined, shown: `not measured${detail ? ` (${detail})` : ''}` };
+  const met = atMost ? value <= limit : value >= limit;
+  const show = (x) => (unit === 'x' ? `${x.toFixed(2)}x` : `${x.toFixed(1)} ${unit}`);
+  let by = '';
+  if (!met) {
+    by = unit === 'x' || unit === '%'
+      ? `, missed by ${(Math.abs(value / limit - 1) * 100).toFixed(0)}%`
+      : `, missed by ${Math.abs(value - limit).toFixed(1)} ${unit}`;
+  }
+  return { target, value, limit, met, shown: `${show(value)}${spreadText ? ` (${spreadText})` : ''}${by}${detail ? `; ${detail}` : ''}` };
+}
+
+/** The goals as markdown list items. */
+function goalLines(goals) {
+  return goals.map((g) => `- ${g.met === undefined ? '**not checked**' : g.met ? '**met**' : '**missed**'}: ${g.target}: ${g.shown}`).join('\n');
+}
+
+/** The goals as text lines. */
+function goalText(goals) {
+  return goals.map((g) => `${g.met === undefined ? 'NOT CHECKED' : g.met ? 'MET   ' : 'MISSED'} ${g.target}: ${g.shown}`);
+}
+
+// ---- Hand-off modes: whatever `tsvmm --help` lists, so a new mode is benched without editing the benches ----
+
+let handOffCache;
+/** The --hand-off modes `node dist/main.js --help` lists, and which one is the default. */
+function handOffModes() {
+  if (handOffCache) return handOffCache;
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'main.js'), '--help'], { encoding: 'utf8' });
+  const lines = (r.stdout || '').split('\n');
+  const at = lines.findIndex((l) => /^\s*--hand-off\b/.test(l));
+  if (at < 0) throw new Error('`node dist/main.js --help` lists no --hand-off option: run `npm run build`');
+  // The option's text runs on over indented continuation lines up to the next option.
+  let text = lines[at].replace(/^\s*--hand-off\s+\S+\s*/, '');
+  for (let i = at + 1; i < lines.length && /^\s{6,}\S/.test(lines[i]) && !/^\s*--/.test(lines[i]); i++) text += ` ${lines[i].trim()}`;
+  const list = text.includes(':') ? text.slice(text.indexOf(':') + 1) : text;
+  const modes = [];
+  let defaultMode;
+  for (const piece of list.split(/,|\bor\b/)) {
+    const m = /^\s*([a-z][a-z0-9-]*)/.exec(piece);
+    if (!m) continue;
+    modes.push(m[1]);
+    if (/\(default\)/.test(piece)) defaultMode = m[1];
+  }
+  if (modes.length === 0) throw new Error(`cannot read the hand-off modes from \`node dist/main.js --help\`: ${lines[at].trim()}`);
+  handOffCache = { modes, defaultMode: defaultMode ?? modes[0] };
+  return handOffCache;
+}
+
+// ---- Options every bench script shares ----
+
+class UsageError extends Error {}
+
+const OPTION_HELP = {
+  rounds: ['--rounds N', 'interleaved rounds per runner (default 3; 1 with --quick)'],
+  quick: ['--quick', 'a short smoke run (1 round, fewer exits per run, fewer vCPU counts): checks that everything runs; its figures mean little'],
+  qemu: ['--no-qemu', 'leave QEMU out (its ratios and the goals against it are not checked)'],
+  load: ['--no-load', 'skip the runs under one competing busy process (yes > /dev/null)'],
+  handOff: ['--hand-off LIST', 'tsvmm hand-off modes, comma-separated (default: every mode `node dist/main.js --help` lists)'],
+  writeResults: ['--write-results', 'rewrite the tracked results (bench/RESULTS.md, bench/exit-latency.svg); without it, stdout and bench/out/ only'],
+};
+
+/** The usage text of a bench script taking `accepts` (keys of OPTION_HELP). */
+function usage(script, accepts, description) {
+  const rows = [...accepts.map((k) => OPTION_HELP[k]), ['--help', 'this text']];
+  const width = Math.max(...rows.map((r) => r[0].length)) + 2;
+  const synopsis = rows.map((r) => `[${r[0]}]`).join(' ');
+  return `usage: node bench/${script} ${synopsis}\n\n${description}\n\n${rows.map((r) => `  ${r[0].padEnd(width)}${r[1]}`).join('\n')}\n`;
+}
+
+/** Strict options: anything not in `accepts` is a UsageError naming it. */
+function parseOptions(argv, accepts) {
+  const options = { rounds: undefined, quick: false, qemu: true, load: true, handOffs: undefined, writeResults: false, help: false };
+  const takes = (key) => accepts.includes(key);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const value = () => {
+      const v = inline ?? argv[++i];
+      if (v === undefined || v.startsWith('--')) throw new UsageError(`${flag} needs a value (try --help)`);
+      return v;
+    };
+    if (flag === '--help' || flag === '-h') options.help = true;
+    else if (flag === '--rounds' && takes('rounds')) {
+      const v = value();
+      if (!/^[1-9][0-9]*$/.test(v) || Number(v) > 1000) throw new UsageError(`--rounds wants a whole number from 1 to 1000, not ${JSON.stringify(v)}`);
+      options.rounds = Number(v);
+    } else if (flag === '--quick' && takes('quick') && inline === undefined) options.quick = true;
+    else if (flag === '--no-qemu' && takes('qemu') && inline === undefined) options.qemu = false;
+    else if (flag === '--no-load' && takes('load') && inline === undefined) options.load = false;
+    else if (flag === '--write-results' && takes('writeResults') && inline === undefined) options.writeResults = true;
+    else if (flag === '--hand-off' && takes('handOff')) options.handOffs = value().split(',').map((m) => m.trim()).filter(Boolean);
+    else throw new UsageError(`unknown option ${JSON.stringify(arg)} (try --help)`);
+  }
+  options.rounds ??= options.quick ? 1 : 3;
+  return options;
+}
+
+/** The tsvmm modes to run: --hand-off's list checked against what tsvmm offers, else all of them. */
+function chosenHandOffs(options) {
+  const { modes } = handOffModes();
+  if (!options.handOffs) return modes;
+  const unknown = options.handOffs.filter((m) => !modes.includes(m));
+  if (unknown.length) throw new UsageError(`tsvmm has no hand-off mode ${unknown.join(', ')}; it has ${modes.join(', ')}`);
+  return options.handOffs;
+}
+
+/** `[k/N]` progress over a whole bench run (run-all shares one across every script). */
+class Progress {
+  constructor(total) {
+    this.total = total;
+    this.done = 0;
+    this.started = Date.now();
+  }
+
+  step(text) {
+    this.done++;
+    const s = Math.round((Date.now() - this.started) / 1000);
+    log(`[${this.done}/${this.total}] ${text} (${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')} elapsed)`);
+  }
+}
+
+/**
+ * Runs a bench script's main(options, progress) when that file is the program
+ * (`node bench/<script>.js`): strict options (exit 2 with one line on a bad
+ * one), --help, Ctrl-C handling; `plan(options)` counts its steps for [k/N].
+ */
+function runIfMain(scriptModule, { script, description, accepts, plan, main }) {
   if (require.main !== scriptModule) return;
-  const args = process.argv.slice(2);
-  const roundsAt = args.indexOf('--rounds');
-  main({ rounds: roundsAt >= 0 ? Number(args[roundsAt + 1]) : 3, qemu: !args.includes('--no-qemu') }).then(
+  const name = script.replace(/\.js$/, '');
+  let options;
+  try {
+    options = parseOptions(process.argv.slice(2), accepts);
+    if (options.help) {
+      process.stdout.write(usage(script, accepts, description));
+      process.exit(0);
+    }
+    if (accepts.includes('handOff')) options.handOffs = chosenHandOffs(options);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`${name}: ${error.message}\n`);
+    process.exit(2);
+  }
+  installInterruptHandlers(name);
+  main(options, new Progress(plan(options))).then(
     () => process.exit(0),
-    (error) => { process.stderr.write(`${name}: ${error.stack || error}\n`); process.exit(1); },
+    (error) => { process.stderr.write(`${name}: ${bugOrMessage(error)}\n`); process.exit(1); },
   );
 }
 
+/** A failed run's message; the stack only for what looks like a bug in the bench itself. */
+function bugOrMessage(error) {
+  if (error instanceof TypeError || error instanceof ReferenceError || error instanceof RangeError) return error.stack;
+  return error?.message ?? String(error);
+}
+
 module.exports = {
-  runIfMain,
-  ROOT, OUT, GUEST, REF_VMM, QEMU, MEM_MIB, REGFILE_BASE,
-  log, ensureBuilt, qemuVersion, runProcess, qemuArgs, registerFile, runTsvmm,
-  parseBench, median, machineInfo, formatTable, markdownTable, sleep,
+  runIfMain, parseOptions, usage, chosenHandOffs, handOffModes, Progress, UsageError, installInterruptHandlers, bugOrMessage,
+  ROOT, OUT, RESULTS, GUEST, REF_VMM, QEMU, MEM_MIB, REGFILE_BASE,
+  log, ensureBuilt, qemuVersion, runProcess, track, startLoad, cpuNanos, qemuArgs, registerFile, runTsvmm,
+  parseBench, median, spread, ratioText, goal, goalLines, goalText, machineInfo, formatTable, markdownTable, writeResultsSection, sleep,
 };

@@ -1,9 +1,10 @@
 'use strict';
-// `npm run bench`: exit latency, SMP scaling, start-up and virtio-blk, in that
-// order, in one process (nothing else of ours runs meanwhile), then rewrites
-// bench/RESULTS.md with the tables, the targets, the date and the machine.
-//
-//   node bench/run-all.js [--rounds N] [--no-qemu]
+// `npm run bench`: exit latency (idle and under one busy process), SMP
+// scaling, start-up and virtio-blk, in that order, in one process (nothing
+// else of ours runs meanwhile), with one [k/N] progress count over all of
+// them. Writes the results page to bench/out/RESULTS.md (untracked); only
+// with --write-results does it rewrite bench/RESULTS.md and
+// bench/exit-latency.svg.
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -13,30 +14,43 @@ const smpScaling = require('./smp-scaling');
 const startup = require('./startup');
 const virtioBlk = require('./virtio-blk');
 
-function targetLines(targets) {
-  return targets.map((t) => `- ${t.met ? '**met**' : '**missed**'}: ${t.target}: ${t.shown}`).join('\n');
+const BENCHES = [exitLatency, smpScaling, startup, virtioBlk];
+const ACCEPTS = ['rounds', 'quick', 'qemu', 'load', 'handOff', 'writeResults'];
+const DESCRIPTION = `Every benchmark of bench/ in one run: exit latency (idle and under one competing busy process),
+SMP scaling, start-up and idle cost, virtio-blk; each against the C reference or QEMU in the same run.
+Prints the tables and writes bench/out/RESULTS.md; --write-results rewrites bench/RESULTS.md and
+bench/exit-latency.svg instead (for the lead's idle-machine run). From npm: npm run bench -- [options].`;
+
+/** The options a bench takes, out of run-all's. */
+function optionsFor(bench, options) {
+  const own = { ...options };
+  if (!bench.ACCEPTS.includes('handOff')) delete own.handOffs;
+  return own;
 }
 
-async function main() {
-  const args = process.argv.slice(2);
-  const roundsAt = args.indexOf('--rounds');
-  const options = { rounds: roundsAt >= 0 ? Number(args[roundsAt + 1]) : 3, qemu: !args.includes('--no-qemu') };
+function plan(options) {
+  return BENCHES.reduce((n, bench) => n + bench.plan(optionsFor(bench, options)), 0);
+}
+
+async function main(options, progress) {
   lib.ensureBuilt();
   const before = lib.machineInfo();
   const started = Date.now();
-  const exits = await exitLatency.main(options);
-  process.stdout.write('\n');
-  const smp = await smpScaling.main(options);
-  process.stdout.write('\n');
-  const boot = await startup.main(options);
-  process.stdout.write('\n');
-  const blk = await virtioBlk.main(options);
+  const results = [];
+  for (const bench of BENCHES) {
+    results.push(await bench.main(optionsFor(bench, options), progress));
+    process.stdout.write('\n');
+  }
+  const [exits] = results;
   const info = lib.machineInfo();
   const minutes = ((Date.now() - started) / 60000).toFixed(1);
-  const s = exits.summary;
+  const allGoals = results.flatMap((r) => r.goals);
+  const met = allGoals.filter((g) => g.met).length;
+  const warnings = exits.warnings;
+  const how = `node bench/run-all.js${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
   const md = `# tsvmm benchmark results
 
-Written by \`npm run bench\` (bench/run-all.js) on ${new Date().toISOString().replace('T', ' ').replace(/\..*/, '')} UTC; the run took ${minutes} min.
+Written by \`npm run bench\` (\`${how}\`) on ${new Date().toISOString().replace('T', ' ').replace(/\..*/, '')} UTC; the run took ${minutes} min${options.quick ? '. **A --quick run: one round of short runs, not figures to quote.**' : '.'}
 How to read and reproduce these: [README.md](README.md).
 
 ## Machine
@@ -49,49 +63,26 @@ How to read and reproduce these: [README.md](README.md).
 | node | ${info.node} |
 | KVM flavour | ${info.kvmPvm ? 'PVM (/sys/module/kvm_pvm exists): the host is itself a VM, every exit is expensive' : 'regular (no /sys/module/kvm_pvm)'} |
 | QEMU | ${info.qemu} |
+| tsvmm hand-off modes | ${(options.handOffs ?? lib.handOffModes().modes).join(', ')} (default ${lib.handOffModes().defaultMode}) |
 | load average before / after | ${before.loadAverage.join(' ')} / ${info.loadAverage.join(' ')} |
 
-Guest TSC: ${(s.tscHz / 1e6).toFixed(1)} MHz (the guest calibrates it against the in-kernel PIT channel 0).
-Every number below is a ratio or a value measured in the same run as its reference; this host is noisy.
+Every ratio below is against a reference measured in the same run; this host is noisy, so each figure carries its
+spread over rounds.
 
-## Exit latency
+## Goals
 
-Guest-visible cycles of one exit round trip (\`lfence; rdtsc; lfence; <access>; lfence; rdtsc; lfence\`)
-net of the empty bracket (\`timer-only\`, measured in the same guest run and shown in its own row: under PVM
-the bracket alone costs about one exit), median of ${s.rounds} interleaved rounds, each round the median of 2000 exits after 200 warm-up ones;
-in parentheses the ratio to the C reference (bench/ref-vmm.c, every exit answered inline on the vCPU thread).
-"device" = served on tsvmm's device thread (COM1 scratch register 0x3ff, the register file at 0xd0000000);
-"unclaimed" = port 0x300 / MMIO 0xd0100000, answered on the vCPU thread. outsb16 = \`rep outsb\` of 16 bytes
-(KVM exits once per byte here, so it is 16 exits).
+${met} of ${allGoals.length} met (issue 11: exit path, SMP, start-up, idle; issue 8: virtio-blk).
+${warnings.length ? `\n${warnings.map((w) => `- **${w}**`).join('\n')}\n` : ''}
+${lib.goalLines(allGoals)}
 
-${exits.markdown}
-
-![exit latency](exit-latency.svg)
-
-${targetLines(exits.targets)}
-
-## SMP scaling
-
-Every vCPU does 2000 forwarded reads of COM1's scratch register at the same time; aggregate exits per second
-(all vCPUs' exits over the guest's wall time, BSP TSC) and the median per-exit latency across vCPUs.
-The host has ${info.nproc} cores, so more than ${info.nproc} vCPUs share them.
-
-${smp.markdown}
-
-${targetLines(smp.targets)}
-
-## Start-up and idle
-
-${boot.markdown}
-
-${targetLines(boot.targets)}
-
-${virtioBlk.resultsSection(blk)}`;
-  fs.writeFileSync(path.join(__dirname, 'RESULTS.md'), md);
-  process.stdout.write('\nbench: wrote bench/RESULTS.md, bench/exit-latency.svg and bench/out/*.json\n');
+${results.map((r) => r.section.replace(/\n*$/, '\n')).join('\n')}`;
+  const target = options.writeResults ? lib.RESULTS : path.join(lib.OUT, 'RESULTS.md');
+  fs.writeFileSync(target, md);
+  process.stdout.write(`${lib.goalText(allGoals).join('\n')}\n`);
+  if (warnings.length) process.stdout.write(`${warnings.join('\n')}\n`);
+  process.stdout.write(`\nbench: ${met} of ${allGoals.length} goals met; the run took ${minutes} min; wrote ${path.relative(lib.ROOT, target)}`
+    + `${options.writeResults ? ', bench/exit-latency.svg' : ', bench/out/exit-latency.svg'} and bench/out/*.json`
+    + `${options.writeResults ? '' : ' (tracked files untouched: --write-results rewrites bench/RESULTS.md)'}\n`);
 }
 
-main().then(
-  () => process.exit(0),
-  (error) => { process.stderr.write(`bench: ${error.stack || error}\n`); process.exit(1); },
-);
+lib.runIfMain(module, { script: 'run-all.js', description: DESCRIPTION, accepts: ACCEPTS, plan, main });

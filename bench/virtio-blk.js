@@ -9,8 +9,6 @@
 // rdtsc brackets, net of the empty bracket); each cell is the median over
 // rounds with min / max beside it, and the tsvmm/QEMU ratio of the medians.
 //
-//   node bench/virtio-blk.js [--rounds N] [--no-qemu] [--write-results] [--help]
-//
 // Writes bench/out/virtio-blk.json and the image bench/out/blk-bench.img (both
 // untracked); bench/RESULTS.md only with --write-results (its "## virtio-blk"
 // section, replaced in place or appended).
@@ -26,7 +24,6 @@ const IMAGE = path.join(lib.OUT, 'blk-bench.img');
 const IMAGE_BYTES = 64 * 1024 * 1024;
 const SECTOR = 512;
 const RUN_TIMEOUT_MS = 180000;
-const RESULTS = path.join(__dirname, 'RESULTS.md');
 const SECTION = '## virtio-blk';
 /** The guest's workloads, in its order; `qd1` ones carry per-request latencies. */
 const WORKLOADS = [
@@ -35,37 +32,18 @@ const WORKLOADS = [
   { key: 'seq-read-1m qd1', latency: true },
   { key: 'seq-write-1m qd1', latency: true },
 ];
-const USAGE = `usage: node bench/virtio-blk.js [--rounds N] [--no-qemu] [--write-results] [--help]
-
-  --rounds N        interleaved rounds per runner (default 3)
-  --no-qemu         tsvmm only (no ratios, targets not checked)
-  --write-results   also write the "${SECTION}" section of bench/RESULTS.md
-  --help            this text
-
-Runs guests/out/blk-bench.elf on a 64 MiB image (bench/out/blk-bench.img) under QEMU
+const ACCEPTS = ['rounds', 'quick', 'qemu', 'writeResults'];
+const DESCRIPTION = `Runs guests/out/blk-bench.elf on a 64 MiB image (bench/out/blk-bench.img) under QEMU
 (cache=writeback) and tsvmm (in this process), and prints IOPS, MB/s and QD1 latency.`;
+/** Issue 8: QD16 IOPS at least QEMU's, QD1 median latency at most this many times QEMU's. */
+const QD1_LATENCY_GOAL = 1.2;
 
-class UsageError extends Error {}
+function runnerList(options) {
+  return options.qemu !== false && lib.qemuVersion() ? ['tsvmm', 'qemu'] : ['tsvmm'];
+}
 
-/** Strict options: every argument known, --rounds a positive integer. */
-function parseArgs(argv) {
-  const options = { rounds: 3, qemu: true, writeResults: false, help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--help' || arg === '-h') options.help = true;
-    else if (arg === '--no-qemu') options.qemu = false;
-    else if (arg === '--write-results') options.writeResults = true;
-    else if (arg === '--rounds' || arg.startsWith('--rounds=')) {
-      const value = arg === '--rounds' ? argv[++i] : arg.slice('--rounds='.length);
-      if (value === undefined || !/^[1-9][0-9]*$/.test(value) || Number(value) > 1000) {
-        throw new UsageError(`--rounds wants a whole number from 1 to 1000, not ${value === undefined ? 'nothing' : JSON.stringify(value)}`);
-      }
-      options.rounds = Number(value);
-    } else {
-      throw new UsageError(`unknown option ${JSON.stringify(arg)} (try --help)`);
-    }
-  }
-  return options;
+function plan(options) {
+  return options.rounds * runnerList(options).length;
 }
 
 /** The image pattern of guests/common/virtio-blk.h: byte i of sector s = (s*7 + i) & 0xff, bytes 0-3 = s (le32). */
@@ -147,11 +125,6 @@ async function runOnce(runner) {
   return { figures, info: parsed.info, stats: r.stats, device: r.device };
 }
 
-function spread(values) {
-  const v = values.filter(Number.isFinite);
-  return { median: lib.median(v), min: Math.min(...v), max: Math.max(...v), values: v };
-}
-
 const fmt = (x) => {
   if (!Number.isFinite(x)) return '-';
   if (x >= 1000) return String(Math.round(x));
@@ -176,31 +149,16 @@ before / after: ${result.loadBefore.join(' ')} / ${result.loadAfter.join(' ')}.
 
 ${result.markdown}
 
-${result.targets.map((t) => `- ${t.met === undefined ? '**not checked**' : t.met ? '**met**' : '**missed**'}: ${t.target}: ${t.shown}`).join('\n')}
+${lib.goalLines(result.targets)}
 `;
 }
 
-/** Replaces the "## virtio-blk" section of RESULTS.md (up to the next "## " heading) or appends it. */
-function writeResultsSection(section) {
-  const old = fs.existsSync(RESULTS) ? fs.readFileSync(RESULTS, 'utf8') : '# tsvmm benchmark results\n';
-  const start = old.search(/^## virtio-blk[ \t]*$/m);
-  let text;
-  if (start < 0) {
-    text = `${old.replace(/\n*$/, '\n')}\n${section}`;
-  } else {
-    const rest = old.slice(start + SECTION.length);
-    const next = rest.search(/^## /m);
-    text = old.slice(0, start) + section + (next < 0 ? '' : `\n${rest.slice(next)}`);
-  }
-  fs.writeFileSync(RESULTS, text);
-}
-
-async function main(options = {}) {
-  const rounds = options.rounds ?? 3;
+async function main(options, progress = new lib.Progress(plan(options))) {
+  const { rounds } = options;
   lib.ensureBuilt();
   ensureGuest();
-  const withQemu = (options.qemu ?? true) && Boolean(lib.qemuVersion());
-  const runners = withQemu ? ['tsvmm', 'qemu'] : ['tsvmm'];
+  const runners = runnerList(options);
+  const withQemu = runners.includes('qemu');
   const loadBefore = lib.machineInfo().loadAverage;
   lib.log(`${NAME}: writing the ${IMAGE_BYTES >> 20} MiB image ${path.relative(lib.ROOT, IMAGE)}`);
   writeImage(IMAGE);
@@ -208,13 +166,13 @@ async function main(options = {}) {
   for (let round = 1; round <= rounds; round++) {
     const order = round % 2 ? runners : [...runners].reverse();
     for (const runner of order) {
-      lib.log(`${NAME}: round ${round}/${rounds}: ${runner}`);
+      progress.step(`${NAME}: round ${round}/${rounds}: ${runner === 'qemu' ? 'QEMU' : 'tsvmm'}`);
       raw[runner].push(await runOnce(runner));
     }
   }
   const info = lib.machineInfo();
 
-  const metric = (runner, key, field) => spread(raw[runner].map((r) => r.figures[key][field]));
+  const metric = (runner, key, field) => lib.spread(raw[runner].map((r) => r.figures[key][field]));
   const rows = [['workload: metric', 'tsvmm', ...(withQemu ? ['QEMU', 'tsvmm/QEMU'] : [])]];
   const results = {};
   for (const w of WORKLOADS) {
@@ -224,25 +182,25 @@ async function main(options = {}) {
     for (const [field, label] of fields) {
       const t = metric('tsvmm', w.key, field);
       const q = withQemu ? metric('qemu', w.key, field) : undefined;
-      results[w.key][field] = { tsvmm: t, qemu: q, ratio: q ? t.median / q.median : undefined };
+      // Rounds alternate the order, so round i of tsvmm and of QEMU ran next to each other.
+      const roundRatios = q ? lib.spread(t.values.map((v, i) => v / q.values[i])) : undefined;
+      results[w.key][field] = { tsvmm: t, qemu: q, ratio: q ? t.median / q.median : undefined, roundRatios };
       rows.push([`${w.key}: ${label}`, cell(t), ...(withQemu ? [cell(q), `${(t.median / q.median).toFixed(2)}x`] : [])]);
     }
   }
 
   const targets = [];
+  const perRound = (r) => (rounds > 1 ? `; per round ${r.roundRatios.min.toFixed(2)}-${r.roundRatios.max.toFixed(2)}x` : '');
   if (withQemu) {
-    const qd16 = results['rand-read-4k qd16'].iops.ratio;
-    const qd1 = results['rand-read-4k qd1'].medianUs.ratio;
-    targets.push({
-      target: 'rand-read-4k QD16 IOPS >= QEMU',
-      value: qd16, met: qd16 >= 1,
-      shown: `${qd16.toFixed(2)}x QEMU (${fmt(results['rand-read-4k qd16'].iops.tsvmm.median)} vs ${fmt(results['rand-read-4k qd16'].iops.qemu.median)} IOPS)${qd16 >= 1 ? '' : `, ${((1 - qd16) * 100).toFixed(0)}% short`}`,
-    });
-    targets.push({
-      target: 'rand-read-4k QD1 median latency <= 1.2x QEMU',
-      value: qd1, met: qd1 <= 1.2,
-      shown: `${qd1.toFixed(2)}x QEMU (${fmt(results['rand-read-4k qd1'].medianUs.tsvmm.median)} vs ${fmt(results['rand-read-4k qd1'].medianUs.qemu.median)} us)${qd1 <= 1.2 ? '' : `, ${((qd1 / 1.2 - 1) * 100).toFixed(0)}% over the limit`}`,
-    });
+    const qd16 = results['rand-read-4k qd16'].iops;
+    const qd1 = results['rand-read-4k qd1'].medianUs;
+    targets.push(lib.goal('rand-read-4k QD16 IOPS >= QEMU', qd16.ratio, 1, {
+      atMost: false, spreadText: `${fmt(qd16.tsvmm.median)} vs ${fmt(qd16.qemu.median)} IOPS${perRound(qd16)}`,
+    }));
+    targets.push(lib.goal(`rand-read-4k QD1 median latency <= ${QD1_LATENCY_GOAL}x QEMU`, qd1.ratio, QD1_LATENCY_GOAL, {
+      spreadText: `${fmt(qd1.tsvmm.median)} vs ${fmt(qd1.qemu.median)} us${perRound(qd1)}`,
+    }));
+    for (const t of targets) t.shown = t.shown.replace(/^([\d.]+)x/, '$1x QEMU');
   } else {
     targets.push({ target: 'QD16 IOPS >= QEMU and QD1 latency <= 1.2x QEMU', shown: 'QEMU not run' });
   }
@@ -272,34 +230,26 @@ async function main(options = {}) {
   lines.push(`guest: ${guestInfo.device ?? '?'}; tsc ${guestInfo.tscHz} Hz (${guestInfo.tscSource}); empty bracket ${guestInfo.bracket} cycles`);
   lines.push(...notifyLines);
   if (hostLine) lines.push(hostLine);
-  for (const t of targets) lines.push(`${t.met === undefined ? 'NOT CHECKED' : t.met ? 'MET   ' : 'MISSED'} ${t.target}: ${t.shown}`);
+  lines.push(...lib.goalText(targets));
   const text = lines.join('\n');
   process.stdout.write(`${text}\n`);
-  const result = { summary, table, markdown, targets, text, rounds, loadBefore, loadAfter: info.loadAverage };
-  if (options.writeResults) {
-    writeResultsSection(resultsSection(result));
-    process.stdout.write(`${NAME}: wrote the "${SECTION}" section of bench/RESULTS.md\n`);
-  }
+  const result = { summary, table, markdown, targets, goals: targets, text, rounds, loadBefore, loadAfter: info.loadAverage };
+  result.section = resultsSection(result);
   return result;
 }
 
-module.exports = { main, resultsSection, parseArgs, WORKLOADS };
+module.exports = { main, plan, ACCEPTS, HEADING: SECTION, WORKLOADS };
 
-if (require.main === module) {
-  let options;
-  try {
-    options = parseArgs(process.argv.slice(2));
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`${NAME}: ${error.message}\n`);
-    process.exit(2);
-  }
-  if (options.help) {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  }
-  main(options).then(
-    () => process.exit(0),
-    (error) => { process.stderr.write(`${NAME}: ${error.stack || error}\n`); process.exit(1); },
-  );
-}
+lib.runIfMain(module, {
+  script: 'virtio-blk.js',
+  description: DESCRIPTION,
+  accepts: ACCEPTS,
+  plan,
+  main: async (options, progress) => {
+    const result = await main(options, progress);
+    if (options.writeResults) {
+      lib.writeResultsSection(SECTION, result.section);
+      process.stdout.write(`${NAME}: wrote the "${SECTION}" section of bench/RESULTS.md\n`);
+    }
+  },
+});
