@@ -61,6 +61,13 @@ type Handler = (target: ControlTarget, body: Body) => ApiResponse | Promise<ApiR
 
 const PAUSE_FIRST = 'pause it first with PUT /api/v1/vm.pause';
 
+/** Targets with a snapshot being written: until it is done, the VM must stay paused and alive. */
+const snapshotting = new WeakSet<ControlTarget>();
+
+function refuseDuringSnapshot(target: ControlTarget, what: string): void {
+  if (snapshotting.has(target)) throw new ApiError(409, `a snapshot is being written; ${what} once PUT /api/v1/vm.snapshot has answered`);
+}
+
 /** The 409 for a VM that is not running at all (not started, or ending). */
 function notLive(state: MachineState): ApiError {
   if (state === 'built') return new ApiError(409, 'the VM has not started yet; retry once it runs');
@@ -108,6 +115,7 @@ async function pause(target: ControlTarget): Promise<ApiResponse> {
 }
 
 function resume(target: ControlTarget): ApiResponse {
+  refuseDuringSnapshot(target, 'resume');
   const state = target.state;
   if (state === 'running') throw new ApiError(409, `the VM is running, not paused; ${PAUSE_FIRST}`);
   if (state === 'pausing') throw new ApiError(409, 'the VM is still pausing; retry once PUT /api/v1/vm.pause has answered');
@@ -138,17 +146,25 @@ function destinationDirectory(body: Body): string {
 async function snapshot(target: ControlTarget, body: Body): Promise<ApiResponse> {
   onlyFields('vm.snapshot', body, ['destination_url']);
   const directory = destinationDirectory(body);
+  refuseDuringSnapshot(target, 'take the next');
   const state = target.state;
   if (state === 'running' || state === 'pausing') throw new ApiError(409, `a snapshot needs a paused VM; ${PAUSE_FIRST}`);
   if (state !== 'paused') throw notLive(state);
   // WAITING FOR issue 10 part 2: the Machine has no snapshot() yet.
   if (!target.snapshot) throw new ApiError(501, 'snapshot is not built yet (issue 10 part 2); pause, resume, info, counters and shutdown work');
-  const result = await target.snapshot(directory);
+  snapshotting.add(target);
+  let result: unknown;
+  try {
+    result = await target.snapshot(directory);
+  } finally {
+    snapshotting.delete(target);
+  }
   const details = result !== null && typeof result === 'object' && !Array.isArray(result) ? result : {};
   return { status: 200, body: { destination_url: body.destination_url, ...details } };
 }
 
 function shutdown(target: ControlTarget): ApiResponse {
+  refuseDuringSnapshot(target, 'shut down');
   const state = target.state;
   if (state !== 'running' && state !== 'pausing' && state !== 'paused') throw notLive(state);
   return {

@@ -138,6 +138,28 @@ test('a snapshot the machine refuses as the caller\'s mistake is a 400; any othe
   assert.is(target.state, 'paused', 'a failed snapshot leaves the VM as it was');
 });
 
+test('while a snapshot is being written, resume, shutdown and another snapshot are 409s; afterwards they work', async () => {
+  const target = new FakeTarget();
+  target.state = 'paused';
+  let finish!: () => void;
+  target.snapshot = (directory: string) => {
+    target.calls.push(`snapshot ${directory}`);
+    return new Promise<{ bytes: number }>((resolve) => { finish = () => resolve({ bytes: 1 }); });
+  };
+  const first = ask(target, 'PUT', 'vm.snapshot', '{"destination_url":"file:///tmp/a"}');
+  await new Promise((resolve) => setImmediate(resolve));
+  for (const [route, body] of [['vm.resume', ''], ['vm.shutdown', ''], ['vm.snapshot', '{"destination_url":"file:///tmp/b"}']]) {
+    const answer = await ask(target, 'PUT', route, body);
+    assert.is(answer.status, 409, route);
+    assert.match(errorOf(answer), 'a snapshot is being written', route);
+  }
+  assert.is((await ask(target, 'GET', 'vm.info')).status, 200, 'reading is fine meanwhile');
+  finish();
+  assert.is((await first).status, 200);
+  assert.equal(target.calls, ['snapshot /tmp/a']);
+  assert.is((await ask(target, 'PUT', 'vm.resume')).status, 200);
+});
+
 test('vm.snapshot without Machine.snapshot (issue 10 part 2 not built) is a 501', async () => {
   const target = new FakeTarget();
   target.state = 'paused';
