@@ -4,7 +4,7 @@
 // over tsvmm's own ExitChannel/Doorbell (dist/shared/exit-channel) and over
 // postMessage. Isolates the thread hand-off from the exit itself.
 //
-//   node bench/handoff-micro.js [--iterations N]
+//   node bench/handoff-micro.js [--iterations N] [--help]
 //
 // Modes:
 //   ring-spin   the worker spins on `completed`, the main thread polls (both busy)
@@ -18,6 +18,7 @@ const { Worker, isMainThread, parentPort, workerData } = require('node:worker_th
 const { performance } = require('node:perf_hooks');
 
 const EXIT_CHANNEL = path.join(__dirname, '..', 'dist', 'shared', 'exit-channel');
+const KVM_RUN_VIEW = path.join(__dirname, '..', 'dist', 'shared', 'kvm-run');
 
 function stats(samples) {
   const v = Float64Array.from(samples).sort();
@@ -26,14 +27,17 @@ function stats(samples) {
 
 if (!isMainThread) {
   const { ExitChannel, Doorbell } = require(EXIT_CHANNEL);
+  const { ACCESS_KIND, emptyAccess } = require(KVM_RUN_VIEW);
   const { mode, iterations, channelBuffer, doorbellBuffer } = workerData;
+  // A one-byte port read of COM1's scratch register, as the exit path hands it over.
+  const access = { ...emptyAccess(), kind: ACCESS_KIND.ioRead, address: 0x3ff, size: 1, count: 1 };
   const channel = new ExitChannel(channelBuffer, new Doorbell(doorbellBuffer));
   const counters = { spinHits: 0, parks: 0 };
   const samples = [];
   const spinLimit = mode === 'ring-spin' ? 1e9 : 0;
   for (let i = 0; i < iterations; i++) {
     const t0 = performance.now();
-    const sequence = channel.handOff();
+    const sequence = channel.handOff(access);
     if (mode === 'post-message') parentPort.postMessage(sequence);
     channel.waitForCompletion(sequence, spinLimit, counters);
     samples.push((performance.now() - t0) * 1000);
@@ -81,10 +85,33 @@ if (!isMainThread) {
     return { mode, ...stats(msg.samples), completeMicrosPerCall: completeMicros / Math.max(1, served), counters: msg.counters };
   }
 
+  /** Strict options: --iterations N (default 20000) and --help; anything else is one line and exit 2. */
+  function parseIterations(argv) {
+    let iterations = 20000;
+    for (let i = 0; i < argv.length; i++) {
+      const arg = argv[i];
+      if (arg === '--help' || arg === '-h') {
+        process.stdout.write('usage: node bench/handoff-micro.js [--iterations N] [--help]\n\n'
+          + 'The vCPU-to-device-thread hand-off alone, without KVM: ring-spin, ring-park and post-message round trips.\n\n'
+          + '  --iterations N  round trips per mode (default 20000)\n  --help          this text\n');
+        process.exit(0);
+      }
+      const value = arg === '--iterations' ? argv[++i] : arg.startsWith('--iterations=') ? arg.slice('--iterations='.length) : undefined;
+      if (value === undefined) {
+        process.stderr.write(`handoff-micro: ${arg === '--iterations' ? '--iterations needs a value' : `unknown option ${JSON.stringify(arg)}`} (try --help)\n`);
+        process.exit(2);
+      }
+      if (!/^[1-9][0-9]*$/.test(value) || Number(value) > 10_000_000) {
+        process.stderr.write(`handoff-micro: --iterations wants a whole number from 1 to 10000000, not ${JSON.stringify(value)}\n`);
+        process.exit(2);
+      }
+      iterations = Number(value);
+    }
+    return iterations;
+  }
+
   (async () => {
-    const args = process.argv.slice(2);
-    const at = args.indexOf('--iterations');
-    const iterations = at >= 0 ? Number(args[at + 1]) : 20000;
+    const iterations = parseIterations(process.argv.slice(2));
     const results = [];
     for (const mode of ['ring-spin', 'ring-park', 'post-message']) results.push(await runMode(mode, iterations));
     for (const r of results) {

@@ -37,6 +37,12 @@ function newer(target, sources) {
   return sources.every((s) => !fs.existsSync(s) || fs.statSync(s).mtimeMs <= t);
 }
 
+/** `npm run build` (scripts/build.js: addon if missing, TypeScript, guests), for run-all after its options are checked. */
+function buildProject() {
+  log('bench: building (scripts/build.js)');
+  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build.js')], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+}
+
 /** Builds what the benches need if it is missing or stale: dist/ must exist already (npm run build). */
 function ensureBuilt() {
   if (!fs.existsSync(path.join(ROOT, 'dist', 'main', 'vmm', 'machine.js'))) {
@@ -431,9 +437,11 @@ class Progress {
 /**
  * Runs a bench script's main(options, progress) when that file is the program
  * (`node bench/<script>.js`): strict options (exit 2 with one line on a bad
- * one), --help, Ctrl-C handling; `plan(options)` counts its steps for [k/N].
+ * one), --help, Ctrl-C handling; then `prepare(options)` if given (run-all
+ * builds), the --hand-off list checked against `tsvmm --help`, and
+ * `plan(options)` counts the steps for [k/N].
  */
-function runIfMain(scriptModule, { script, description, accepts, plan, main }) {
+function runIfMain(scriptModule, { script, description, accepts, plan, main, prepare }) {
   if (require.main !== scriptModule) return;
   const name = script.replace(/\.js$/, '');
   let options;
@@ -443,16 +451,22 @@ function runIfMain(scriptModule, { script, description, accepts, plan, main }) {
       process.stdout.write(usage(script, accepts, description));
       process.exit(0);
     }
-    if (accepts.includes('handOff')) options.handOffs = chosenHandOffs(options);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`${name}: ${error.message}\n`);
     process.exit(2);
   }
   installInterruptHandlers(name);
-  main(options, new Progress(plan(options))).then(
+  (async () => {
+    prepare?.(options);
+    if (accepts.includes('handOff')) options.handOffs = chosenHandOffs(options);
+    await main(options, new Progress(plan(options)));
+  })().then(
     () => process.exit(0),
-    (error) => { process.stderr.write(`${name}: ${bugOrMessage(error)}\n`); process.exit(1); },
+    (error) => {
+      process.stderr.write(`${name}: ${bugOrMessage(error)}\n`);
+      process.exit(error instanceof UsageError ? 2 : 1);
+    },
   );
 }
 
@@ -465,6 +479,6 @@ function bugOrMessage(error) {
 module.exports = {
   runIfMain, parseOptions, usage, chosenHandOffs, handOffModes, Progress, UsageError, installInterruptHandlers, bugOrMessage,
   ROOT, OUT, RESULTS, GUEST, REF_VMM, QEMU, MEM_MIB, REGFILE_BASE,
-  log, ensureBuilt, qemuVersion, runProcess, track, startLoad, cpuNanos, qemuArgs, registerFile, runTsvmm,
+  log, buildProject, ensureBuilt, qemuVersion, runProcess, track, startLoad, cpuNanos, qemuArgs, registerFile, runTsvmm,
   parseBench, median, spread, ratioText, goal, goalLines, goalText, machineInfo, formatTable, markdownTable, writeResultsSection, sleep,
 };

@@ -1,5 +1,7 @@
 'use strict';
-// `npm run bench`: exit latency (idle and under one busy process), SMP
+// `npm run bench`: checks its options, builds (scripts/build.js, so that a
+// typo fails at once rather than after the build), then runs exit latency
+// (idle and under one busy process), SMP
 // scaling, start-up and virtio-blk, in that order, in one process (nothing
 // else of ours runs meanwhile), with one [k/N] progress count over all of
 // them. Writes the results page to bench/out/RESULTS.md (untracked); only
@@ -85,4 +87,4 @@ ${results.map((r) => r.section.replace(/\n*$/, '\n')).join('\n')}`;
     + `${options.writeResults ? '' : ' (tracked files untouched: --write-results rewrites bench/RESULTS.md)'}\n`);
 }
 
-lib.runIfMain(module, { script: 'run-all.js', description: DESCRIPTION, accepts: ACCEPTS, plan, main });
+lib.runIfMain(module, { script: 'run-all.js', description: DESCRIPTION, accepts: ACCEPTS, plan, main, prepare: lib.buildProject });
