@@ -277,8 +277,8 @@ const RESULTS = path.join(__dirname, 'RESULTS.md');
  * Replaces the section of bench/RESULTS.md under `heading` (a "## " line, up to
  * the next "## " heading) with `section`, or appends it (--write-results of one script).
  */
-function writeResultsSection(heading, section) {
-  const old = fs.existsSync(RESULTS) ? fs.readFileSync(RESULTS, 'utf8') : '# tsvmm benchmark results\n';
+function writeResultsSection(heading, section, file = RESULTS) {
+  const old = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# tsvmm benchmark results\n';
   const escaped = heading.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const start = old.search(new RegExp(`^${escaped}[ \\t]*$`, 'm'));
   let text;
@@ -289,7 +289,7 @@ function writeResultsSection(heading, section) {
     const next = rest.search(/^## /m);
     text = old.slice(0, start) + section.replace(/\n*$/, '\n') + (next < 0 ? '' : `\n${rest.slice(next)}`);
   }
-  fs.writeFileSync(RESULTS, text);
+  fs.writeFileSync(file, text);
 }
 
 function sleep(ms) {
@@ -336,12 +336,9 @@ function goalText(goals) {
 
 // ---- Hand-off modes: whatever `tsvmm --help` lists, so a new mode is benched without editing the benches ----
 
-let handOffCache;
-/** The --hand-off modes `node dist/main.js --help` lists, and which one is the default. */
-function handOffModes() {
-  if (handOffCache) return handOffCache;
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'main.js'), '--help'], { encoding: 'utf8' });
-  const lines = (r.stdout || '').split('\n');
+/** The --hand-off modes listed in a `tsvmm --help` text, and the one marked "(default)" (else the first). */
+function handOffModesFromHelp(helpText) {
+  const lines = helpText.split('\n');
   const at = lines.findIndex((l) => /^\s*--hand-off\b/.test(l));
   if (at < 0) throw new Error('`node dist/main.js --help` lists no --hand-off option: run `npm run build`');
   // The option's text runs on over indented continuation lines up to the next option.
@@ -357,7 +354,16 @@ function handOffModes() {
     if (/\(default\)/.test(piece)) defaultMode = m[1];
   }
   if (modes.length === 0) throw new Error(`cannot read the hand-off modes from \`node dist/main.js --help\`: ${lines[at].trim()}`);
-  handOffCache = { modes, defaultMode: defaultMode ?? modes[0] };
+  return { modes, defaultMode: defaultMode ?? modes[0] };
+}
+
+let handOffCache;
+/** The --hand-off modes `node dist/main.js --help` lists, and which one is the default. */
+function handOffModes() {
+  if (!handOffCache) {
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'main.js'), '--help'], { encoding: 'utf8' });
+    handOffCache = handOffModesFromHelp(r.stdout || '');
+  }
   return handOffCache;
 }
 
@@ -477,7 +483,7 @@ function bugOrMessage(error) {
 }
 
 module.exports = {
-  runIfMain, parseOptions, usage, chosenHandOffs, handOffModes, Progress, UsageError, installInterruptHandlers, bugOrMessage,
+  runIfMain, parseOptions, usage, chosenHandOffs, handOffModes, handOffModesFromHelp, Progress, UsageError, installInterruptHandlers, bugOrMessage,
   ROOT, OUT, RESULTS, GUEST, REF_VMM, QEMU, MEM_MIB, REGFILE_BASE,
   log, buildProject, ensureBuilt, qemuVersion, runProcess, track, startLoad, cpuNanos, qemuArgs, registerFile, runTsvmm,
   parseBench, median, spread, ratioText, goal, goalLines, goalText, machineInfo, formatTable, markdownTable, writeResultsSection, sleep,
