@@ -16,13 +16,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { QEMU_MISSING, findQemu } from '../support/qemu';
-import { ROOT } from '../support/tsvmm';
 import {
-  type E820Entry,
   type FirmwareBootOptions,
   type FirmwareRun,
   SEABIOS_BIN,
+  checkSeabios,
   e820FromSeabiosLog,
+  expectedMbrLines,
   firmwareQemuArgs,
   makeDiskImage,
   runFirmware,
@@ -47,31 +47,6 @@ async function boot(image: string, options: FirmwareBootOptions, timeoutMs: numb
   assert.not.ok(run.timedOut, `QEMU still running after ${timeoutMs} ms and killed; ${context}`);
   assert.is(run.status, 0, `QEMU exit status; ${context}`);
   return { run, log, context };
-}
-
-function checkSeabios(run: FirmwareRun, log: string, cpus: number, context: string): void {
-  assert.ok(run.output.includes('SeaBIOS (version'), `SeaBIOS banner on COM1; ${context}`);
-  assert.ok(run.output.includes('Booting from Hard Disk...'), `"Booting from Hard Disk..."; ${context}`);
-  assert.ok(log.includes('found virtio-blk at'), `SeaBIOS log: virtio-blk found; log ${log}`);
-  assert.ok(log.includes(`Found ${cpus} cpu(s) max supported ${cpus} cpu(s)`), `SeaBIOS log: ${cpus} CPUs; log ${log}`);
-  assert.ok(log.includes('Booting from 0000:7c00'), `SeaBIOS log: jumped to the boot sector; log ${log}`);
-}
-
-const hex16 = (value: bigint): string => value.toString(16).padStart(16, '0');
-
-/** The lines guests/mbr must print for the map SeaBIOS built (its debug log's). */
-function expectedMbrLines(map: E820Entry[]): string[] {
-  const stage2Sectors = fs.statSync(path.join(ROOT, 'guests', 'out', 'mbr.bin')).size / 512 - 1;
-  return [
-    'mbr: running, boot drive 80',
-    // SeaBIOS: EDD 3.0, API subsets 1 (extended access), 2 (removable), 4 (EDD)
-    `mbr: int13 ext 30 api 0007, stage 2 loaded (${stage2Sectors} sectors)`,
-    'mbr: disk 00000800 sectors of 0200 bytes', // mbr.img is 1 MiB
-    'mbr: int13 ext read ok (16 sectors at lba 16)',
-    `mbr: e820 ${map.length} entries`,
-    ...map.map((e) => `mbr: e820 ${hex16(e.base)} ${hex16(e.length)} ${e.type}`),
-    'mbr: reset',
-  ];
 }
 
 let mbrImage: string | undefined;

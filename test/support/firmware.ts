@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT } from './tsvmm';
+import * as assert from 'uvu/assert';
 import { SerialRun, runCollectingSerial } from './qemu';
 
 /** Debian's SeaBIOS (package seabios): what QEMU -M pc runs, and what tsvmm loads. */
@@ -39,6 +40,15 @@ export interface FirmwareBootOptions {
   cpus?: number;
   /** A file for SeaBIOS's debug log (isa-debugcon at port 0x402). */
   debugLog?: string;
+}
+
+/** The tsvmm arguments of the same boot as firmwareQemuArgs: 128 MiB, COM1 on stdout, the image as a virtio-blk disk. */
+export function firmwareTsvmmArgs(image: string, options: FirmwareBootOptions & { splitIrqchip?: boolean } = {}): string[] {
+  const args = ['--bios', SEABIOS_BIN, '--mem', '128', '--disk', `path=${image}`];
+  if (options.cpus !== undefined) args.push('--cpus', String(options.cpus));
+  if (options.splitIrqchip) args.push('--split-irqchip');
+  if (options.debugLog) args.push('--debugcon', `file:${options.debugLog}`);
+  return args;
 }
 
 /**
@@ -78,3 +88,30 @@ export function e820FromSeabiosLog(log: string): E820Entry[] | undefined {
     return { base, length: BigInt(`0x${match[2]}`) - base, type: Number(match[3]) };
   });
 }
+
+/** What every SeaBIOS boot of a disk must show, under QEMU and tsvmm alike: banner, boot message, the virtio-blk disk, `cpus` CPUs. */
+export function checkSeabios(run: FirmwareRun, log: string, cpus: number, context: string): void {
+  assert.ok(run.output.includes('SeaBIOS (version'), `SeaBIOS banner on COM1; ${context}`);
+  assert.ok(run.output.includes('Booting from Hard Disk...'), `"Booting from Hard Disk..."; ${context}`);
+  assert.ok(log.includes('found virtio-blk at'), `SeaBIOS log: virtio-blk found; log ${log}`);
+  assert.ok(log.includes(`Found ${cpus} cpu(s) max supported ${cpus} cpu(s)`), `SeaBIOS log: ${cpus} CPUs; log ${log}`);
+  assert.ok(log.includes('Booting from 0000:7c00'), `SeaBIOS log: jumped to the boot sector; log ${log}`);
+}
+
+const hex16 = (value: bigint): string => value.toString(16).padStart(16, '0');
+
+/** The lines guests/mbr must print for the map SeaBIOS built (its debug log's). */
+export function expectedMbrLines(map: E820Entry[]): string[] {
+  const stage2Sectors = fs.statSync(path.join(ROOT, 'guests', 'out', 'mbr.bin')).size / 512 - 1;
+  return [
+    'mbr: running, boot drive 80',
+    // SeaBIOS: EDD 3.0, API subsets 1 (extended access), 2 (removable), 4 (EDD)
+    `mbr: int13 ext 30 api 0007, stage 2 loaded (${stage2Sectors} sectors)`,
+    'mbr: disk 00000800 sectors of 0200 bytes', // mbr.img is 1 MiB
+    'mbr: int13 ext read ok (16 sectors at lba 16)',
+    `mbr: e820 ${map.length} entries`,
+    ...map.map((e) => `mbr: e820 ${hex16(e.base)} ${hex16(e.length)} ${e.type}`),
+    'mbr: reset',
+  ];
+}
+

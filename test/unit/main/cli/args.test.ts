@@ -21,7 +21,7 @@ test('every option is read', () => {
   assert.equal(
     values,
     {
-      help: false, version: false, kernel: 'k', initrd: 'i', cmdline: 'a b', cmdlineBase: undefined, cpus: 8, memMiB: 512,
+      help: false, version: false, kernel: 'k', initrd: 'i', bios: undefined, debugcon: undefined, cmdline: 'a b', cmdlineBase: undefined, cpus: 8, memMiB: 512,
       bootProtocol: 'pvh', splitIrqchip: true, serial: { kind: 'file', path: '/tmp/x' },
       handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: 'text', statsFile: undefined, logLevel: undefined, logFile: undefined, config: undefined, apiSocket: undefined, devices: [],
     },
@@ -41,6 +41,16 @@ test('--disk, --rng and --console become devices in command-line order; --disk m
   assert.equal(parseCli(['--console', 'off']).devices, []);
   assert.equal(parseCli(['--rng', 'src=/tmp/seed']).devices, [{ kind: 'rng', source: '/tmp/seed' }]);
   assert.throws(() => parseCli(['--console', 'serial']), /--console takes off, tty or file=PATH, got "serial"/);
+});
+
+test('--bios names a firmware image; --debugcon takes file:PATH or null, anything else is one line', () => {
+  const options = parseCli(['--bios', '/usr/share/seabios/bios.bin', '--debugcon', 'file:/tmp/seabios.log']);
+  assert.is(options.bios, '/usr/share/seabios/bios.bin');
+  assert.equal(options.debugcon, { kind: 'file', path: '/tmp/seabios.log' });
+  assert.equal(parseCli(['--debugcon', 'null']).debugcon, { kind: 'null' });
+  assert.is(parseCli([]).debugcon, undefined);
+  for (const bad of ['stdio', 'file:', '/tmp/x']) assert.throws(() => parseCli(['--debugcon', bad]), /^--debugcon takes file:PATH or null, got ".*"$/);
+  assert.throws(() => parseCli(['--bios', '']), /--bios needs a value/);
 });
 
 test('--api-socket names the control socket; it is the process\'s, not a VmConfig field', () => {
