@@ -3,7 +3,7 @@
 
 import { parseArgs } from 'node:util';
 import { HAND_OFF_MODES, HandOffMode } from '../../shared/vcpu-protocol';
-import { DeviceConfig, MAX_SPIN_LIMIT } from '../vmm/vm-config';
+import { DebugconConfig, DeviceConfig, MAX_SPIN_LIMIT } from '../vmm/vm-config';
 import { expandBareRng, parseConsole, parseDisk, parseRng } from './device-options';
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 import type { StatsFormat } from './stats-report';
@@ -23,6 +23,10 @@ export interface CliOptions {
   version: boolean;
   kernel?: string;
   initrd?: string;
+  /** A firmware image to boot instead of a kernel. */
+  bios?: string;
+  /** Where port 0x402's bytes go; undefined: no debug console. */
+  debugcon?: DebugconConfig;
   cpus: number;
   memMiB: number;
   cmdline?: string;
@@ -62,6 +66,8 @@ Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
 
   --kernel FILE         ELF vmlinux, bzImage, or PVH ELF to boot
   --initrd FILE         initial ramdisk to load for the kernel
+  --bios FILE           boot firmware (e.g. /usr/share/seabios/bios.bin) instead of a kernel
+  --debugcon D          port 0x402 debug console (SeaBIOS's log): file:PATH or null
   --cmdline STR         appended to the base command line
   --cmdline-base STR    replaces the base "console=ttyS0 noacpi reboot=k panic=-1"
   --cpus N              number of vCPUs (default ${DEFAULT_CPUS})
@@ -162,6 +168,13 @@ function parseStats(format: string | undefined, file: string | undefined): 'off'
   return file !== undefined ? 'json' : format ?? 'off';
 }
 
+function parseDebugcon(text: string | undefined): DebugconConfig | undefined {
+  if (text === undefined) return undefined;
+  if (text === 'null') return { kind: 'null' };
+  if (text.startsWith('file:') && text.length > 5) return { kind: 'file', path: text.slice(5) };
+  throw new UsageError(`--debugcon takes file:PATH or null, got "${text}"`);
+}
+
 function parseLogLevel(verbose: number, level: string | undefined, file: string | undefined): LogLevel | undefined {
   if (verbose > 0 && level !== undefined) throw new UsageError('give -v or --log-level, not both');
   if (verbose > 2) throw new UsageError('-v takes at most two (-vv, debug)');
@@ -191,6 +204,8 @@ export function parseCli(argv: string[]): CliOptions {
       options: {
         kernel: { type: 'string' },
         initrd: { type: 'string' },
+        bios: { type: 'string' },
+        debugcon: { type: 'string' },
         cmdline: { type: 'string' },
         'cmdline-base': { type: 'string' },
         cpus: { type: 'string' },
@@ -249,6 +264,8 @@ export function parseCli(argv: string[]): CliOptions {
     version: values.version ?? false,
     kernel: values.kernel,
     initrd: values.initrd,
+    bios: values.bios,
+    debugcon: parseDebugcon(values.debugcon),
     cmdline: values.cmdline,
     cmdlineBase: values['cmdline-base'],
     cpus: positiveInteger('cpus', values.cpus, DEFAULT_CPUS),
