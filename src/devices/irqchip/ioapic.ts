@@ -201,9 +201,14 @@ export class Ioapic implements BusDevice, StatefulDevice<IoapicState> {
     return saveFields(this.regs, IOAPIC_FIELDS);
   }
 
-  /** Puts `state` (from snapshot()) back; sends nothing, not even a route change (pending level interrupts go out on the next EOI or line change). */
+  /**
+   * Puts `state` (from snapshot()) back and announces every pin's route (the
+   * host's routing table must follow the restored entries); sends no
+   * interrupt (pending level interrupts go out on the next EOI or line change).
+   */
   restore(state: IoapicState): void {
     restoreFields(this.regs, state, IOAPIC_FIELDS, (problem) => new IoapicError(`cannot restore IOAPIC state: ${problem}; pass a state produced by Ioapic.snapshot()`));
+    this.regs.redirectionTable.forEach((entry, pin) => this.routeChanged?.(pin, isMasked(entry) ? null : redirectionEntryMsi(entry)));
   }
 
   /** Pin `pin`'s redirection entry as the guest reads it. */

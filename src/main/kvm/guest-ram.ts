@@ -1,10 +1,12 @@
 // Guest RAM: anonymous shared mappings, one per KVM memory slot, that the
-// main thread, every vCPU worker and KVM all see without copies. release()
-// unmaps them when the VM is closed (the addon's cleanup hook unmaps what is
-// left when the main thread's environment is torn down).
+// main thread, every vCPU worker and KVM all see without copies; or, for a
+// restored VM, private (copy-on-write) mappings of a snapshot's memory file.
+// release() unmaps them when the VM is closed (the addon's cleanup hook
+// unmaps what is left when the main thread's environment is torn down).
 
+import * as fs from 'node:fs';
 import { GuestMemory, MemoryRegion, hex } from '../arch/guest-memory';
-import { MAP_ANONYMOUS, MAP_NORESERVE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../shared/kvm-abi';
+import { MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../shared/kvm-abi';
 import { KvmError, native } from '../../shared/native';
 import type { Vm } from './kvm';
 
@@ -42,6 +44,38 @@ export class GuestRam {
     } catch (error) {
       for (const slot of slots) addon.munmap(slot.hostAddress, slot.size);
       throw error;
+    }
+    return new GuestRam(slots, new GuestMemory(regions));
+  }
+
+  /**
+   * Maps each slot from `file` at its offset with MAP_PRIVATE: nothing is
+   * read now, a page comes from the file when the guest first touches it,
+   * and guest writes go to private copies, never to the file. So mapping
+   * costs the same for any memory size. Slots larger than 2 GiB are refused
+   * (GuestRam.create never makes them).
+   */
+  static mapFile(vm: Vm, file: string, layout: ReadonlyArray<{ guestAddress: number; size: number; fileOffset: number }>): GuestRam {
+    const addon = native();
+    const slots: RamSlot[] = [];
+    const regions: MemoryRegion[] = [];
+    const fd = fs.openSync(file, 'r');
+    try {
+      for (const { guestAddress, size, fileOffset } of layout) {
+        if (size > MAX_SLOT_BYTES) throw new KvmError(`mmap of ${file}`, 22 /* EINVAL */, `a RAM slot of ${size} bytes is larger than 2 GiB`);
+        // PROT_WRITE on a read-only fd is allowed for a private mapping: the writes stay in this process.
+        const mapped = addon.mmap(fd, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fileOffset);
+        if (typeof mapped === 'number') throw new KvmError(`mmap of ${Math.floor(size / (1024 * 1024))} MiB of ${file} at offset ${fileOffset}`, -mapped);
+        const slot = { slot: slots.length, guestAddress, size, hostAddress: mapped };
+        slots.push(slot);
+        vm.setUserMemoryRegion(slot.slot, guestAddress, size, mapped);
+        regions.push({ guestAddress, size, bytes: new Uint8Array(addon.view(mapped, size)) });
+      }
+    } catch (error) {
+      for (const slot of slots) addon.munmap(slot.hostAddress, slot.size);
+      throw error;
+    } finally {
+      fs.closeSync(fd); // the mappings keep the file
     }
     return new GuestRam(slots, new GuestMemory(regions));
   }
