@@ -317,9 +317,10 @@ function goal(target, value, limit, { atMost = true, unit = 'x', spreadText = ''
   const show = (x) => (unit === 'x' ? `${x.toFixed(2)}x` : `${x.toFixed(1)} ${unit}`);
   let by = '';
   if (!met) {
-    by = unit === 'x' || unit === '%'
-      ? `, missed by ${(Math.abs(value / limit - 1) * 100).toFixed(0)}%`
-      : `, missed by ${Math.abs(value - limit).toFixed(1)} ${unit}`;
+    const how = atMost ? 'over' : 'short of';
+    by = unit === 'ms'
+      ? `, missed: ${Math.abs(value - limit).toFixed(1)} ms ${how} the ${limit} ms limit`
+      : `, missed: ${(Math.abs(value / limit - 1) * 100).toFixed(0)}% ${how} the ${show(limit)} limit`;
   }
   return { target, value, limit, met, shown: `${show(value)}${spreadText ? ` (${spreadText})` : ''}${by}${detail ? `; ${detail}` : ''}` };
 }

@@ -55,6 +55,18 @@ test('the hand-off modes come from tsvmm --help, a new mode and wrapped lines in
   assert.throws(() => bench.handOffModesFromHelp('  --cpus N\n'), /lists no --hand-off option/);
 });
 
+test('a goal says met, or missed by how much beside its spread', () => {
+  const met = bench.goal('port read <= 1.10x', 1.04, 1.10, { spreadText: 'per round 1.01-1.08' });
+  assert.equal([met.met, met.shown], [true, '1.04x (per round 1.01-1.08)']);
+  const over = bench.goal('port read <= 1.10x', 1.21, 1.10, { spreadText: 'per round 1.15-1.30' });
+  assert.equal([over.met, over.shown], [false, '1.21x (per round 1.15-1.30), missed: 10% over the 1.10x limit']);
+  const short = bench.goal('8 vCPUs >= 0.8x QEMU', 0.6, 0.8, { atMost: false });
+  assert.equal([short.met, short.shown], [false, '0.60x, missed: 25% short of the 0.80x limit']);
+  assert.is(bench.goal('start-up', 42.5, 30, { unit: 'ms' }).shown, '42.5 ms, missed: 12.5 ms over the 30 ms limit');
+  assert.is(bench.goal('x', NaN, 1).met, undefined);
+  assert.equal(bench.goalText([met, over]), [`MET    port read <= 1.10x: ${met.shown}`, `MISSED port read <= 1.10x: ${over.shown}`]);
+});
+
 test('--write-results replaces a section of RESULTS.md in place, or appends it', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvmm-bench-test-'));
   try {
