@@ -268,7 +268,7 @@ async function main(options, progress = new lib.Progress(plan(options))) {
   const runners = runnerList(options);
   const conds = conditions(options);
   const elf = options.quick ? lib.GUEST.exitQuick : lib.GUEST.exit;
-  const { defaultMode } = lib.handOffModes();
+  const defaultMode = lib.judgedHandOff(options);
   const raw = Object.fromEntries(conds.map((c) => [c, Object.fromEntries(runners.map((r) => [r.name, []]))]));
   const loadShares = [];
   const tscSamples = [];

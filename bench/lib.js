@@ -426,6 +426,13 @@ function chosenHandOffs(options) {
   return options.handOffs;
 }
 
+/** The hand-off mode the goals judge: tsvmm's default when it is run, else the first one run. */
+function judgedHandOff(options) {
+  const { modes, defaultMode } = handOffModes();
+  const run = options.handOffs ?? modes;
+  return run.includes(defaultMode) ? defaultMode : run[0];
+}
+
 /** `[k/N]` progress over a whole bench run (run-all shares one across every script). */
 class Progress {
   constructor(total) {
@@ -484,7 +491,7 @@ function bugOrMessage(error) {
 }
 
 module.exports = {
-  runIfMain, parseOptions, usage, chosenHandOffs, handOffModes, handOffModesFromHelp, Progress, UsageError, installInterruptHandlers, bugOrMessage,
+  runIfMain, parseOptions, usage, chosenHandOffs, judgedHandOff, handOffModes, handOffModesFromHelp, Progress, UsageError, installInterruptHandlers, bugOrMessage,
   ROOT, OUT, RESULTS, GUEST, REF_VMM, QEMU, MEM_MIB, REGFILE_BASE,
   log, buildProject, ensureBuilt, qemuVersion, runProcess, track, startLoad, cpuNanos, qemuArgs, registerFile, runTsvmm,
   parseBench, median, spread, ratioText, goal, goalLines, goalText, machineInfo, formatTable, markdownTable, writeResultsSection, sleep,

@@ -64,7 +64,7 @@ async function main(options, progress = new lib.Progress(plan(options))) {
   lib.ensureBuilt();
   const runners = runnerList(options);
   const counts = cpuCounts(options);
-  const { defaultMode } = lib.handOffModes();
+  const defaultMode = lib.judgedHandOff(options);
   const main = `tsvmm-${defaultMode}`;
   const raw = {};
   for (let round = 1; round <= rounds; round++) {
