@@ -39,7 +39,7 @@ export interface VmConfig {
   rtcBase?: string;
   handOff: HandOffMode;
   spinLimit: number;
-  /** Virtio PCI devices, in slot order (slot 1 first). */
+  /** Virtio PCI devices, in slot order (slot 2 first, after the host and ISA bridges). */
   devices: DeviceConfig[];
 }
 
