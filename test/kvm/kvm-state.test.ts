@@ -133,4 +133,21 @@ test('readableMsrs keeps only the MSRs KVM_GET_MSRS reads', () => {
   }
 });
 
+test('guest RAM reports as possibly holding data only the pages written, not the untouched rest', () => {
+  const kvm = Kvm.open(process.env.TSVMM_KVM_DEVICE ?? '/dev/kvm');
+  const vm = kvm.createVm();
+  const ram = GuestRam.create(vm, [{ guestAddress: 0, size: 64 * 1024 * 1024 }]);
+  try {
+    const bytes = ram.memory.regions[0].bytes;
+    for (const page of [0, 5, 16383]) bytes[page * 4096 + 100] = 1;
+    const marked = ram.pagesThatMayHoldData(0);
+    assert.is(marked.length, 16384);
+    assert.equal([...marked.keys()].filter((page) => marked[page] !== 0), [0, 5, 16383]);
+  } finally {
+    ram.release();
+    vm.close();
+    kvm.close();
+  }
+});
+
 test.run();

@@ -20,8 +20,22 @@ export interface RamSlot {
   hostAddress: bigint;
 }
 
+/** /proc/self/pagemap: one 64-bit entry per virtual page of this process. */
+const PAGEMAP = '/proc/self/pagemap';
+const PAGEMAP_ENTRY_BYTES = 8;
+/** pagemap entry bits 63 (present in RAM) and 62 (swapped out), in the entry's high 32 bits: the page exists. */
+const PAGEMAP_PRESENT_OR_SWAPPED = 0xc000_0000;
+const PAGE_BYTES = 4096;
+/** Pagemap entries read at once (8 MiB of entries cover 4 GiB of RAM). */
+const PAGEMAP_CHUNK_ENTRIES = 1 << 17;
+
 export class GuestRam {
-  private constructor(readonly slots: RamSlot[], readonly memory: GuestMemory) {}
+  private constructor(
+    readonly slots: RamSlot[],
+    readonly memory: GuestMemory,
+    /** For RAM mapped from a snapshot file: per slot, the pages the file holds data in (1 a page). */
+    private readonly fileData?: Uint8Array[],
+  ) {}
 
   /** Maps RAM for the given regions (split into slots of at most 2 GiB) and registers it with KVM. */
   static create(vm: Vm, layout: ReadonlyArray<{ guestAddress: number; size: number }>): GuestRam {
@@ -55,7 +69,12 @@ export class GuestRam {
    * costs the same for any memory size. Slots larger than 2 GiB are refused
    * (GuestRam.create never makes them).
    */
-  static mapFile(vm: Vm, file: string, layout: ReadonlyArray<{ guestAddress: number; size: number; fileOffset: number }>): GuestRam {
+  static mapFile(
+    vm: Vm,
+    file: string,
+    layout: ReadonlyArray<{ guestAddress: number; size: number; fileOffset: number }>,
+    dataPages: ReadonlyArray<readonly [number, number]>,
+  ): GuestRam {
     const addon = native();
     const slots: RamSlot[] = [];
     const regions: MemoryRegion[] = [];
@@ -77,7 +96,50 @@ export class GuestRam {
     } finally {
       fs.closeSync(fd); // the mappings keep the file
     }
-    return new GuestRam(slots, new GuestMemory(regions));
+    // Which of each slot's pages hold data in the file: untouched ones read as the file, not as zero.
+    const fileData = layout.map(({ size, fileOffset }) => {
+      const pages = new Uint8Array(size / PAGE_BYTES);
+      const first = fileOffset / PAGE_BYTES;
+      for (const [start, count] of dataPages) {
+        const from = Math.max(start, first) - first;
+        const to = Math.min(start + count, first + pages.length) - first;
+        if (to > from) pages.fill(1, from, to);
+      }
+      return pages;
+    });
+    return new GuestRam(slots, new GuestMemory(regions), fileData);
+  }
+
+  /**
+   * One byte per page of slot `index`: 1 where the page may hold something
+   * other than zeros (it is in memory or swapped out, by /proc/self/pagemap,
+   * or it is a data page of the snapshot file it was mapped from), 0 where it
+   * is certainly zero. A snapshot reads only the pages marked: reading the
+   * others would allocate them (untouched shared memory gets a page on the
+   * first read) and cost time in proportion to the memory size.
+   */
+  pagesThatMayHoldData(index: number): Uint8Array {
+    const slot = this.slots[index];
+    const pages = new Uint8Array(slot.size / PAGE_BYTES);
+    const fd = fs.openSync(PAGEMAP, 'r');
+    try {
+      const buffer = Buffer.alloc(PAGEMAP_CHUNK_ENTRIES * PAGEMAP_ENTRY_BYTES);
+      // The entries' high halves (little endian), where the flag bits are.
+      const words = new Uint32Array(buffer.buffer, buffer.byteOffset, buffer.length / 4);
+      const firstEntry = Number(slot.hostAddress / BigInt(PAGE_BYTES));
+      for (let page = 0; page < pages.length; page += PAGEMAP_CHUNK_ENTRIES) {
+        const count = Math.min(PAGEMAP_CHUNK_ENTRIES, pages.length - page);
+        const got = fs.readSync(fd, buffer, 0, count * PAGEMAP_ENTRY_BYTES, (firstEntry + page) * PAGEMAP_ENTRY_BYTES);
+        for (let i = 0; i < got / PAGEMAP_ENTRY_BYTES; i++) {
+          if ((words[2 * i + 1] & PAGEMAP_PRESENT_OR_SWAPPED) !== 0) pages[page + i] = 1;
+        }
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    const fromFile = this.fileData?.[index];
+    if (fromFile) for (let i = 0; i < pages.length; i++) pages[i] |= fromFile[i];
+    return pages;
   }
 
   private released = false;

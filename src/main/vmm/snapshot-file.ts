@@ -38,6 +38,8 @@ export class SnapshotError extends TsvmmError {
 export interface RamImage {
   guestAddress: number;
   bytes: Uint8Array;
+  /** One byte per page, 0 for a page known to be zero (not read at all); absent: every page is read. */
+  mayHoldData?: Uint8Array;
 }
 
 /** Where each RAM slot is in memory.bin (page-aligned, so it can be mapped from there). */
@@ -61,6 +63,8 @@ export interface LoadedSnapshot extends SnapshotState {
   tsvmmVersion: string;
   memoryFile: string;
   memorySlots: MemorySlot[];
+  /** [first page, count] runs of memory.bin's pages that hold data (the rest are holes, zero). */
+  memoryDataPages: [number, number][];
 }
 
 /** What writeSnapshot did, for benchmarks and logs. */
@@ -219,8 +223,8 @@ function isZero(bytes: Uint8Array, from: number, length: number): boolean {
   return view.equals(length === ZERO_CHUNK.length ? ZERO_CHUNK : ZERO_CHUNK.subarray(0, length));
 }
 
-/** The runs of non-zero pages of `bytes` (a whole number of pages), numbered from `firstPage`. */
-function dataRuns(bytes: Uint8Array, firstPage: number): PageRuns {
+/** The runs of non-zero pages of `bytes` (a whole number of pages), numbered from `firstPage`; only pages `mayHoldData` marks are read. */
+function dataRuns(bytes: Uint8Array, firstPage: number, mayHoldData?: Uint8Array): PageRuns {
   const runs: PageRuns = [];
   const pages = bytes.length / PAGE_BYTES;
   let page = 0;
@@ -230,13 +234,17 @@ function dataRuns(bytes: Uint8Array, firstPage: number): PageRuns {
     else runs.push([firstPage + at, 1]);
   };
   while (page < pages) {
+    if (mayHoldData && mayHoldData[page] === 0) {
+      page++;
+      continue;
+    }
     const chunk = Math.min(ZERO_CHUNK_PAGES, pages - page);
-    if (isZero(bytes, page * PAGE_BYTES, chunk * PAGE_BYTES)) {
+    if (!mayHoldData && isZero(bytes, page * PAGE_BYTES, chunk * PAGE_BYTES)) {
       page += chunk;
       continue;
     }
     for (const end = page + chunk; page < end; page++) {
-      if (!isZero(bytes, page * PAGE_BYTES, PAGE_BYTES)) extend(page);
+      if ((!mayHoldData || mayHoldData[page] !== 0) && !isZero(bytes, page * PAGE_BYTES, PAGE_BYTES)) extend(page);
     }
   }
   return runs;
@@ -254,6 +262,19 @@ function checksum(text: string): string {
  * `directory` (created if missing), replacing a snapshot already there.
  */
 export function writeSnapshot(directory: string, state: SnapshotState, ram: readonly RamImage[], tsvmmVersion: string): SnapshotWriteStats {
+  try {
+    return writeSnapshotFiles(directory, state, ram, tsvmmVersion);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === undefined) throw error;
+    const where = (error as NodeJS.ErrnoException).path ?? directory;
+    // A directory the caller named badly is theirs to fix; a full or failing disk is the host's.
+    const kind = ['EACCES', 'EPERM', 'ENOENT', 'ENOTDIR', 'EROFS', 'EEXIST', 'EISDIR'].includes(code) ? 'usage' : 'host';
+    throw new TsvmmError(kind, `cannot write the snapshot to ${directory}: ${where}: ${code}; give a writable directory with room for the guest's memory`, { cause: error });
+  }
+}
+
+function writeSnapshotFiles(directory: string, state: SnapshotState, ram: readonly RamImage[], tsvmmVersion: string): SnapshotWriteStats {
   fs.mkdirSync(directory, { recursive: true });
   const memoryPath = path.join(directory, MEMORY_FILE);
   const manifestPath = path.join(directory, MANIFEST_FILE);
@@ -269,7 +290,7 @@ export function writeSnapshot(directory: string, state: SnapshotState, ram: read
     for (const image of ram) {
       if (image.bytes.length % PAGE_BYTES !== 0) throw new TsvmmError('internal', `RAM slot at 0x${image.guestAddress.toString(16)} is not a whole number of pages`);
       slots.push({ guestAddress: image.guestAddress, size: image.bytes.length, fileOffset: fileBytes });
-      for (const [first, count] of dataRuns(image.bytes, fileBytes / PAGE_BYTES)) {
+      for (const [first, count] of dataRuns(image.bytes, fileBytes / PAGE_BYTES, image.mayHoldData)) {
         const from = first * PAGE_BYTES - fileBytes;
         const length = count * PAGE_BYTES;
         const data = image.bytes.subarray(from, from + length);
@@ -415,5 +436,6 @@ export function readSnapshot(directory: string): LoadedSnapshot {
     config, vm, vcpus, devices,
     memoryFile,
     memorySlots,
+    memoryDataPages: runs,
   };
 }

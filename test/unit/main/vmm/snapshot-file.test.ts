@@ -186,4 +186,21 @@ test('a manifest with a consistent checksum but a bad field is refused naming th
   }
 });
 
+test('a directory that cannot be written is one usage line naming it', () => {
+  const dir = tempDir();
+  try {
+    const file = path.join(dir, 'a-file');
+    fs.writeFileSync(file, '');
+    try {
+      writeSnapshot(path.join(file, 'snap'), state(), ram(), '0.1.0');
+      assert.unreachable('a snapshot under a regular file was written');
+    } catch (error) {
+      assert.is((error as { kind?: string }).kind, 'usage');
+      assert.match((error as Error).message, /^cannot write the snapshot to .*a-file\/snap: .*: (ENOTDIR|EEXIST); give a writable directory/);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();
