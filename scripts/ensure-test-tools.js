@@ -1,14 +1,18 @@
 #!/usr/bin/env node
-// Installs the Debian packages the test suite uses for cross-checks, when
-// they are missing and this is a root shell on a Debian machine: QEMU (the
-// reference VMM that proves the test guests right) and xz (to extract the
-// Debian kernel). Without them those tests say "not checked" instead.
+// npm run setup (npm test installs nothing): installs the Debian packages the
+// test suite uses for cross-checks, when they are missing and this is a root
+// shell on a Debian machine: QEMU (the reference VMM that proves the test
+// guests right), xz (to extract the Debian kernel), busybox-static and cpio
+// (scripts/make-initramfs.sh). Without them those tests say "not checked".
 'use strict';
 const { spawnSync } = require('node:child_process');
 
 const wanted = [
   { command: 'qemu-system-x86_64', pkg: 'qemu-system-x86' },
   { command: 'xz', pkg: 'xz-utils' },
+  // scripts/make-initramfs.sh and its tests.
+  { command: 'busybox', pkg: 'busybox-static' },
+  { command: 'cpio', pkg: 'cpio' },
 ];
 
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;

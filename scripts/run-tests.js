@@ -40,12 +40,18 @@ const totals = { passed: 0, failed: typeErrors, skipped: 0 };
 const failedFiles = [];
 const FILE_TIMEOUT_MS = 5 * 60 * 1000; // the slowest file (Debian kernel boots) takes ~80 s
 
+/** The fd a test file writes notices on (test/support/notice.ts): this process's stdout, so they show at once. */
+const NOTICE_FD = 3;
+
 for (const file of files) {
   const name = path.relative(testRoot, file);
+  // Said before the file runs: a KVM file can take a minute, and its output comes only when it ends.
+  console.log(`run  ${name}`);
   const started = Date.now();
   const result = spawnSync(process.execPath, [file], {
     cwd: root,
-    env: { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1' },
+    env: { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1', TSVMM_TEST_NOTICE_FD: String(NOTICE_FD) },
+    stdio: ['ignore', 'pipe', 'pipe', 1],
     encoding: 'utf8',
     timeout: FILE_TIMEOUT_MS,
     maxBuffer: 64 * 1024 * 1024,
