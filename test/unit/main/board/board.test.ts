@@ -339,4 +339,55 @@ test('PCI: the host bridge at 00:00.0, the PIIX3 ISA bridge at 00:01.0, and virt
   board.dispose();
 });
 
+
+test('SeaBIOS\'s PCI pass on a board with a virtio-rng: BAR sizing, a new BAR 0, decode on; the device answers only at the new place', async () => {
+  const { GuestMemory: FakeMemory } = await import('../../../fixtures/virtio-driver');
+  const { VirtioRng } = await import('../../../../src/devices/virtio/rng');
+  let rangesChanged = 0;
+  const board = new Board({
+    vcpuCount: 1, memoryBelow4G: 64 * MIB, memoryAbove4G: 0, irqchip: 'kernel', host: makeHost('kernel').host, onReset: () => {},
+    dmaMemory: new FakeMemory(0x10000), onRangesChanged: () => rangesChanged++,
+    pciDevices: [{ placement: planPci(['rng0'])[0], backend: new VirtioRng((into) => into.fill(0x5a)) }],
+  });
+  const select = (register: number) => board.io.write(0xcf8, Uint8Array.of(register, 2 << 3, 0, 0x80));
+  const configRead32 = (register: number) => {
+    select(register);
+    const data = new Uint8Array(4);
+    board.io.read(0xcfc, data);
+    return new DataView(data.buffer).getUint32(0, true);
+  };
+  const configWrite = (register: number, bytes: number[]) => {
+    select(register);
+    board.io.write(0xcfc, Uint8Array.from(bytes));
+  };
+  const mmioRead32 = (address: number) => {
+    const data = new Uint8Array(4);
+    return board.mmio.read(address, data) ? new DataView(data.buffer).getUint32(0, true) : undefined;
+  };
+  const oldBar = (configRead32(0x10) & ~0xf) >>> 0;
+  assert.is(oldBar, 0xe000_0000);
+  assert.is(mmioRead32(oldBar + 0x14) !== undefined, false, 'decoding is off until the guest enables it'); // device_status
+  // pci_bios_get_bar: all ones, read the size mask, put the old value back; for every BAR
+  for (let bar = 0; bar < 6; bar++) {
+    const register = 0x10 + 4 * bar;
+    const saved = configRead32(register);
+    configWrite(register, [0xff, 0xff, 0xff, 0xff]);
+    const mask = configRead32(register);
+    configWrite(register, [saved & 0xff, (saved >>> 8) & 0xff, (saved >>> 16) & 0xff, saved >>> 24]);
+    if (bar === 0) assert.is(mask, 0xffff_8000, 'BAR 0: 32 KiB of 32-bit memory');
+    else assert.is(mask, 0, `BAR ${bar}: not implemented`);
+  }
+  // pci_region_map_one_entry and pci_bios_init_device: the new address, then memory decode and bus mastering
+  configWrite(0x10, [0x00, 0x80, 0xbf, 0xfe]);
+  configWrite(0x04, [0x06, 0x00]);
+  assert.is(mmioRead32(oldBar), undefined, 'nothing left at the old BAR');
+  const newBar = 0xfebf_8000;
+  assert.is(mmioRead32(newBar + 0x14), 0, 'common config at the new BAR: device_status 0');
+  board.mmio.write(newBar + 0x00, Uint8Array.of(1, 0, 0, 0)); // device_feature_select = 1
+  assert.is(mmioRead32(newBar + 0x04)! & 1, 1, 'VERSION_1 offered in feature word 1');
+  assert.ok(board.mmio.ranges().some((r) => r.base === newBar && r.length === 0x8000));
+  assert.ok(rangesChanged >= 1, 'the vCPUs\' claims were republished');
+  board.dispose();
+});
+
 test.run();
