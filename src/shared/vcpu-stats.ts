@@ -32,6 +32,11 @@ const PARK_ROW = SPIN_ROW + HANDOFF_BUCKETS;
 
 export const VCPU_STATS_BYTES = (VCPU_STAT_NAMES.length + 2 * HANDOFF_BUCKETS) * 8;
 
+/** True for the one hand-off in HANDOFF_SAMPLE_EVERY whose wait is timed (`forwarded`: the vCPU's count so far). */
+export function timesHandOffWait(forwarded: number): boolean {
+  return forwarded % HANDOFF_SAMPLE_EVERY === 0;
+}
+
 /** Counts one timed hand-off wait of `micros` microseconds into `stats` (the vCPU's own Float64Array view). */
 export function recordHandOffWait(stats: Float64Array, parked: boolean, micros: number): void {
   const bucket = Math.min(HANDOFF_BUCKETS - 1, 32 - Math.clz32(micros));
@@ -58,6 +63,19 @@ function bucketLabel(bucket: number): string {
   if (bucket === 0) return '<1';
   if (bucket === HANDOFF_BUCKETS - 1) return `>=${2 ** (bucket - 1)}`;
   return `${2 ** (bucket - 1)}-${2 ** bucket}`;
+}
+
+/** --stats=json's form: the bucket bounds spelled out, so the counts mean something without this file. */
+export function handOffHistogramJson(histogram: HandOffHistogram): {
+  sampledOneIn: number; bucketsBelowUs: (number | null)[]; spun: number[]; parked: number[];
+} {
+  return {
+    sampledOneIn: HANDOFF_SAMPLE_EVERY,
+    // Bucket k holds waits below 2^k us (and at least 2^(k-1)); the last one everything longer (null: no bound).
+    bucketsBelowUs: Array.from({ length: HANDOFF_BUCKETS }, (_, k) => (k === HANDOFF_BUCKETS - 1 ? null : 2 ** k)),
+    spun: histogram.spin,
+    parked: histogram.park,
+  };
 }
 
 /** One line of --stats output: the non-empty buckets of each row, "none" when no hand-off was timed. */

@@ -3,7 +3,7 @@
 // from process start, never raw clock readings, which mean nothing outside
 // the process that took them.
 
-import type { VcpuStatValues } from '../../shared/vcpu-stats';
+import { HandOffHistogram, VcpuStatValues, handOffHistogramJson, handOffHistogramText } from '../../shared/vcpu-stats';
 import type { VmExit } from '../vmm/vm-exit';
 
 export type StatsFormat = 'text' | 'json';
@@ -14,6 +14,8 @@ export interface RunRecord {
   exitCode: number;
   summary: string;
   vcpus: VcpuStatValues[];
+  /** Per vCPU, the sampled histogram of hand-off waits (absent: not printed). */
+  handOffWaits?: HandOffHistogram[];
   deviceThread: { served: number; parks: number };
   processStartNs: number;
   /** When the VM had ended (run() resolved). */
@@ -30,9 +32,12 @@ function firstRunNs(record: RunRecord): number | undefined {
   return first > 0 ? first : undefined;
 }
 
-/** The lines plain --stats has always printed. */
+/** The lines of plain --stats: as before, plus each vCPU's hand-off wait histogram when the record has one. */
 export function statsText(record: RunRecord): string {
-  const lines = record.vcpus.map((stats, id) => `vcpu${id}: ${Object.entries(stats).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  const lines = record.vcpus.flatMap((stats, id) => [
+    `vcpu${id}: ${Object.entries(stats).map(([k, v]) => `${k}=${v}`).join(' ')}`,
+    ...(record.handOffWaits?.[id] ? [`vcpu${id} ${handOffHistogramText(record.handOffWaits[id])}`] : []),
+  ]);
   lines.push(`device thread: served=${record.deviceThread.served} parks=${record.deviceThread.parks}`);
   const first = firstRunNs(record);
   if (first !== undefined) lines.push(`start-up: first guest instruction ${((first - record.processStartNs) / 1e6).toFixed(1)} ms after process start`);
@@ -51,7 +56,10 @@ export function statsJson(record: RunRecord): string {
     total: ms(record.nowNs - record.processStartNs),
   };
   // firstRunNs is a clock reading: durationsMs says what it means.
-  const vcpus = record.vcpus.map((stats, id) => ({ id, ...Object.fromEntries(Object.entries(stats).filter(([name]) => name !== 'firstRunNs')) }));
+  const vcpus = record.vcpus.map((stats, id) => ({
+    id, ...Object.fromEntries(Object.entries(stats).filter(([name]) => name !== 'firstRunNs')),
+    ...(record.handOffWaits?.[id] ? { handOffWaits: handOffHistogramJson(record.handOffWaits[id]) } : {}),
+  }));
   return `${JSON.stringify({
     exit: record.exit,
     exitCode: record.exitCode,

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  HANDOFF_BUCKETS, VCPU_STATS_BYTES, handOffHistogramText, readHandOffHistogram, readVcpuStats, recordHandOffWait,
+  HANDOFF_BUCKETS, VCPU_STATS_BYTES, handOffHistogramText, readHandOffHistogram, readVcpuStats, recordHandOffWait, timesHandOffWait,
 } from '../../../src/shared/vcpu-stats';
 
 function statsBuffer(): { buffer: SharedArrayBuffer; view: Float64Array } {
@@ -39,6 +39,11 @@ test('the --stats line lists the non-empty buckets of each row', () => {
   recordHandOffWait(view, true, 20);
   recordHandOffWait(view, true, 1e6);
   assert.match(handOffHistogramText(readHandOffHistogram(buffer)), /spun <1:2; parked 16-32:1 >=16384:1$/);
+});
+
+test('one hand-off in 16 is timed', () => {
+  const timed = Array.from({ length: 64 }, (_, forwarded) => forwarded).filter(timesHandOffWait);
+  assert.equal(timed, [0, 16, 32, 48]);
 });
 
 test.run();

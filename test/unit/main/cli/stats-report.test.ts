@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RunRecord, statsJson, statsText } from '../../../../src/main/cli/stats-report';
-import type { VcpuStatValues } from '../../../../src/shared/vcpu-stats';
+import { HANDOFF_BUCKETS, VcpuStatValues } from '../../../../src/shared/vcpu-stats';
 
 const counters = (firstRunNs: number): VcpuStatValues => ({
   kvmRuns: 10, ioExits: 7, mmioExits: 1, forwarded: 5, unclaimed: 3, spinHits: 4, parks: 1, interrupted: 2, otherExits: 2, firstRunNs,
@@ -52,6 +52,22 @@ test('json: a guest that never ran has no start-up or guest time (null), still a
   const stats = JSON.parse(statsJson(record(0)));
   assert.equal(stats.durationsMs, { startup: null, guest: null, total: 260 });
   assert.not.match(statsText(record(0)), /start-up/);
+});
+
+test('the hand-off wait histogram: one more line per vCPU in text, bounds and counts in json', () => {
+  const spin = Array(HANDOFF_BUCKETS).fill(0);
+  const park = Array(HANDOFF_BUCKETS).fill(0);
+  spin[0] = 30;
+  park[6] = 2;
+  const withWaits = { ...record(PROCESS_START + 42_345_678), handOffWaits: [{ spin, park }, { spin: park, park: spin }] };
+  const lines = statsText(withWaits).split('\n');
+  assert.is(lines[1], 'vcpu0 hand-off wait (us, 1 in 16 timed): spun <1:30; parked 32-64:2');
+  assert.is(lines[3], 'vcpu1 hand-off wait (us, 1 in 16 timed): spun 32-64:2; parked <1:30');
+  const json = JSON.parse(statsJson(withWaits)).vcpus[0].handOffWaits;
+  assert.is(json.sampledOneIn, 16);
+  assert.equal(json.bucketsBelowUs.slice(0, 4), [1, 2, 4, 8]);
+  assert.is(json.bucketsBelowUs.at(-1), null);
+  assert.equal([json.spun[0], json.parked[6]], [30, 2]);
 });
 
 test('json: a guest fault keeps where it happened', () => {
