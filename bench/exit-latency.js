@@ -76,7 +76,7 @@ async function runOnce(runner, elf) {
     const k = parsed.kinds[kind];
     if (k) Object.assign(k, { gross: k.median, median: k.median - bracket });
   }
-  return { ...parsed, bracket, stats: r.stats, device: r.device };
+  return { ...parsed, bracket, stats: r.stats, device: r.device, waits: r.waits };
 }
 
 /** Per condition, runner and kind: spreads over rounds and ratios to the reference of the same rounds. */
@@ -256,7 +256,8 @@ function hostCounterLines(raw, runners, conds) {
       const last = raw[cond][runner.name].at(-1);
       if (!last?.stats) continue;
       const v = last.stats[0];
-      lines.push(`${runner.label} (${cond}, last round): vcpu0 kvmRuns=${v.kvmRuns} forwarded=${v.forwarded} unclaimed=${v.unclaimed} spinHits=${v.spinHits} parks=${v.parks}; device thread served=${last.device.served} parks=${last.device.parks}`);
+      const waits = lib.handOffWaitText(last.waits);
+      lines.push(`${runner.label} (${cond}, last round): vcpu0 kvmRuns=${v.kvmRuns} forwarded=${v.forwarded} unclaimed=${v.unclaimed} spinHits=${v.spinHits} parks=${v.parks}; device thread served=${last.device.served} parks=${last.device.parks}${waits ? `; ${waits}` : ''}`);
     }
   }
   return lines;

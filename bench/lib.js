@@ -208,9 +208,18 @@ async function runTsvmm(elf, { cpus = 1, handOff = 'spin-park', spinLimit, timeo
   }
   const stats = machine.stats();
   const device = machine.deviceStats;
+  // Machine.handOffWaits (the --stats histogram) is newer than some trees the benches run in.
+  const waits = machine.handOffWaits?.();
   await machine.close();
   const ok = exit.kind === 'reset' || exit.kind === 'poweroff';
-  return { out: Buffer.concat(chunks).toString('latin1'), code: ok ? 0 : 1, reason: JSON.stringify(exit), stats, device, err: warnings.join('\n') };
+  return { out: Buffer.concat(chunks).toString('latin1'), code: ok ? 0 : 1, reason: JSON.stringify(exit), stats, device, waits, err: warnings.join('\n') };
+}
+
+/** vCPU `id`'s hand-off wait histogram as --stats prints it, or '' when the tree has none. */
+function handOffWaitText(waits, id = 0) {
+  if (!waits?.[id]) return '';
+  const { handOffHistogramText } = require(path.join(ROOT, 'dist', 'shared', 'vcpu-stats'));
+  return handOffHistogramText(waits[id]);
 }
 
 /** The "bench: <kind> median=.. p90=.. min=.." and "bench: b2b <kind> total=.. n=.." lines of a guest's output, by kind. */
@@ -493,6 +502,6 @@ function bugOrMessage(error) {
 module.exports = {
   runIfMain, parseOptions, usage, chosenHandOffs, judgedHandOff, handOffModes, handOffModesFromHelp, Progress, UsageError, installInterruptHandlers, bugOrMessage,
   ROOT, OUT, RESULTS, GUEST, REF_VMM, QEMU, MEM_MIB, REGFILE_BASE,
-  log, buildProject, ensureBuilt, qemuVersion, runProcess, track, startLoad, cpuNanos, qemuArgs, registerFile, runTsvmm,
+  log, buildProject, ensureBuilt, qemuVersion, runProcess, handOffWaitText, track, startLoad, cpuNanos, qemuArgs, registerFile, runTsvmm,
   parseBench, median, spread, ratioText, goal, goalLines, goalText, machineInfo, formatTable, markdownTable, writeResultsSection, sleep,
 };
