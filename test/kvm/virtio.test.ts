@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { MAIN, explain, guest, runTsvmm } from '../support/tsvmm';
 import { checkImage, guestSector, makeTempImage } from '../support/virtio-image';
 import { Machine } from '../../src/main/vmm/machine';
@@ -194,6 +194,45 @@ test('virtio-console: host input reaches the guest\'s receive queue; its output 
     assert.equal(preamble('virtio-console', lines(serial)).rest,
       ['virtio-console: transmit ok (16 bytes)', 'virtio-console: received 12 bytes "typed input."', 'virtio-console: done']);
     assert.is(hvc0, 'hello from hvc0\n');
+  } finally {
+    await machine.close();
+  }
+});
+
+test('virtio-console: with --console tty the terminal\'s input goes to hvc0 (COM1 in a file), and hvc0 to stdout', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvmm-console-'));
+  try {
+    const com1 = path.join(dir, 'com1');
+    // stdin is a pipe holding the line from the start (the guest's receive window is short here)
+    const result = spawnSync(process.execPath, [MAIN, '--kernel', guest('virtio-console'), '--console', 'tty', '--serial', `file:${com1}`],
+      { input: 'typed on stdin\n', encoding: 'latin1', timeout: GUEST_TIMEOUT_MS });
+    const context = `exit ${result.status}, stdout ${JSON.stringify(result.stdout)}, stderr ${JSON.stringify(result.stderr)}`;
+    assert.is(result.status, 0, context);
+    assert.is(result.stdout, 'hello from hvc0\n', context);
+    assert.equal(preamble('virtio-console', lines(fs.readFileSync(com1, 'latin1'))).rest,
+      ['virtio-console: transmit ok (16 bytes)', 'virtio-console: received 15 bytes "typed on stdin."', 'virtio-console: done']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('virtio-console: consoleInputQueue holds what the device cannot take yet and calls back once it is all in', async () => {
+  const machine = await Machine.create({ cpus: 1, memoryMiB: 128, bootProtocol: 'linux', devices: [{ kind: 'console' }] }, {
+    kernel: new Uint8Array(fs.readFileSync(guest('virtio-console'))),
+  });
+  try {
+    const queue = machine.consoleInputQueue();
+    let spaces = 0;
+    queue.onInputSpace(() => spaces++);
+    // 64 KiB fit in the device's holding area before the guest runs; the rest is held here.
+    assert.is(queue.sendInput(new Uint8Array(64 * 1024).fill(0x61)), true);
+    assert.is(queue.sendInput(Uint8Array.of(0x62)), false);
+    assert.is(queue.sendInput(Uint8Array.of(0x63)), false);
+    assert.is(spaces, 0);
+    const exit = await machine.run();
+    assert.is(exit.kind, 'reset');
+    // The guest's four 64-byte receive buffers make room for both held bytes: one call back.
+    assert.is(spaces, 1);
   } finally {
     await machine.close();
   }

@@ -27,6 +27,9 @@ export class VirtioConsole implements VirtioBackend {
   private context?: VirtioContext;
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
+  /** A sendInput call took less than it was given: say so to the space listeners once the guest has read. */
+  private inputRefused = false;
+  private readonly spaceListeners = new Set<() => void>();
   readonly counters = { transmitted: 0, received: 0 };
 
   constructor(private readonly output: (bytes: Uint8Array) => void) {}
@@ -54,7 +57,14 @@ export class VirtioConsole implements VirtioBackend {
       this.pendingBytes += taken;
       this.deliverInput();
     }
+    if (taken < bytes.length) this.inputRefused = true;
     return taken;
+  }
+
+  /** Calls `callback` each time the guest made room after a sendInput that took less than it was given; returns a remover. */
+  onInputSpace(callback: () => void): () => void {
+    this.spaceListeners.add(callback);
+    return () => this.spaceListeners.delete(callback);
   }
 
   queueNotified(index: number): void {
@@ -110,6 +120,10 @@ export class VirtioConsole implements VirtioBackend {
       interrupt = queue.push(context.memory, chain.head, written, context.queueFeatures) || interrupt;
     }
     if (interrupt) context.interruptQueue(RECEIVE_QUEUE);
+    if (this.inputRefused && this.pendingBytes < CONSOLE_INPUT_LIMIT) {
+      this.inputRefused = false;
+      for (const listener of [...this.spaceListeners]) listener();
+    }
   }
 
   private pop(context: VirtioContext, index: number): DescriptorChain | undefined {

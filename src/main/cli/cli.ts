@@ -118,8 +118,11 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
       process.on(signal, handler);
       removeSignalHandlers.push(() => process.off(signal, handler));
     }
-    if (config.serial.kind === 'stdio') {
-      input = new ConsoleInput(running, () => running.end({ kind: 'stopped', cause: { by: 'console' } }));
+    // The terminal's keys go to the guest's hvc0 when the virtio-console is on the terminal
+    // (--console tty), else to COM1 when COM1 is on stdio.
+    const consoleOnTerminal = config.devices.some((device) => device.kind === 'console' && device.path === undefined);
+    if (consoleOnTerminal || config.serial.kind === 'stdio') {
+      input = new ConsoleInput(consoleOnTerminal ? running.consoleInputQueue() : running, () => running.end({ kind: 'stopped', cause: { by: 'console' } }));
       input.start();
     }
     const guestExit = await machine.run();

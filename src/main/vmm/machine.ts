@@ -400,9 +400,53 @@ export class Machine {
    * bytes it took (fewer once 64 KiB wait for the guest's receive buffers).
    */
   sendConsoleInput(bytes: Uint8Array): number {
+    return this.virtioConsole().sendInput(bytes);
+  }
+
+  /**
+   * The virtio-console's input in the shape of sendInput/onInputSpace (what
+   * a terminal feeder needs): bytes it cannot take yet are held here, in
+   * order, and go in as the guest reads; sendInput returns false while any
+   * are held, and `onInputSpace` callbacks run once they are all in.
+   */
+  consoleInputQueue(): { sendInput(bytes: Uint8Array): boolean; onInputSpace(callback: () => void): () => void } {
+    const console = this.virtioConsole();
+    const held: Uint8Array[] = [];
+    const listeners = new Set<() => void>();
+    const push = () => {
+      while (held.length > 0) {
+        const taken = console.sendInput(held[0]);
+        if (taken < held[0].length) {
+          held[0] = held[0].subarray(taken);
+          return;
+        }
+        held.shift();
+      }
+      for (const listener of [...listeners]) listener();
+    };
+    console.onInputSpace(push);
+    return {
+      sendInput: (bytes) => {
+        if (held.length > 0) {
+          held.push(bytes.slice());
+          return false;
+        }
+        const taken = console.sendInput(bytes);
+        if (taken === bytes.length) return true;
+        held.push(bytes.slice(taken));
+        return false;
+      },
+      onInputSpace: (callback) => {
+        listeners.add(callback);
+        return () => listeners.delete(callback);
+      },
+    };
+  }
+
+  private virtioConsole(): VirtioConsole {
     const console = this.hostDevices.find((device) => device.backend instanceof VirtioConsole);
     if (!console) throw new TsvmmError('usage', 'this machine has no virtio-console (add a {"kind":"console"} device)');
-    return (console.backend as VirtioConsole).sendInput(bytes);
+    return console.backend as VirtioConsole;
   }
 
   stats(): VcpuStatValues[] {
