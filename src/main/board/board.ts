@@ -219,11 +219,15 @@ export class Board {
   }
 
   /**
-   * Moves device `id` to `newBase` on its bus (a PCI BAR the guest
-   * reprogrammed), all or nothing; the vCPUs' claims follow.
+   * Moves device `id` to `newBase` on its bus, all or nothing; the vCPUs'
+   * claims follow. A PCI device moves when its BAR is reprogrammed through
+   * configuration space, not through here.
    */
   move(id: string, newBase: number): void {
     const entry = this.device(id);
+    if (entry.model instanceof VirtioPciDevice) {
+      throw new TsvmmError('usage', `'${id}' is a PCI device: it moves when its BAR 0 is reprogrammed in configuration space, not with Board.move`);
+    }
     (entry.bus === 'io' ? this.io : this.mmio).move(entry.base, newBase);
     this.registry.set(id, { ...entry, base: newBase });
     this.options.onRangesChanged?.();
@@ -275,7 +279,9 @@ export class Board {
       fn.config.setInterrupt(placement.irq, INTERRUPT_PIN_INTA);
       this.pciRoot.attach(placement.slot, fn);
       this.pciFunctions.set(placement.slot, { id: placement.id, fn });
-      this.registry.set(placement.id, { id: placement.id, bus: 'mmio', base: 0, length: 0, model: fn, irq: placement.irq });
+      // base and length are BAR 0's (where the guest has it now; the board keeps them current), decoded or not.
+      const bar0 = fn.config.barPlacements().find((bar) => bar.index === 0);
+      this.registry.set(placement.id, { id: placement.id, bus: 'mmio', base: bar0?.address ?? 0, length: bar0?.size ?? 0, model: fn, irq: placement.irq });
     }
   }
 
@@ -290,6 +296,8 @@ export class Board {
     if (!entry) return;
     let changed = false;
     for (const bar of entry.fn.config.barPlacements()) {
+      const listed = this.registry.get(entry.id);
+      if (bar.index === 0 && listed && listed.base !== bar.address) this.registry.set(entry.id, { ...listed, base: bar.address });
       const key = `${entry.id}.bar${bar.index}`;
       const bus = bar.kind === 'io' ? this.io : this.mmio;
       const wanted = bar.decoding && bar.address !== 0 ? bar.address : undefined;

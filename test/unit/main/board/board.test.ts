@@ -366,6 +366,7 @@ test('SeaBIOS\'s PCI pass on a board with a virtio-rng: BAR sizing, a new BAR 0,
   };
   const oldBar = (configRead32(0x10) & ~0xf) >>> 0;
   assert.is(oldBar, 0xe000_0000);
+  assert.is(board.device('rng0').base, oldBar);
   assert.is(mmioRead32(oldBar + 0x14) !== undefined, false, 'decoding is off until the guest enables it'); // device_status
   // pci_bios_get_bar: all ones, read the size mask, put the old value back; for every BAR
   for (let bar = 0; bar < 6; bar++) {
@@ -387,6 +388,8 @@ test('SeaBIOS\'s PCI pass on a board with a virtio-rng: BAR sizing, a new BAR 0,
   assert.is(mmioRead32(newBar + 0x04)! & 1, 1, 'VERSION_1 offered in feature word 1');
   assert.ok(board.mmio.ranges().some((r) => r.base === newBar && r.length === 0x8000));
   assert.ok(rangesChanged >= 1, 'the vCPUs\' claims were republished');
+  assert.equal({ ...board.device('rng0'), model: undefined }, { id: 'rng0', bus: 'mmio', base: newBar, length: 0x8000, model: undefined, irq: 9 }, 'the registry lists BAR 0 where it is now');
+  assert.throws(() => board.move('rng0', 0xe000_0000), /'rng0' is a PCI device: it moves when its BAR 0 is reprogrammed in configuration space/);
   board.dispose();
 });
 
