@@ -172,7 +172,7 @@ function goals(results, runners, conds, defaultMode) {
     for (const kind of GOAL_KINDS) {
       const c = results.loaded[main]?.kinds[kind];
       const q = results.loaded.qemu?.kinds[kind];
-      const target = `${kind} back to back, one busy process: tsvmm (${defaultMode}) x C ref <= QEMU's`;
+      const target = `${kind} back to back, one busy process: tsvmm (${defaultMode})'s ratio to the C ref <= QEMU's`;
       if (!q) {
         out.push({ target, met: undefined, shown: 'QEMU not run' });
         continue;
@@ -313,7 +313,7 @@ async function main(options, progress = new lib.Progress(plan(options))) {
 
   const section = `${HEADING}
 
-The bench guest (bench/out/exit-bench.elf) under the C reference (bench/ref-vmm.c: every exit answered inline on the vCPU
+The bench guest (bench/out/${path.basename(elf)}) under the C reference (bench/ref-vmm.c: every exit answered inline on the vCPU
 thread), QEMU and tsvmm with each hand-off mode. ${intro}. "device" = served on tsvmm's device thread (COM1 scratch
 register 0x3ff, the register file at 0xd0000000); "unclaimed" = port 0x300 / MMIO 0xd0100000, answered on the vCPU
 thread; outsb16 = \`rep outsb\` of 16 bytes (16 exits; per byte back to back). Load average before / after:
