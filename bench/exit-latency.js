@@ -89,8 +89,9 @@ function summarise(raw, runners, conds) {
       const rounds = raw[cond][runner.name];
       const cells = {};
       for (const kind of KINDS) {
-        const b2b = rounds.map((r) => r.kinds[kind]?.b2b?.avg);
-        const single = rounds.map((r) => r.kinds[kind]?.median);
+        // A failed run is an undefined round: NaN here, left out of the spreads, unpaired in the ratios.
+        const b2b = rounds.map((r) => r?.kinds[kind]?.b2b?.avg);
+        const single = rounds.map((r) => r?.kinds[kind]?.median);
         const refB2b = refRounds.map((r) => r.kinds[kind]?.b2b?.avg);
         const refSingle = refRounds.map((r) => r.kinds[kind]?.median);
         const b = lib.spread(b2b);
@@ -104,7 +105,7 @@ function summarise(raw, runners, conds) {
           singleRatio: s.median / lib.median(refSingle),
         };
       }
-      results[cond][runner.name] = { kinds: cells, bracket: lib.median(rounds.map((r) => r.bracket)) };
+      results[cond][runner.name] = { kinds: cells, bracket: lib.median(rounds.map((r) => r?.bracket)) };
     }
   }
   return results;
@@ -112,7 +113,7 @@ function summarise(raw, runners, conds) {
 
 const int = (x) => (Number.isFinite(x) ? String(Math.round(x)) : '-');
 const range = (s) => `${int(s.min)}-${int(s.max)}`;
-const ratioRange = (s) => `${s.min.toFixed(2)}-${s.max.toFixed(2)}`;
+const ratioRange = (s) => (Number.isFinite(s.min) ? `${s.min.toFixed(2)}-${s.max.toFixed(2)}` : '-');
 
 function tables(results, runners, cond, rounds) {
   const r = results[cond];
@@ -253,7 +254,7 @@ function hostCounterLines(raw, runners, conds) {
   const lines = [];
   for (const cond of conds) {
     for (const runner of runners.filter((r) => r.handOff)) {
-      const last = raw[cond][runner.name].at(-1);
+      const last = raw[cond][runner.name].filter(Boolean).at(-1);
       if (!last?.stats) continue;
       const v = last.stats[0];
       const waits = lib.handOffWaitText(last.waits);
@@ -274,6 +275,7 @@ async function main(options, progress = new lib.Progress(plan(options))) {
   const loadShares = [];
   const tscSamples = [];
   const loadBefore = lib.machineInfo().loadAverage;
+  const failures = [];
   for (let round = 1; round <= rounds; round++) {
     for (const cond of conds) {
       // Alternate the order so that no runner always follows the same one.
@@ -282,9 +284,17 @@ async function main(options, progress = new lib.Progress(plan(options))) {
       try {
         for (const runner of order) {
           progress.step(`exit-latency: round ${round}/${rounds}, ${cond === 'loaded' ? 'one busy process' : 'idle'}: ${runner.label}`);
-          const result = await runOnce(runner, elf);
+          let result;
+          try {
+            result = await runOnce(runner, elf);
+          } catch (error) {
+            // Without the reference nothing has a ratio; any other runner's failure costs only its round.
+            if (runner.name === REFERENCE) throw error;
+            failures.push(`${runner.label}, round ${round} (${cond === 'loaded' ? 'one busy process' : 'idle'}): ${error.message.split('\n')[0]}`);
+            lib.log(`exit-latency: ${failures.at(-1)}; going on without it`);
+          }
           raw[cond][runner.name].push(result);
-          if (result.tscHz) tscSamples.push(result.tscHz.hz);
+          if (result?.tscHz) tscSamples.push(result.tscHz.hz);
         }
       } finally {
         if (load) loadShares.push(load.stop());
@@ -294,7 +304,7 @@ async function main(options, progress = new lib.Progress(plan(options))) {
   const info = lib.machineInfo();
   const tscHz = lib.median(tscSamples) || info.cpuMHz * 1e6;
   const results = summarise(raw, runners, conds);
-  const warnings = conds.flatMap((c) => referenceWarnings(results, c));
+  const warnings = [...failures.map((f) => `FAILED: ${f}`), ...conds.flatMap((c) => referenceWarnings(results, c))];
   const goalList = goals(results, runners, conds, defaultMode);
   const n = raw.idle[REFERENCE][0].kinds[KINDS[0]].b2b?.n;
   const loadText = loadShares.length ? `the competing process got ${lib.spread(loadShares).min.toFixed(0)}-${lib.spread(loadShares).max.toFixed(0)}% of a core during the loaded runs` : '';
@@ -329,7 +339,7 @@ ${counters.map((l) => `- ${l}`).join('\n')}
   const summary = {
     date: new Date().toISOString(), machine: info, qemu: lib.qemuVersion() || 'not installed', tscHz, rounds, quick: options.quick,
     conditions: conds, runners: runners.map((r) => r.name), defaultMode, loadShares, results, goals: goalList, warnings,
-    rawRounds: Object.fromEntries(conds.map((c) => [c, Object.fromEntries(runners.map((r) => [r.name, raw[c][r.name].map((x) => ({ bracket: x.bracket, kinds: x.kinds }))]))])),
+    rawRounds: Object.fromEntries(conds.map((c) => [c, Object.fromEntries(runners.map((r) => [r.name, raw[c][r.name].map((x) => (x ? { bracket: x.bracket, kinds: x.kinds } : null))]))])),
   };
   fs.writeFileSync(path.join(lib.OUT, 'exit-latency.json'), `${JSON.stringify(summary, null, 2)}\n`);
   const svg = svgChart(results, runners, tscHz, rounds);

@@ -43,12 +43,11 @@ async function main(options, progress) {
     results.push(await bench.main(optionsFor(bench, options), progress));
     process.stdout.write('\n');
   }
-  const [exits] = results;
   const info = lib.machineInfo();
   const minutes = ((Date.now() - started) / 60000).toFixed(1);
   const allGoals = results.flatMap((r) => r.goals);
   const met = allGoals.filter((g) => g.met).length;
-  const warnings = exits.warnings;
+  const warnings = results.flatMap((r) => r.warnings ?? []);
   const how = `node bench/run-all.js${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
   const md = `# tsvmm benchmark results
 

@@ -67,13 +67,21 @@ async function main(options, progress = new lib.Progress(plan(options))) {
   const defaultMode = lib.judgedHandOff(options);
   const main = `tsvmm-${defaultMode}`;
   const raw = {};
+  const failures = [];
   for (let round = 1; round <= rounds; round++) {
     for (const cpus of counts) {
       const order = round % 2 ? runners : [...runners].reverse();
       for (const runner of order) {
         progress.step(`smp-scaling: round ${round}/${rounds}: ${label(runner)} with ${cpus} vCPUs`);
         const key = `${runner}/${cpus}`;
-        (raw[key] ??= []).push(await runOnce(runner, cpus));
+        raw[key] ??= [];
+        try {
+          raw[key].push(await runOnce(runner, cpus));
+        } catch (error) {
+          // A failed run costs only that cell's round; the reference's too, since nothing here is a ratio to it.
+          failures.push(`${label(runner)} with ${cpus} vCPUs, round ${round}: ${error.message.split('\n')[0]}`);
+          lib.log(`smp-scaling: ${failures.at(-1)}; going on without it`);
+        }
       }
     }
   }
@@ -87,22 +95,22 @@ async function main(options, progress = new lib.Progress(plan(options))) {
       results[runner][cpus] = {
         exitsPerSec: lib.spread(runs.map((r) => (r.cpus * r.iters) / (r.wall / hz(r)))),
         perExitUs: lib.spread(runs.map((r) => (r.perExitMedian / hz(r)) * 1e6)),
-        online: Math.min(...runs.map((r) => r.cpus)),
+        online: runs.length ? Math.min(...runs.map((r) => r.cpus)) : cpus,
         all: runs.map((r) => ({ cpus: r.cpus, wall: r.wall, perExitMedian: r.perExitMedian, perExitMax: r.perExitMax })),
-        vcpuStats: runs.at(-1).stats,
-        device: runs.at(-1).device,
+        vcpuStats: runs.at(-1)?.stats,
+        device: runs.at(-1)?.device,
       };
     }
   }
 
-  const int = (x) => String(Math.round(x));
+  const int = (x) => (Number.isFinite(x) ? String(Math.round(x)) : '-');
   const cellText = (s, f) => (rounds > 1 ? `${f(s.median)} (${f(s.min)}-${f(s.max)})` : f(s.median));
   const rows = [['vCPUs', ...runners.flatMap((r) => [`${label(r)} exits/s`, `${label(r)} us/exit`])]];
   for (const cpus of counts) {
     rows.push([String(cpus), ...runners.flatMap((r) => {
       const c = results[r][cpus];
       const online = c.online === cpus ? '' : ` (${c.online} up)`;
-      return [`${cellText(c.exitsPerSec, int)}${online}`, cellText(c.perExitUs, (x) => x.toFixed(1))];
+      return [`${cellText(c.exitsPerSec, int)}${online}`, cellText(c.perExitUs, (x) => (Number.isFinite(x) ? x.toFixed(1) : '-'))];
     })]);
   }
   const table = lib.formatTable(rows);
@@ -123,7 +131,7 @@ async function main(options, progress = new lib.Progress(plan(options))) {
   } else {
     goals.push({ target, met: undefined, shown: 'QEMU not run' });
   }
-  const summary = { date: new Date().toISOString(), machine: info, rounds, cpuCounts: counts, runners, results, goals };
+  const summary = { date: new Date().toISOString(), machine: info, rounds, cpuCounts: counts, runners, results, goals, failures };
   fs.writeFileSync(path.join(lib.OUT, 'smp-scaling.json'), `${JSON.stringify(summary, null, 2)}\n`);
   const counterLines = [];
   const tsTop = results[main]?.[top];
@@ -134,13 +142,14 @@ async function main(options, progress = new lib.Progress(plan(options))) {
   const intro = `Every vCPU does 2000 forwarded reads of COM1's scratch register at the same time; aggregate exits per second
 (all vCPUs' exits over the guest's wall time, BSP TSC) and the median per-exit latency across vCPUs, median (min-max) of
 ${rounds} interleaved round${rounds > 1 ? 's' : ''}. The host has ${info.nproc} cores, so more than ${info.nproc} vCPUs share them.`;
-  const section = `${HEADING}\n\n${intro}\n\n${markdown}\n\n${lib.goalLines(goals)}\n${counterLines.map((l) => `\n- ${l}`).join('')}\n`;
+  const failed = failures.map((f) => `FAILED: ${f}`);
+  const section = `${HEADING}\n\n${intro}\n\n${failed.map((f) => `- **${f}**\n`).join('')}${failed.length ? '\n' : ''}${markdown}\n\n${lib.goalLines(goals)}\n${counterLines.map((l) => `\n- ${l}`).join('')}\n`;
   const lines = [`SMP scaling: ${intro.replace(/\n/g, ' ')}`];
   if (!lib.qemuVersion()) lines.push('QEMU: not installed');
-  lines.push(table, '', ...lib.goalText(goals), ...counterLines);
+  lines.push(table, '', ...failed, ...lib.goalText(goals), ...counterLines);
   const text = lines.join('\n');
   process.stdout.write(`${text}\n`);
-  return { summary, table, markdown, section, goals, text };
+  return { summary, table, markdown, section, goals, text, warnings: failed };
 }
 
 module.exports = { main, plan, ACCEPTS, HEADING };
