@@ -33,7 +33,7 @@ for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
   });
 }
 
-test('Ctrl-A x on a terminal quits with exit 0 and restores the terminal mode', () => {
+test('on a terminal Ctrl-A h lists the escape keys, Ctrl-A x quits with one line and exit 0, and the terminal mode is restored', () => {
   if (spawnSync('sh', ['-c', 'command -v script'], { stdio: 'ignore' }).status !== 0) {
     console.log('not checked: util-linux script(1) is not installed');
     return;
@@ -44,13 +44,16 @@ test('Ctrl-A x on a terminal quits with exit 0 and restores the terminal mode', 
   // script(1) gives tsvmm a pseudo-terminal; the escape arrives once the
   // guest is up (the sleep), as a person would type it.
   const inner = `stty -g > ${before}; ${process.execPath} ${MAIN} --kernel ${guest('echo')}; echo "exit=$?"; stty -g > ${after}`;
-  const result = spawnSync('sh', ['-c', `(sleep 3; printf '\\001x') | script -qec '${inner}' /dev/null`], {
+  const result = spawnSync('sh', ['-c', `(sleep 3; printf 'a\\001hb\\r'; sleep 1; printf '\\001x') | script -qec '${inner}' /dev/null`], {
     encoding: 'utf8',
     timeout: 30_000,
   });
   const output = result.stdout.replace(/\r/g, '');
   assert.match(output, /echo: ready\n/, output);
   assert.match(output, /exit=0\n/, output);
+  assert.match(output, /tsvmm escape keys \(on a terminal\):\n {2}Ctrl-A x {8}quit tsvmm/, output);
+  assert.match(output, /\ntsvmm: Ctrl-A x: quitting\n/, output);
+  assert.match(output, /\necho: AB\n/, 'the keys around Ctrl-A h reach the guest, the h does not');
   assert.is(fs.readFileSync(after, 'utf8'), fs.readFileSync(before, 'utf8'), 'terminal settings restored');
   fs.rmSync(dir, { recursive: true, force: true });
 });
