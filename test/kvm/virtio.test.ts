@@ -49,6 +49,24 @@ test('virtio-rng: two polled reads differ, then one by MSI-X', async () => {
   assert.equal(preamble('virtio-rng', lines(result.stdout)).rest, rngLines(true));
 });
 
+for (const irqchip of ['kernel', 'split'] as const) {
+  test(`virtio-rng (${irqchip} irqchip): its MSI-X vector goes out through an irqfd on an MSI route`, async () => {
+    let serial = '';
+    const machine = await Machine.create({ cpus: 1, memoryMiB: 128, bootProtocol: 'linux', irqchip, devices: [{ kind: 'rng', source: '/dev/urandom' }] }, {
+      kernel: new Uint8Array(fs.readFileSync(guest('virtio-rng'))),
+      serialOutput: (bytes) => { serial += Buffer.from(bytes).toString('latin1'); },
+    });
+    try {
+      const exit = await machine.run();
+      assert.is(exit.kind, 'reset', serial);
+      assert.equal(preamble('virtio-rng', lines(serial)).rest, rngLines(true));
+      assert.equal(machine.msiStats, { irqfdRoutes: 1, signalledWithoutIrqfd: 0 }, serial);
+    } finally {
+      await machine.close();
+    }
+  });
+}
+
 test('virtio-hostile: every malformed chain gets an error status or NEEDS_RESET, tsvmm lives, the device works after a reset', async () => {
   const { dir, image } = makeTempImage();
   try {

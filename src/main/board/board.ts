@@ -81,6 +81,8 @@ export interface BoardHost {
   kernelLevelLine(gsi: number): LevelInterruptLine;
   /** MSIs into KVM's local APICs (the userspace IOAPIC's output). */
   msi: MsiSink;
+  /** PCI devices' MSI-X messages (irqfds); default: `msi`. */
+  deviceMsi?: MsiSink;
   /** The one owner of KVM's GSI routing table. */
   gsiRouter: GsiRouter;
   /** A monotonic clock in ns and timers on it (the userspace PIT). */
@@ -272,7 +274,7 @@ export class Board {
         backend,
         memory,
         bar0Address: allocator.mmio32(VIRTIO_BAR0.size),
-        msi: this.options.host.msi,
+        msi: this.options.host.deviceMsi ?? this.options.host.msi,
         intx: this.pciIntxLine(placement.irq),
         warn: (message) => this.warnOnce(message),
       });

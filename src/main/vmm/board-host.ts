@@ -1,6 +1,7 @@
 // The board's view of the host, backed by KVM: irqfds and KVM_IRQ_LINE for
-// the in-kernel irqchip, KVM_SIGNAL_MSI for the userspace IOAPIC's output,
-// the GsiRouter, and Node's clocks and timers. It owns the eventfds it makes.
+// the in-kernel irqchip, irqfds on MSI routes for PCI devices' MSI-X,
+// KVM_SIGNAL_MSI for the userspace IOAPIC's output, the GsiRouter, and
+// Node's clocks and timers. It owns the eventfds it makes.
 
 import type { BoardHost } from '../board/board';
 import { InterruptLine, LevelInterruptLine, MsiMessage, levelLine } from '../../devices/interrupt';
@@ -9,6 +10,7 @@ import { GsiRouter } from '../kvm/gsi-router';
 import type { Vm } from '../kvm/kvm';
 import { CAP, EFD_NONBLOCK } from '../../shared/kvm-abi';
 import { EventWatcher } from '../kvm/event-watcher';
+import { MsiIrqfds } from '../kvm/msi-irqfds';
 import { check, native } from '../../shared/native';
 
 export class KvmBoardHost implements BoardHost {
@@ -24,6 +26,8 @@ export class KvmBoardHost implements BoardHost {
       }
     },
   };
+  /** PCI devices' MSI-X: an irqfd per message (MsiIrqfds), KVM_SIGNAL_MSI for the rest. */
+  readonly deviceMsi: MsiIrqfds;
   private readonly eventFds: number[] = [];
   /** Doorbell writes caught by KVM_IOEVENTFD, picked up by one watcher thread. */
   private watcher?: EventWatcher;
@@ -34,6 +38,7 @@ export class KvmBoardHost implements BoardHost {
 
   constructor(private readonly vm: Vm, irqchip: 'kernel' | 'split') {
     this.gsiRouter = new GsiRouter((routes) => vm.setGsiRouting(routes), irqchip);
+    this.deviceMsi = new MsiIrqfds(vm, this.gsiRouter, this.msi);
     this.ioeventfds = vm.kvm.checkExtension(CAP.KVM_CAP_IOEVENTFD) > 0;
   }
 
@@ -100,6 +105,7 @@ export class KvmBoardHost implements BoardHost {
 
   /** Closes the irqfds and the doorbell watcher (the board closed its watches first). */
   dispose(): void {
+    this.deviceMsi.dispose();
     this.watcher?.close();
     this.watcher = undefined;
     const addon = native();

@@ -453,6 +453,11 @@ export class Machine {
     return this.threads.map((thread) => thread.stats());
   }
 
+  /** How PCI devices' MSI-X went out: messages with an irqfd, and interrupts sent with KVM_SIGNAL_MSI instead. */
+  get msiStats(): { irqfdRoutes: number; signalledWithoutIrqfd: number } {
+    return { irqfdRoutes: this.host?.deviceMsi.routes ?? 0, signalledWithoutIrqfd: this.host?.deviceMsi.signalled ?? 0 };
+  }
+
   get deviceStats(): { served: number; parks: number } {
     return { served: this.deviceLoop?.served ?? 0, parks: this.deviceLoop?.parks ?? 0 };
   }
