@@ -281,7 +281,6 @@ test('restore() refuses a state missing a device id, and a device refuses its ow
   }
 });
 
-
 test('a firmware board has fw_cfg at 0x510 with the RAM map and CPU count; debugcon at 0x402 only when it has an output', () => {
   const memory = { read: () => new Uint8Array(0), write: () => {} } as unknown as import('../../../../src/devices/virtio/queue').DmaMemory;
   const logged: number[] = [];
@@ -338,7 +337,6 @@ test('PCI: the host bridge at 00:00.0, the PIIX3 ISA bridge at 00:01.0, and virt
   assert.equal(planPci(['disk0', 'rng0']).map(({ slot, irq }) => [slot, irq]), [[2, 9], [3, 10]]);
   board.dispose();
 });
-
 
 test('SeaBIOS\'s PCI pass on a board with a virtio-rng: BAR sizing, a new BAR 0, decode on; the device answers only at the new place', async () => {
   const { GuestMemory: FakeMemory } = await import('../../../fixtures/virtio-driver');
