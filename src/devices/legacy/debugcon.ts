@@ -7,7 +7,7 @@ import { BusDevice } from '../bus/bus-device';
 
 export const DEBUGCON_PORT_COUNT = 1;
 /** What a read returns: the value SeaBIOS checks for before it logs here. */
-export const DEBUGCON_READBACK = 0xe9;
+const DEBUGCON_READBACK = 0xe9;
 
 export class Debugcon implements BusDevice {
   readonly name = 'debugcon';

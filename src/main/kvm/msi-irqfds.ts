@@ -15,7 +15,7 @@ import type { Vm } from './kvm';
 const MSI_ADDRESS_MASK = 0xfff0_0000;
 const MSI_ADDRESS_BASE = 0xfee0_0000;
 /** Routes made before every new message goes through KVM_SIGNAL_MSI (a few per device is the usual need). */
-export const DEFAULT_MSI_ROUTE_LIMIT = 256;
+const DEFAULT_MSI_ROUTE_LIMIT = 256;
 
 export class MsiIrqfds implements MsiSink {
   /** eventfd per message, keyed by address and data. */
