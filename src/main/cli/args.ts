@@ -80,10 +80,10 @@ Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
   --spin-limit N        spins before a vCPU parks waiting for the device thread
   --stats[=json]        print per-vCPU exit counters and times when the guest ends
                         (json: one JSON object with the exit reason, to stderr)
-  --stats-file PATH     write that JSON object to PATH instead (implies --stats=json)
-  -v, --log-level L     log how the VM is built: -v or info (what went where, the
-                        e820 map, devices), -vv or debug (also each unclaimed port and
-                        MMIO address, first hit), warn, error (default: no log)
+  --stats-file PATH     write that JSON object to PATH (implies --stats=json)
+  -v, -vv               log how the VM is built (-v: info) and, the first time
+                        each is hit, every unclaimed port and MMIO address (-vv: debug)
+  --log-level L         error, warn, info or debug (default: no log)
   --log-file PATH       write the log to PATH instead of stderr
   --disk path=FILE[,readonly=on][,serial=ID]
                         a virtio-blk disk backed by a raw image (repeatable)
