@@ -48,9 +48,9 @@ export function e820Line({ address, size, type }: E820Entry): string {
   return `e820: [mem ${hex(address, 16)}-${hex(address + size - 1, 16)}] ${E820_TYPE_NAMES[type] ?? `type ${type}`}`;
 }
 
-/** The lines of how the kernel was loaded and booted (none for a firmware boot, which has no plan). */
+/** The lines of how the kernel was loaded and booted; a VM without a boot plan loaded no kernel. */
 export function bootLines(boot: BootPlan | undefined, kernelBytes: number, asked: string): string[] {
-  if (!boot) return ['boot: firmware, from the reset vector'];
+  if (!boot) return ['boot: no kernel loaded (firmware from the reset vector, or a snapshot restored)'];
   const lines = [
     `kernel: ${boot.format === 'elf' ? 'ELF' : 'bzImage'} of ${kernelBytes} bytes loaded at ${hex(boot.kernelStart)}-${hex(boot.kernelEnd - 1)}`,
     `boot protocol: ${boot.protocol} (--boot-protocol ${asked}), entry ${hex(boot.entry)}`,

@@ -48,7 +48,7 @@ test('boot lines: the kernel\'s format, size and place, the protocol chosen and 
     'e820: [mem 0x0000000000000000-0x000000000009fbff] usable',
     'mp table: 0x9fc00-0x9fcf7',
   ]);
-  assert.equal(bootLines(undefined, 0, 'auto'), ['boot: firmware, from the reset vector']);
+  assert.equal(bootLines(undefined, 0, 'auto'), ['boot: no kernel loaded (firmware from the reset vector, or a snapshot restored)']);
 });
 
 test('PCI lines: slot and the GSI of INTA#', () => {
