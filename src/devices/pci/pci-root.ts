@@ -18,15 +18,29 @@ const ADDRESS_WRITABLE = 0x80ff_fffc;
 
 /** The first byte past the type-0 header: the i440FX's own registers (PAM at 0x59-0x5f, SMRAM at 0x72). */
 const HOST_BRIDGE_REGISTERS_START = 0x40;
+/** PAM0: bits 5:4 govern 0xf0000-0xfffff; PAM1..PAM6 (0x5a-0x5f) govern 16 KiB each from 0xc0000, low nibble first. */
+const PAM0 = 0x59;
+const PAM_LAST = 0x5f;
+const PAM_WRITE_ENABLE = 0x2; // within a segment's 2-bit field; 0x1 is read enable
+const BIOS_SEGMENT = { base: 0xf_0000, size: 0x1_0000 };
+const EXPANSION_SEGMENTS_START = 0xc_0000;
+const EXPANSION_SEGMENT_SIZE = 0x4000;
+
+/** A range PAM governs, and whether guest writes reach RAM there. */
+export interface PamSegment {
+  base: number;
+  size: number;
+  writable: boolean;
+}
 /** CONFIG_ADDRESS's byte 1, port 0xcf9: the reset control register when accessed alone. */
 const RESET_CONTROL_OFFSET = 1;
 
 /**
  * The i440FX host bridge QEMU -M pc and crosvm put at 00:00.0 (what SeaBIOS
  * and Linux's sanity check expect). Its registers past the header read back
- * what was written; the PAM registers that SeaBIOS uses to make
- * 0xc0000-0xfffff writable and then read-only again do not change memory:
- * that range is RAM holding the firmware's copy and stays writable.
+ * what was written; the PAM registers, which SeaBIOS uses to make
+ * 0xc0000-0xfffff writable and then read-only again, are decoded by
+ * PciRoot.pamSegments for whoever owns that memory.
  */
 class HostBridge implements PciFunction {
   readonly name = 'host-bridge';
@@ -59,6 +73,25 @@ export class PciRoot implements BusDevice {
     private readonly resetControl?: ByteRegisterDevice,
   ) {
     this.slots[0] = new HostBridge();
+  }
+
+  /** The host bridge's PAM segments as its registers say now (all read-only at reset). */
+  pamSegments(): PamSegment[] {
+    const config = this.slots[0]!.config;
+    const segments: PamSegment[] = [{ ...BIOS_SEGMENT, writable: ((config.byteAt(PAM0) >> 4) & PAM_WRITE_ENABLE) !== 0 }];
+    for (let register = PAM0 + 1; register <= PAM_LAST; register++) {
+      const value = config.byteAt(register);
+      for (const [nibble, shift] of [[0, 0], [1, 4]]) {
+        const base = EXPANSION_SEGMENTS_START + (2 * (register - PAM0 - 1) + nibble) * EXPANSION_SEGMENT_SIZE;
+        segments.push({ base, size: EXPANSION_SEGMENT_SIZE, writable: ((value >> shift) & PAM_WRITE_ENABLE) !== 0 });
+      }
+    }
+    return segments;
+  }
+
+  /** Whether a config write at host bridge `register` (a dword's first byte) may have changed a PAM register. */
+  static touchesPam(register: number, length = 4): boolean {
+    return register <= PAM_LAST && register + length > PAM0;
   }
 
   /** Puts `fn` in `slot` (1..31). */

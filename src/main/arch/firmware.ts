@@ -14,6 +14,13 @@ import { TsvmmError } from '../../shared/errors';
 const E820_RESERVED = 2;
 const KIB = 1024;
 
+/**
+ * 0xc0000-0xfffff in KVM slots of 16 KiB, the i440FX's PAM granularity (its
+ * 0xf0000 segment is four of them), so each can turn read-only when the
+ * firmware write-protects it.
+ */
+export const PAM_SEGMENTED_RAM = { guestAddress: 0xc_0000, size: 0x4_0000, granularity: 0x4000 };
+
 /** Where the image is mapped: all of it read-only below 4 GiB, and its tail copied into RAM below 1 MiB. */
 export interface FirmwarePlacement {
   /** Guest address of the read-only mapping; it ends at 4 GiB. */

@@ -96,6 +96,11 @@ export interface BoardHost {
    * the write then arrives as a forwarded access.
    */
   watchWrites?(bus: BusKind, address: number, length: number, signal: () => void): { close(): void } | undefined;
+  /**
+   * Makes [guestAddress, guestAddress + size) (a PAM segment of a firmware
+   * boot) read-only to the guest, its writes dropped, or writable again.
+   */
+  protectRam?(guestAddress: number, size: number, readOnly: boolean): void;
 }
 
 export interface BoardOptions {
@@ -156,6 +161,8 @@ export class Board {
   private readonly barsMapped = new Map<string, number | undefined>();
   private readonly pciFunctions = new Map<number, { id: string; fn: PciFunction }>();
   private readonly warned = new Set<string>();
+  /** Each PAM segment's state as last applied (firmware boots), by base address. */
+  private readonly pamWritable = new Map<number, boolean>();
   /** The doorbell watches of each mapped BAR, by its key. */
   private readonly doorbellWatches = new Map<string, { close(): void }[]>();
 
@@ -199,7 +206,11 @@ export class Board {
     }
     if (options.firmware) this.addFwCfg(options.firmware);
     for (const { id, base, length } of EMPTY_PORTS) this.add({ id, bus: 'io', base, length }, new NoDevice(id));
-    this.pciRoot = new PciRoot((slot) => this.followBars(slot), new ResetControl(() => options.onReset('port 0xcf9')));
+    this.pciRoot = new PciRoot(
+      (slot, _fn, register) => (slot === 0 ? this.hostBridgeWritten(register) : this.followBars(slot)),
+      new ResetControl(() => options.onReset('port 0xcf9')),
+    );
+    if (options.firmware) this.applyPam();
     this.add({ id: 'pci-root', bus: 'io', base: PCI_CONFIG_PORT, length: PCI_CONFIG_PORT_COUNT }, this.pciRoot);
     this.pciRoot.attach(ISA_BRIDGE_SLOT, new Piix3IsaBridge());
     this.addPciDevices(options.pciDevices ?? []);
@@ -325,6 +336,27 @@ export class Board {
       }
     }
     if (changed) this.options.onRangesChanged?.();
+  }
+
+  /** A config write to the host bridge: a firmware board follows its PAM registers. */
+  private hostBridgeWritten(register: number): void {
+    if (this.options.firmware && PciRoot.touchesPam(register)) this.applyPam();
+  }
+
+  /**
+   * Makes each PAM segment of 0xc0000-0xfffff writable or read-only as the
+   * host bridge's registers say (at reset: read-only, as ROM). Reads always
+   * come from RAM, which holds the firmware's copy; RAM reads of a segment
+   * set to "read from ROM" therefore see what the firmware left there.
+   */
+  private applyPam(): void {
+    const protect = this.options.host.protectRam;
+    if (!protect) return;
+    for (const segment of this.pciRoot.pamSegments()) {
+      if (this.pamWritable.get(segment.base) === segment.writable) continue;
+      protect.call(this.options.host, segment.base, segment.size, !segment.writable);
+      this.pamWritable.set(segment.base, segment.writable);
+    }
   }
 
   /** Catches the BAR's doorbell writes without an exit where the host can; else they arrive as forwarded writes. */

@@ -6,7 +6,7 @@
 
 import * as fs from 'node:fs';
 import { GuestMemory, MemoryRegion, hex } from '../arch/guest-memory';
-import { MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../shared/kvm-abi';
+import { KVM_MEM_READONLY, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../shared/kvm-abi';
 import { KvmError, native } from '../../shared/native';
 import type { Vm } from './kvm';
 
@@ -20,6 +20,22 @@ export interface RamSlot {
   hostAddress: bigint;
 }
 
+/** A range of RAM registered as KVM slots of its own, `granularity` bytes each, so each can turn read-only (PAM segments). */
+export interface SegmentedRange {
+  guestAddress: number;
+  size: number;
+  granularity: number;
+}
+
+/** A KVM memory slot over part of a RAM mapping. */
+interface KvmSlot {
+  slot: number;
+  guestAddress: number;
+  size: number;
+  hostAddress: bigint;
+  readOnly: boolean;
+}
+
 /** /proc/self/pagemap: one 64-bit entry per virtual page of this process. */
 const PAGEMAP = '/proc/self/pagemap';
 const PAGEMAP_ENTRY_BYTES = 8;
@@ -30,17 +46,30 @@ const PAGE_BYTES = 4096;
 const PAGEMAP_CHUNK_ENTRIES = 1 << 17;
 
 export class GuestRam {
+  /** KVM's slots when they are not one per mapping (a segmented range); undefined: slot i is mapping i. */
+  private readonly kvmSlots?: KvmSlot[];
+
   private constructor(
     readonly slots: RamSlot[],
     readonly memory: GuestMemory,
     /** For RAM mapped from a snapshot file: per slot, the pages the file holds data in (1 a page). */
     private readonly fileData?: Uint8Array[],
-  ) {}
+    kvmSlots?: KvmSlot[],
+    private readonly vm?: Vm,
+  ) {
+    this.kvmSlots = kvmSlots;
+  }
 
-  /** Maps RAM for the given regions (split into slots of at most 2 GiB) and registers it with KVM. */
-  static create(vm: Vm, layout: ReadonlyArray<{ guestAddress: number; size: number }>): GuestRam {
+  /**
+   * Maps RAM for the given regions (split into slots of at most 2 GiB) and
+   * registers it with KVM. `segmented` (firmware boots: 0xc0000-0xfffff)
+   * gets KVM slots of its own so setReadOnly can protect its pieces; the
+   * host mapping, every view of it and `slots` stay as they are.
+   */
+  static create(vm: Vm, layout: ReadonlyArray<{ guestAddress: number; size: number }>, segmented?: SegmentedRange): GuestRam {
     const addon = native();
     const slots: RamSlot[] = [];
+    const kvmSlots: KvmSlot[] = [];
     const regions: MemoryRegion[] = [];
     try {
       for (const region of layout) {
@@ -49,9 +78,12 @@ export class GuestRam {
           const guestAddress = region.guestAddress + offset;
           const mapped = addon.mmap(-1, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, 0);
           if (typeof mapped === 'number') throw new KvmError(`mmap of ${Math.floor(size / (1024 * 1024))} MiB guest RAM at ${hex(guestAddress)}`, -mapped);
-          const slot = { slot: slots.length, guestAddress, size, hostAddress: mapped };
-          slots.push(slot);
-          vm.setUserMemoryRegion(slot.slot, guestAddress, size, mapped);
+          slots.push({ slot: slots.length, guestAddress, size, hostAddress: mapped });
+          for (const piece of pieces(guestAddress, size, segmented)) {
+            const kvmSlot = { slot: kvmSlots.length, guestAddress: piece.guestAddress, size: piece.size, hostAddress: mapped + BigInt(piece.guestAddress - guestAddress), readOnly: false };
+            kvmSlots.push(kvmSlot);
+            vm.setUserMemoryRegion(kvmSlot.slot, kvmSlot.guestAddress, kvmSlot.size, kvmSlot.hostAddress);
+          }
           regions.push({ guestAddress, size, bytes: new Uint8Array(addon.view(mapped, size)) });
         }
       }
@@ -59,7 +91,29 @@ export class GuestRam {
       for (const slot of slots) addon.munmap(slot.hostAddress, slot.size);
       throw error;
     }
-    return new GuestRam(slots, new GuestMemory(regions));
+    return new GuestRam(slots, new GuestMemory(regions), undefined, segmented ? kvmSlots : undefined, vm);
+  }
+
+  /** The first KVM slot number nothing of this RAM uses (for a firmware ROM). */
+  get nextFreeSlot(): number {
+    return this.kvmSlots?.length ?? this.slots.length;
+  }
+
+  /**
+   * Makes the KVM slots of [guestAddress, guestAddress + size) (pieces of
+   * the segmented range) read-only, so guest writes there exit and are
+   * dropped, or writable again. KVM cannot change a slot's read-only flag in
+   * place: each slot is deleted and registered again over the same memory.
+   */
+  setReadOnly(guestAddress: number, size: number, readOnly: boolean): void {
+    const covered = this.kvmSlots?.filter((s) => s.guestAddress >= guestAddress && s.guestAddress + s.size <= guestAddress + size) ?? [];
+    if (covered.length === 0 || !this.vm) throw new KvmError(`protecting guest RAM at ${hex(guestAddress)}`, 22 /* EINVAL */, 'no KVM slot of its own lies there');
+    for (const kvmSlot of covered) {
+      if (kvmSlot.readOnly === readOnly) continue;
+      this.vm.setUserMemoryRegion(kvmSlot.slot, kvmSlot.guestAddress, 0, kvmSlot.hostAddress);
+      this.vm.setUserMemoryRegion(kvmSlot.slot, kvmSlot.guestAddress, kvmSlot.size, kvmSlot.hostAddress, readOnly ? KVM_MEM_READONLY : 0);
+      kvmSlot.readOnly = readOnly;
+    }
   }
 
   /**
@@ -162,4 +216,17 @@ export class GuestRam {
     for (const region of this.memory.regions) addon.detach(region.bytes.buffer as ArrayBuffer);
     for (const slot of this.slots) addon.munmap(slot.hostAddress, slot.size);
   }
+}
+
+/** The KVM slots over one mapping: the segmented range's pieces where it overlaps, and what is left around them. */
+function pieces(guestAddress: number, size: number, segmented?: SegmentedRange): { guestAddress: number; size: number }[] {
+  const end = guestAddress + size;
+  if (!segmented || segmented.guestAddress >= end || segmented.guestAddress + segmented.size <= guestAddress) return [{ guestAddress, size }];
+  const from = Math.max(guestAddress, segmented.guestAddress);
+  const to = Math.min(end, segmented.guestAddress + segmented.size);
+  const result: { guestAddress: number; size: number }[] = [];
+  if (from > guestAddress) result.push({ guestAddress, size: from - guestAddress });
+  for (let at = from; at < to; at += segmented.granularity) result.push({ guestAddress: at, size: Math.min(segmented.granularity, to - at) });
+  if (end > to) result.push({ guestAddress: to, size: end - to });
+  return result;
 }

@@ -36,7 +36,8 @@ export class KvmBoardHost implements BoardHost {
   /** KVM_CAP_IOEVENTFD, asked once. */
   private readonly ioeventfds: boolean;
 
-  constructor(private readonly vm: Vm, irqchip: 'kernel' | 'split') {
+  /** `protectRam` backs BoardHost.protectRam (GuestRam.setReadOnly on a firmware boot's segmented RAM). */
+  constructor(private readonly vm: Vm, irqchip: 'kernel' | 'split', readonly protectRam?: (guestAddress: number, size: number, readOnly: boolean) => void) {
     this.gsiRouter = new GsiRouter((routes) => vm.setGsiRouting(routes), irqchip);
     this.deviceMsi = new MsiIrqfds(vm, this.gsiRouter, this.msi);
     this.ioeventfds = vm.kvm.checkExtension(CAP.KVM_CAP_IOEVENTFD) > 0;

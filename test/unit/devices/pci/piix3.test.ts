@@ -73,4 +73,19 @@ test('without a reset control, a byte at 0xcf9 is an odd CONFIG_ADDRESS access, 
   assert.is(root.oddAccesses, 1);
 });
 
+
+test('pamSegments decodes the i440FX PAM registers: 0xf0000 from PAM0 bits 5:4, 16 KiB segments from 0xc0000 in PAM1-6', () => {
+  const { root, configWrite } = rootWithBridge();
+  const writable = () => root.pamSegments().filter((s) => s.writable).map((s) => s.base.toString(16));
+  assert.is(root.pamSegments().length, 13);
+  assert.equal(writable(), [], 'at reset every segment is ROM');
+  configWrite(0, 0x59, [0x30]); // 0xf0000: read and write RAM
+  assert.equal(root.pamSegments()[0], { base: 0xf_0000, size: 0x1_0000, writable: true });
+  configWrite(0, 0x5a, [0x21]); // 0xc0000 read-only, 0xc4000 write-only
+  assert.equal(writable(), ['f0000', 'c4000']);
+  configWrite(0, 0x59, [0x10]); // SeaBIOS's make_bios_readonly: read RAM, writes to ROM
+  assert.equal(writable(), ['c4000']);
+  assert.ok(PciRoot.touchesPam(0x58) && PciRoot.touchesPam(0x5c) && !PciRoot.touchesPam(0x60) && !PciRoot.touchesPam(0x54));
+});
+
 test.run();

@@ -391,4 +391,31 @@ test('SeaBIOS\'s PCI pass on a board with a virtio-rng: BAR sizing, a new BAR 0,
   board.dispose();
 });
 
+
+test('a firmware board write-protects 0xc0000-0xfffff as PAM says: read-only at reset, writable after SeaBIOS enables it, read-only again', () => {
+  const memory = { read: () => new Uint8Array(0), write: () => {} } as unknown as import('../../../../src/devices/virtio/queue').DmaMemory;
+  const calls: string[] = [];
+  const host = { ...makeHost('kernel').host, protectRam: (address: number, size: number, readOnly: boolean) => calls.push(`${address.toString(16)}+${size.toString(16)} ${readOnly ? 'ro' : 'rw'}`) };
+  const board = new Board({ vcpuCount: 1, memoryBelow4G: 128 * MIB, memoryAbove4G: 0, irqchip: 'kernel', host, onReset: () => {}, firmware: { e820: [] }, dmaMemory: memory });
+  assert.is(calls.length, 13);
+  assert.ok(calls.every((call) => call.endsWith(' ro')));
+  calls.length = 0;
+  const pamWrite = (register: number, bytes: number[]) => {
+    board.io.write(0xcf8, Uint8Array.of(register & 0xfc, 0, 0, 0x80));
+    board.io.write(0xcfc, Uint8Array.from(bytes));
+  };
+  pamWrite(0x58, [0x00, 0x30, 0x33, 0x33]); // __make_bios_writable_intel, first dword
+  assert.equal(calls, ['f0000+10000 rw', 'c0000+4000 rw', 'c4000+4000 rw', 'c8000+4000 rw', 'cc000+4000 rw']);
+  calls.length = 0;
+  pamWrite(0x58, [0x00, 0x10, 0x33, 0x33]);
+  assert.equal(calls, ['f0000+10000 ro']);
+  calls.length = 0;
+  pamWrite(0x60, [0x0a, 0x0a, 0x0b, 0x0b]); // elsewhere in the host bridge: nothing to do
+  assert.equal(calls, []);
+  board.dispose();
+  const kernelBoard = new Board({ vcpuCount: 1, memoryBelow4G: 128 * MIB, memoryAbove4G: 0, irqchip: 'kernel', host, onReset: () => {} });
+  assert.equal(calls, [], 'a kernel boot leaves that RAM alone');
+  kernelBoard.dispose();
+});
+
 test.run();
