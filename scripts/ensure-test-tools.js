@@ -3,7 +3,9 @@
 // test suite uses for cross-checks, when they are missing and this is a root
 // shell on a Debian machine: QEMU (the reference VMM that proves the test
 // guests right), xz (to extract the Debian kernel), busybox-static and cpio
-// (scripts/make-initramfs.sh). Without them those tests say "not checked".
+// (scripts/make-initramfs.sh), and for firmware boots SeaBIOS, grub-pc-bin,
+// dosfstools and mtools (scripts/make-disk-images.sh). Without them those
+// tests say "not checked".
 'use strict';
 const { spawnSync } = require('node:child_process');
 
@@ -13,10 +15,16 @@ const wanted = [
   // scripts/make-initramfs.sh and its tests.
   { command: 'busybox', pkg: 'busybox-static' },
   { command: 'cpio', pkg: 'cpio' },
+  // Firmware boots (scripts/make-disk-images.sh's grub.img, and the firmware itself).
+  { file: '/usr/share/seabios/bios.bin', pkg: 'seabios' },
+  { file: '/usr/lib/grub/i386-pc/boot.img', pkg: 'grub-pc-bin' },
+  { command: 'mkfs.vfat', pkg: 'dosfstools' },
+  { command: 'mcopy', pkg: 'mtools' },
 ];
 
+const fs = require('node:fs');
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
-const missing = wanted.filter(({ command }) => !has(command)).map(({ pkg }) => pkg);
+const missing = wanted.filter(({ command, file }) => (file ? !fs.existsSync(file) : !has(command))).map(({ pkg }) => pkg);
 if (missing.length === 0) process.exit(0);
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;

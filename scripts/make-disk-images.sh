@@ -15,8 +15,8 @@
 #                    COM1, echoes a marker, cats /hello.txt and reboots.
 #
 # Without image names it builds both. Every tool is checked first; each missing one
-# is one line on stderr. As root, missing grub-pc-bin, mtools and dosfstools are
-# installed with apt-get (apt-get update first if the install fails), and it says so.
+# is one line on stderr naming its Debian package (npm run setup installs them;
+# this script installs nothing).
 # The output is byte-for-byte reproducible (fixed volume id and timestamps).
 # Exit status: 0 built, 1 a tool is missing or a step failed, 2 bad arguments.
 set -euo pipefail
@@ -66,16 +66,6 @@ check_tools() {
   fi
 }
 check_tools
-if [ ${#missing[@]} -gt 0 ] && [ $want_grub = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  packages="grub-pc-bin mtools dosfstools"
-  echo "make-disk-images: installing $packages with apt-get (missing: ${missing[*]})" >&2
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q $packages >/dev/null 2>&1; then
-    echo "make-disk-images: apt-get install failed; running apt-get update and trying again" >&2
-    apt-get update -q >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $packages >/dev/null 2>&1 || true
-  fi
-  check_tools
-fi
 if [ ${#missing[@]} -gt 0 ]; then
   for m in "${missing[@]}"; do echo "make-disk-images: missing $m" >&2; done
   exit 1
