@@ -272,7 +272,7 @@ export class Board {
     // What the restored registers imply outside the models: BARs on the buses where the guest
     // put them (and their doorbells watched), and the PIC's INT line to the boot vCPU.
     for (const slot of this.pciFunctions.keys()) this.followBars(slot);
-    if (this.pic) this.options.onPicInt?.(this.pic.intAsserted);
+    if (this.pic?.intAsserted) this.options.onPicInt?.(true); // the line starts low
   }
 
   private addPciDevices(devices: readonly { placement: PciPlacement; backend: VirtioBackend }[]): void {
