@@ -29,6 +29,18 @@ const MMIO_BYTES = MAX_MMIO_CLAIMS * 2 * 8;
 const PORTS_OFFSET = MMIO_OFFSET + MMIO_BYTES;
 const TABLE_BYTES = PORTS_OFFSET + PORT_BITMAP_BYTES;
 
+/** Where the table's parts are, for a reader outside JavaScript (the native exit loop). */
+export const CLAIM_TABLE_LAYOUT = {
+  /** Int32 header slots. */
+  generation: HEADER.generation,
+  mmioCount: HEADER.mmioCount,
+  /** Byte offset of the MMIO ranges: Float64 pairs (base, end), sorted by base. */
+  mmioOffset: MMIO_OFFSET,
+  maxMmioClaims: MAX_MMIO_CLAIMS,
+  /** Byte offset of the port bitmap (bit port & 7 of byte port >> 3). */
+  portsOffset: PORTS_OFFSET,
+} as const;
+
 /** The device thread's side: publishes the buses' ranges whenever they change. */
 export class ClaimTable {
   readonly buffer = new SharedArrayBuffer(TABLE_BYTES);

@@ -66,7 +66,7 @@ export const DOORBELL_SLOT = {
 const DOORBELL_BYTES = 32 * 4;
 
 /** Sequence numbers run 1..MAX_SEQUENCE and wrap. */
-const MAX_SEQUENCE = 0x3fff_ffff;
+export const MAX_SEQUENCE = 0x3fff_ffff;
 
 /** How a vCPU waits for the device thread's answer. */
 export type WaitStrategy = 'spin-park' | 'park';
@@ -147,20 +147,28 @@ export function waitCounters(spinLimit: number): WaitCounters {
   return { spinHits: 0, parks: 0, spinBudget: spinLimit };
 }
 
+/**
+ * How the device side wakes a vCPU parked on `completed`. Atomics.notify by
+ * default; a vCPU parked in the native exit loop sleeps in a raw futex, which
+ * Atomics.notify cannot reach (V8 keeps its own waiter lists), so the device
+ * side of such a channel wakes it through the addon instead.
+ */
+export type VcpuWaker = (words: Int32Array, slot: number) => void;
+
+const notifyVcpu: VcpuWaker = (words, slot) => { Atomics.notify(words, slot); };
+
 export class ExitChannel {
   readonly words: Int32Array;
   /** The same line as unsigned words, for the descriptor's fields. */
   private readonly fields: Uint32Array;
-  /** vCPU side: the sequence number of the last hand-off. */
-  private lastRequested = 0;
 
   constructor(
     readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(CHANNEL_BYTES),
     private readonly doorbell?: Doorbell,
+    private readonly wakeVcpu: VcpuWaker = notifyVcpu,
   ) {
     this.words = new Int32Array(buffer);
     this.fields = new Uint32Array(buffer);
-    this.lastRequested = Atomics.load(this.words, CHANNEL_SLOT.requested);
   }
 
   // ---- vCPU side -------------------------------------------------------
@@ -187,9 +195,10 @@ export class ExitChannel {
   }
 
   private publish(kind: number): number {
-    const sequence = (this.lastRequested % MAX_SEQUENCE) + 1;
+    // From the word, not a copy: the native exit loop publishes on the same
+    // channel. Only the vCPU thread writes it, so a plain read is current.
+    const sequence = (this.words[CHANNEL_SLOT.requested] % MAX_SEQUENCE) + 1;
     this.words[CHANNEL_SLOT.kind] = kind; // published by the atomic store of `requested` below
-    this.lastRequested = sequence;
     Atomics.store(this.words, CHANNEL_SLOT.requested, sequence);
     this.doorbell?.ring();
     return sequence;
@@ -263,7 +272,7 @@ export class ExitChannel {
     this.words[CHANNEL_SLOT.result] = result; // published by the atomic store of `completed` below
     Atomics.store(this.words, CHANNEL_SLOT.completed, sequence);
     if (Atomics.load(this.words, CHANNEL_SLOT.vcpuParked) !== 0) {
-      Atomics.notify(this.words, CHANNEL_SLOT.completed);
+      this.wakeVcpu(this.words, CHANNEL_SLOT.completed);
     }
   }
 }

@@ -5,6 +5,7 @@
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import { TsvmmError } from './errors';
+import type { NativeExitLoopConfig } from './native-exit-loop';
 
 /** What native/tsvmm_native.cc exports. Negative numbers are -errno. */
 export interface NativeAddon {
@@ -38,6 +39,29 @@ export interface NativeAddon {
   watcherRemove(handle: number, fd: number): number;
   /** Stops and joins the thread and releases the callback; no callback runs afterwards. -EBADF for a bad handle. */
   watcherClose(handle: number): number;
+  /**
+   * A device waker: `wake` runs on this thread whenever a native exit loop
+   * (any thread) rings it, coalesced; it does not keep the event loop alive.
+   * Returns a process-wide id (> 0) or -errno.
+   */
+  deviceWakerCreate(wake: () => void): number;
+  /** Closes a waker made on this thread (rings do nothing afterwards): 0, or -EBADF. */
+  deviceWakerClose(id: number): number;
+  /**
+   * The native exit loop of one vCPU (hand-off mode "native"): a handle (> 0).
+   * Throws RangeError for a malformed config (native-exit-loop.ts builds it).
+   */
+  vcpuLoopCreate(config: NativeExitLoopConfig): number;
+  /**
+   * Runs the guest, handling port and MMIO exits (claimed ones through the
+   * exit channel) and EOIs, until an exit for JavaScript: a NATIVE_LOOP_RETURN
+   * or -errno (EINTR/EAGAIN only with a request in the control word).
+   */
+  vcpuLoopRun(handle: number): number;
+  /** Waits, as the native loop does (spin, then FUTEX_WAIT), for a hand-off JavaScript published. 0 or -EBADF. */
+  vcpuLoopWait(handle: number, sequence: number): number;
+  /** FUTEX_WAKE on words[index]: wakes a vCPU parked in the native loop. Waiters woken, or -errno. */
+  futexWake(words: Int32Array, index: number): number;
   currentThread(): bigint;
   kick(thread: bigint): number;
   pageSize(): number;

@@ -9,9 +9,11 @@ import type { Regs } from './kvm-structs';
  * - spin-park: shared-memory channel; the vCPU spins, then parks (default);
  * - park: the same channel, parking at once (futex-only, for comparison);
  * - post-message: the request is a postMessage, the answer a shared-memory wake;
- * - comlink: a comlink RPC per exit (what the control path uses).
+ * - comlink: a comlink RPC per exit (what the control path uses);
+ * - native: the spin-park protocol, with the vCPU's exit loop in the addon
+ *   (JavaScript sees only the exits the loop does not handle).
  */
-export const HAND_OFF_MODES = ['spin-park', 'park', 'post-message', 'comlink'] as const;
+export const HAND_OFF_MODES = ['spin-park', 'park', 'post-message', 'comlink', 'native'] as const;
 export type HandOffMode = (typeof HAND_OFF_MODES)[number];
 
 export interface VcpuWorkerConfig {
@@ -30,6 +32,8 @@ export interface VcpuWorkerConfig {
   spinLimit: number;
   /** This vCPU takes the userspace PIC's interrupts (the boot vCPU with the split irqchip). */
   injectsExtint: boolean;
+  /** For the native hand-off: the device waker (native deviceWakerCreate) that wakes a parked device thread. */
+  deviceWaker?: number;
   /** For post-message and comlink hand-offs: the port to the device thread. */
   devicePort?: MessagePort;
 }

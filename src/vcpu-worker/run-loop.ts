@@ -11,6 +11,7 @@ import {
 } from '../shared/kvm-abi';
 import { ACCESS_KIND, Access, KvmRunView, decodeAccess, decodeAccessData, emptyAccess } from '../shared/kvm-run';
 import { ERRNO, KvmError, NativeAddon, check } from '../shared/native';
+import { NATIVE_LOOP_RETURN, nativeExitLoopConfig } from '../shared/native-exit-loop';
 import { VCPU_CONTROL, VCPU_REQUEST, VCPU_STAT_INDEX } from '../shared/vcpu-stats';
 import type { HandOffMode, VcpuStop, VcpuWorkerConfig } from '../shared/vcpu-protocol';
 
@@ -90,6 +91,53 @@ export class VcpuRunLoop {
     this.stats[VCPU_STAT_INDEX.spinHits] = this.waits.spinHits;
     this.stats[VCPU_STAT_INDEX.parks] = this.waits.parks;
   }
+
+  /**
+   * The native hand-off: the addon's loop runs the guest and handles port,
+   * MMIO and EOI exits itself (the same claims, answers, channel and stats
+   * as handleExit); it comes back here for the rest, which is decided here
+   * as in runSync. With the split irqchip it also comes back when the PIC's
+   * INT rises, so that the interrupt is injected here before the guest runs on.
+   */
+  runNative(): VcpuStop {
+    this.noteFirstRun();
+    const { addon, config } = this;
+    if (config.deviceWaker === undefined) throw new Error('the native hand-off needs a device waker');
+    this.nativeLoop ??= addon.vcpuLoopCreate(nativeExitLoopConfig({
+      vcpuFd: config.vcpuFd,
+      runRequest: this.runRequest,
+      runAddress: config.runAddress,
+      runSize: config.runSize,
+      channel: config.channel,
+      doorbell: config.doorbell,
+      control: config.control,
+      stats: config.stats,
+      claims: config.claims,
+      deviceWaker: config.deviceWaker,
+      spinLimit: config.spinLimit,
+      injectsExtint: config.injectsExtint,
+    }));
+    const handle = this.nativeLoop;
+    for (;;) {
+      if (config.injectsExtint) {
+        const acknowledge = this.requestInterruptAcknowledge();
+        if (acknowledge !== undefined) {
+          // The device thread wakes a native waiter with FUTEX_WAKE, not Atomics.notify: wait the native way.
+          addon.vcpuLoopWait(handle, acknowledge);
+          this.injectAcknowledgedInterrupt();
+        }
+      }
+      const result = addon.vcpuLoopRun(handle);
+      if (result === NATIVE_LOOP_RETURN.interrupt) continue;
+      const outcome = this.handleExit(result < 0 ? result : 0);
+      if (typeof outcome !== 'number') return outcome;
+      // The native loop returns no access handleExit would forward; should it ever, wait for it the native way.
+      if (outcome !== NOTHING_TO_FORWARD) addon.vcpuLoopWait(handle, outcome);
+    }
+  }
+
+  /** The addon's exit loop for this vCPU (native hand-off), created on the first run. */
+  private nativeLoop: number | undefined;
 
   /** The same loop for hand-offs that need the worker's event loop to answer. */
   async runAsync(): Promise<VcpuStop> {
@@ -277,5 +325,5 @@ export class VcpuRunLoop {
 
 /** Only the shared-memory hand-offs wake the device thread through the doorbell. */
 function handOffRingsDoorbell(mode: HandOffMode): boolean {
-  return mode === 'spin-park' || mode === 'park';
+  return mode === 'spin-park' || mode === 'park' || mode === 'native';
 }

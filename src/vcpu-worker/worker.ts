@@ -49,6 +49,7 @@ const api: VcpuWorkerApi = {
     if (!loop) throw new Error('run() before init()');
     running = true;
     try {
+      if (mode === 'native') return loop.runNative();
       return mode === 'spin-park' || mode === 'park' ? loop.runSync() : loop.runAsync();
     } finally {
       running = false;

@@ -41,7 +41,7 @@ test('cmos: the RTC starts at --rtc-base (BCD, 24 h) and the CMOS reports the me
   assert.match(result.stdout, /\ncmos: mem above 16M: 0xf00\n$/, explain(result));
 });
 
-for (const handOff of ['spin-park', 'park', 'post-message', 'comlink']) {
+for (const handOff of ['spin-park', 'park', 'post-message', 'comlink', 'native']) {
   test(`--hand-off ${handOff}: forwarded exits from 2 vCPUs and the split irqchip's INTA all get served`, async () => {
     const smp = await runTsvmm(['--kernel', guest('smp'), '--cpus', '2', '--hand-off', handOff]);
     assert.is(smp.code, 0, explain(smp));

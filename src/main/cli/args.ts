@@ -76,7 +76,7 @@ Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
   --split-irqchip       LAPICs in KVM; PIC, IOAPIC and PIT in tsvmm
   --serial S            COM1 goes to stdio (default), file:PATH, or null
   --rtc-base TIME       start the guest's RTC at this ISO-8601 UTC time (default: host clock)
-  --hand-off MODE       exit hand-off: spin-park (default), park, post-message, comlink
+  --hand-off MODE       exit hand-off: spin-park (default), park, post-message, comlink, native
   --spin-limit N        spins before a vCPU parks waiting for the device thread
   --stats[=json]        print per-vCPU exit counters and times when the guest ends
                         (json: one JSON object with the exit reason, to stderr)

@@ -164,13 +164,34 @@ export class DeviceLoop {
     }
     this.parked = true;
     this.parks++;
+    const park = ++this.parkNumber;
     const waited = Atomics.waitAsync(this.doorbell.words, DOORBELL_SLOT.rings, seen);
-    const resume = () => {
-      this.parked = false;
-      this.doorbell.endPark();
-      this.pump();
-    };
+    // A park that wake() ended already resolves later, perhaps during a newer park: it must not end that one.
+    const resume = () => { if (park === this.parkNumber) this.unpark(); };
     if (waited.async) waited.value.then(resume);
     else setImmediate(resume);
+  }
+
+  /** Counts parks, so that a stale doorbell wait cannot end a newer park. */
+  private parkNumber = 0;
+
+  /**
+   * Ends a park from outside the doorbell: a vCPU in the native exit loop
+   * cannot reach Atomics.waitAsync's waiters and calls this through its
+   * device waker instead. Does nothing unless parked.
+   */
+  wake(): void {
+    if (!this.parked) return;
+    // Resolve the doorbell wait now (it would otherwise wait for the next
+    // ring); its resume then sees a newer park number, or no park, and does nothing.
+    this.parkNumber++;
+    Atomics.notify(this.doorbell.words, DOORBELL_SLOT.rings);
+    this.unpark();
+  }
+
+  private unpark(): void {
+    this.parked = false;
+    this.doorbell.endPark();
+    this.pump();
   }
 }

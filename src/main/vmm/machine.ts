@@ -26,6 +26,7 @@ import type { VcpuStatValues } from '../../shared/vcpu-stats';
 import { TsvmmError } from '../../shared/errors';
 import { KvmBoardHost } from './board-host';
 import { DeviceLoop, DEFAULT_DEVICE_LOOP_OPTIONS } from './device-loop';
+import { DeviceWaker } from './device-wake';
 import { PauseRendezvous } from './pause-rendezvous';
 import { ALL_MMIO, ALL_PORTS, DeviceAddressLog, VmLog, bootLines, forwardsEverything, logs, pciLines, reportUnclaimed } from './log';
 import { VmConfig, resolveVmConfig } from './vm-config';
@@ -96,6 +97,8 @@ export class Machine {
   private readonly input = new SerialInputQueue(() => this.board?.com1);
   private threads: VcpuThread[] = [];
   private deviceLoop?: DeviceLoop;
+  /** With the native hand-off: how vCPUs wake the parked device thread. */
+  private deviceWaker?: DeviceWaker;
   private currentState: MachineState = 'built';
   /** The first reason to end; the VM's exit. */
   private ending?: VmExit;
@@ -259,6 +262,7 @@ export class Machine {
   private async spawnThreads(runSize: number, workers: Worker[]): Promise<void> {
     const board = this.board;
     const mode = this.config.handOff;
+    if (mode === 'native') this.deviceWaker = new DeviceWaker(() => this.deviceLoop?.wake());
     const spawned = await Promise.allSettled(this.vcpus.map((vcpu) => VcpuThread.spawn({
       vcpuId: vcpu.id,
       vcpuFd: vcpu.fd,
@@ -270,13 +274,14 @@ export class Machine {
       spinLimit: this.config.spinLimit,
       // With the split irqchip the PIC is ours, and its INT line goes to the boot vCPU's LINT0.
       injectsExtint: this.config.irqchip === 'split' && vcpu.id === 0,
+      deviceWaker: this.deviceWaker?.id,
     }, workers[vcpu.id])));
     this.threads = spawned.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
     const failed = spawned.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) throw failed.reason;
     this.deviceLoop = new DeviceLoop(this.doorbell, this.threads, board, {
       ...DEFAULT_DEVICE_LOOP_OPTIONS,
-      poll: mode === 'spin-park' || mode === 'park',
+      poll: mode === 'spin-park' || mode === 'park' || mode === 'native',
     });
     const loop = this.deviceLoop;
     this.threads.forEach((thread, index) => {
@@ -498,6 +503,7 @@ export class Machine {
     this.deviceLoop?.stop();
     this.input.dispose();
     await Promise.all(this.threads.map((thread) => thread.terminate()));
+    this.deviceWaker?.close();
     this.board?.dispose();
     this.host?.dispose();
     // Before guest RAM goes: the block pool's workers view it.

@@ -25,6 +25,8 @@ export interface VcpuThreadOptions {
   handOff: HandOffMode;
   spinLimit: number;
   injectsExtint: boolean;
+  /** For the native hand-off: the device waker that wakes the parked device thread. */
+  deviceWaker?: number;
 }
 
 export class VcpuThread {
@@ -68,7 +70,11 @@ export class VcpuThread {
       const transfer = (ports ? [ports.port2] : []) as unknown as Parameters<typeof Comlink.transfer>[1];
       const thread = await api.init(Comlink.transfer(config, transfer));
       const run = new KvmRunView(native().view(options.runAddress, options.runSize));
-      return new VcpuThread(options.vcpuId, options.runAddress, options.runSize, worker, api, thread, new ExitChannel(channelBuffer), run,
+      // A vCPU in the native exit loop parks in a raw futex, which only a FUTEX_WAKE reaches.
+      const channel = options.handOff === 'native'
+        ? new ExitChannel(channelBuffer, undefined, (words, slot) => { native().futexWake(words, slot); })
+        : new ExitChannel(channelBuffer);
+      return new VcpuThread(options.vcpuId, options.runAddress, options.runSize, worker, api, thread, channel, run,
         new Int32Array(control), stats, ports?.port1);
     } catch (error) {
       await worker.terminate();
