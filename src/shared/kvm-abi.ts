@@ -264,6 +264,8 @@ export const MEMORY_REGION = {
 
 /** struct kvm_irqfd field offsets. */
 export const IRQFD = { fd: 0, gsi: 4, flags: 8, resamplefd: 12 } as const;
+/** kvm_irqfd.flags: resamplefd is valid; the GSI is a level line lowered at the guest's EOI. */
+export const KVM_IRQFD_FLAG_RESAMPLE = 1 << 1;
 
 /** struct kvm_ioeventfd field offsets (pad runs to the end: 36 bytes that must be zero). */
 export const IOEVENTFD = { datamatch: 0, addr: 8, len: 16, fd: 20, flags: 24, pad: 28 } as const;

@@ -4,7 +4,7 @@
 
 import {
   CAP, ENABLE_CAP, IOCTL, IRQ_LEVEL, IRQFD, IRQ_ROUTING_ENTRY, IoctlName, KVM_API_VERSION, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI,
-  KVM_PIT_SPEAKER_DUMMY, MAP_SHARED, MEMORY_REGION, MSI,
+  KVM_IRQFD_FLAG_RESAMPLE, KVM_PIT_SPEAKER_DUMMY, MAP_SHARED, MEMORY_REGION, MSI,
   O_RDWR, PROT_READ, PROT_WRITE, SIZEOF, IOEVENTFD, KVM_IOEVENTFD_FLAG, IRQCHIP_STATE, KVM_IRQCHIP, VCPU_EVENTS, KVM_VCPUEVENT_VALID,
 } from '../../shared/kvm-abi';
 import {
@@ -184,11 +184,21 @@ export class Vm {
   }
 
   /** Connects an eventfd to a GSI: a write to the eventfd raises the interrupt. */
-  registerIrqfd(eventFd: number, gsi: number): void {
+  /**
+   * KVM_IRQFD: a write to `eventFd` raises `gsi`. With `resampleFd` (a
+   * level line of the in-kernel irqchip) the GSI stays asserted until the
+   * guest's EOI; KVM then lowers it and signals `resampleFd`, and whoever
+   * holds the level asserts it again if it is still high.
+   */
+  registerIrqfd(eventFd: number, gsi: number, resampleFd?: number): void {
     const bytes = new Uint8Array(SIZEOF.kvm_irqfd);
     const dv = new DataView(bytes.buffer);
     dv.setUint32(IRQFD.fd, eventFd, true);
     dv.setUint32(IRQFD.gsi, gsi, true);
+    if (resampleFd !== undefined) {
+      dv.setUint32(IRQFD.flags, KVM_IRQFD_FLAG_RESAMPLE, true);
+      dv.setUint32(IRQFD.resamplefd, resampleFd, true);
+    }
     ioctl(this.fd, 'KVM_IRQFD', bytes, `gsi ${gsi}`);
   }
 

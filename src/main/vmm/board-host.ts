@@ -1,5 +1,5 @@
-// The board's view of the host, backed by KVM: irqfds and KVM_IRQ_LINE for
-// the in-kernel irqchip, irqfds on MSI routes for PCI devices' MSI-X,
+// The board's view of the host, backed by KVM: irqfds (with resample fds for
+// level lines) for the in-kernel irqchip, irqfds on MSI routes for PCI devices' MSI-X,
 // KVM_SIGNAL_MSI for the userspace IOAPIC's output, the GsiRouter, and
 // Node's clocks and timers. It owns the eventfds it makes.
 
@@ -79,14 +79,41 @@ export class KvmBoardHost implements BoardHost {
     return { trigger: () => { addon.eventfdWrite(fd, 1); } };
   }
 
+  /**
+   * A PCI INTx line of the in-kernel irqchip: an irqfd with a resample fd
+   * (as crosvm and QEMU wire INTx). Raising the level writes the irqfd; KVM
+   * keeps the GSI asserted until the guest's EOI, then lowers it and signals
+   * the resample fd, and the line is raised again if the device still holds
+   * it. Lowering needs no call: KVM lowers the GSI at that EOI. Without a
+   * doorbell watcher thread (no KVM_CAP_IOEVENTFD) the resample fd cannot
+   * be watched, and KVM_IRQ_LINE holds the level instead.
+   */
   kernelLevelLine(gsi: number): LevelInterruptLine {
-    // KVM_IRQ_LINE holds the level in the kernel's irqchip until it is lowered,
-    // so nothing needs re-asserting after the guest's EOI.
     let level = false;
+    if (!this.ioeventfds) {
+      return levelLine((asserted) => {
+        if (asserted === level) return;
+        level = asserted;
+        this.vm.setIrqLine(gsi, asserted);
+      });
+    }
+    const addon = native();
+    const fd = check('eventfd', addon.eventfd(0, EFD_NONBLOCK));
+    this.eventFds.push(fd);
+    const resample = check('eventfd', addon.eventfd(0, EFD_NONBLOCK));
+    this.eventFds.push(resample);
+    this.vm.registerIrqfd(fd, gsi, resample);
+    const token = this.nextToken++;
+    this.doorbells.set(token, () => {
+      addon.eventfdRead(resample);
+      if (level) addon.eventfdWrite(fd, 1);
+    });
+    this.watcher ??= new EventWatcher((tokens) => { for (const t of tokens) this.doorbells.get(t)?.(); });
+    this.watcher.add(resample, token);
     return levelLine((asserted) => {
       if (asserted === level) return;
       level = asserted;
-      this.vm.setIrqLine(gsi, asserted);
+      if (asserted) addon.eventfdWrite(fd, 1);
     });
   }
 
