@@ -9,7 +9,7 @@ import nodeEndpoint from 'comlink/dist/umd/node-adapter';
 import { KvmRunView } from '../../shared/kvm-run';
 import { native } from '../../shared/native';
 import {
-  VCPU_CONTROL, VCPU_CONTROL_BYTES, VCPU_REQUEST, VCPU_STATS_BYTES, VcpuStatValues, readVcpuStats,
+  HandOffHistogram, VCPU_CONTROL, VCPU_CONTROL_BYTES, VCPU_REQUEST, VCPU_STATS_BYTES, VcpuStatValues, readHandOffHistogram, readVcpuStats,
 } from '../../shared/vcpu-stats';
 import type { HandOffMode, VcpuStop, VcpuWorkerApi, VcpuWorkerConfig } from '../../shared/vcpu-protocol';
 import { ExitChannel } from '../../shared/exit-channel';
@@ -117,6 +117,11 @@ export class VcpuThread {
 
   stats(): VcpuStatValues {
     return readVcpuStats(this.statsBuffer);
+  }
+
+  /** The --stats histogram of this vCPU's hand-off waits (the JavaScript loops fill it; the native one does not yet). */
+  handOffWaits(): HandOffHistogram {
+    return readHandOffHistogram(this.statsBuffer);
   }
 
   async terminate(): Promise<void> {
