@@ -53,6 +53,8 @@ export interface CliOptions {
   apiSocket?: string;
   /** A JSON VmConfig file; the options given on the command line override its fields. */
   config?: string;
+  /** A snapshot directory to continue instead of booting (cli/restore.ts). */
+  restore?: string;
   /** The long names of the options given on the command line (to know what overrides a --config file). */
   given: ReadonlySet<string>;
 }
@@ -90,6 +92,8 @@ Boots an x86_64 guest under KVM. Without --kernel, boots the bundled demo guest.
   --rng [src=PATH]      a virtio-rng device reading PATH (default /dev/urandom)
   --console C           a virtio-console (the guest's hvc0): off (default), tty, or file=PATH
   --config FILE         a JSON VmConfig (fields as in the README); options given here override it
+  --restore DIR         continue the VM a snapshot in DIR holds (only --serial, --hand-off,
+                        --spin-limit, --stats, logging and --api-socket may go with it)
   --api-socket PATH     serve the control API (HTTP/1.1, JSON) on this unix socket;
                         tsvmm remote --help sends it requests
   --version             print the version and exit
@@ -223,6 +227,7 @@ export function parseCli(argv: string[]): CliOptions {
         'log-file': { type: 'string' },
         'api-socket': { type: 'string' },
         config: { type: 'string' },
+        restore: { type: 'string' },
         disk: { type: 'string', multiple: true },
         rng: { type: 'string' },
         console: { type: 'string' },
@@ -281,6 +286,7 @@ export function parseCli(argv: string[]): CliOptions {
     logLevel: parseLogLevel(values.verbose?.length ?? 0, values['log-level'], values['log-file']),
     logFile: values['log-file'],
     config: values.config,
+    restore: values.restore,
     apiSocket: values['api-socket'],
     devices: (parsed.tokens ?? []).flatMap((token) => {
       if (token.kind !== 'option') return [];

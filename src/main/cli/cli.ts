@@ -11,9 +11,11 @@ import { parseCli, USAGE, CliOptions, UsageError } from './args';
 import { vmConfigFromCli } from './config-file';
 import { ConsoleInput, OutputSink } from './console';
 import { readInputFile } from './input-files';
+import { MAX_FIRMWARE_SIZE } from '../layout';
 import { EXIT_CODE, exitCodeForError, exitCodeForVmExit } from './exit-codes';
 import { VmExit, describeVmExit } from '../vmm/vm-exit';
-import { Machine } from '../vmm/machine';
+import { Machine, MachineHooks } from '../vmm/machine';
+import { snapshotToRestore } from './restore';
 import type { ApiServer } from '../api/server';
 import { remote } from './remote';
 import { RunRecord, statsJson, statsText } from './stats-report';
@@ -71,6 +73,8 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
   let output: OutputSink | undefined;
   /** The virtio-console's terminal output: COM1's sink when that is stdout too, else a sink of its own. */
   let consoleOutput: OutputSink | undefined;
+  /** Port 0x402's log file (--debugcon file:PATH). */
+  let debugcon: OutputSink | undefined;
   let input: ConsoleInput | undefined;
   let machine: Machine | undefined;
   let api: ApiServer | undefined;
@@ -78,12 +82,15 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
   let log: CliLog | undefined;
   const removeSignalHandlers: Array<() => void> = [];
   try {
-    const config = vmConfigFromCli(options);
+    const restoring = options.restore === undefined ? undefined : snapshotToRestore({ ...options, restore: options.restore });
+    const config = restoring?.config ?? vmConfigFromCli(options);
     if (options.statsFile !== undefined) statsFd = openStatsFile(options.statsFile);
     if (options.logLevel !== undefined) log = openLog(options.logLevel, options.logFile);
     const vmLog = log;
-    const kernel = readInput('kernel', config.kernel ?? demoGuestPath(), config.memoryMiB);
-    const initrd = config.initrd ? readInput('initrd', config.initrd, config.memoryMiB) : undefined;
+    const firmware = config.bios === undefined || restoring ? undefined
+      : readInputFile('firmware image', config.bios, MAX_FIRMWARE_SIZE, `the ${MAX_FIRMWARE_SIZE / (1024 * 1024)} MiB a firmware image may be; pass a firmware image such as /usr/share/seabios/bios.bin`);
+    const kernel = firmware || restoring ? undefined : readInput('kernel', config.kernel ?? demoGuestPath(), config.memoryMiB);
+    const initrd = config.initrd && !restoring ? readInput('initrd', config.initrd, config.memoryMiB) : undefined;
     // A write error (EPIPE, ENOSPC, ...) ends the VM: its console is gone. The first one is kept,
     // because it may come after the guest ended (the last bytes are written at exit).
     let outputError: VmExit | undefined;
@@ -97,9 +104,14 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
       consoleOutput = config.serial.kind === 'stdio' ? output : OutputSink.open({ kind: 'stdio' }, { onError });
     }
     const hvc0 = consoleOutput;
-    machine = await Machine.create(config, {
+    debugcon = config.debugcon?.kind === 'file' ? OutputSink.open(config.debugcon, { onError }) : undefined;
+    const debugLog = debugcon;
+    const build = (hooks: MachineHooks) => (restoring ? Machine.restore(restoring, hooks) : Machine.create(config, hooks));
+    machine = await build({
       kernel,
       initrd,
+      firmware,
+      debugconOutput: debugLog ? (bytes) => debugLog.write(bytes) : undefined,
       serialOutput: sink ? (bytes) => sink.write(bytes) : undefined,
       consoleOutput: hvc0 ? (bytes) => hvc0.write(bytes) : undefined,
       startedWorkers,
@@ -129,6 +141,7 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
     const endedNs = Number(process.hrtime.bigint());
     await output?.flush();
     if (consoleOutput !== output) await consoleOutput?.flush();
+    await debugcon?.flush();
     // Output lost after a clean end is still a failure; a guest fault says more and stands.
     const exit = outputError && exitCodeForVmExit(guestExit) === 0 ? outputError : guestExit;
     report(exit, options, machine, endedNs, statsFd);
@@ -136,6 +149,7 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
     return exitCodeForVmExit(exit);
   } catch (error) {
     await output?.flush();
+    await debugcon?.flush();
     const failure = asTsvmmError(error);
     if (failure.kind === 'internal' && !(error instanceof TsvmmError)) {
       // Not an error tsvmm raised on purpose: a bug, so keep the stack.
@@ -151,6 +165,7 @@ export async function main(argv: string[], startedWorkers: Worker[] = []): Promi
     await machine?.close();
     output?.close();
     if (consoleOutput !== output) consoleOutput?.close();
+    debugcon?.close();
     if (statsFd !== undefined) fs.closeSync(statsFd);
     log?.close();
   }

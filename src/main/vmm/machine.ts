@@ -8,7 +8,10 @@ import * as os from 'node:os';
 import { configureSystem, BootPlan } from '../arch/configure';
 import { shapeCpuid } from '../arch/cpuid';
 import { setLocalInterrupts } from '../arch/local-interrupts';
-import { FIRST_ADDR_PAST_32BITS, IDENTITY_MAP_ADDR, IOAPIC_PINS, TSS_ADDR } from '../layout';
+import { FIRMWARE_IDENTITY_MAP_ADDR, FIRMWARE_TSS_ADDR, FIRST_ADDR_PAST_32BITS, IDENTITY_MAP_ADDR, IOAPIC_PINS, TSS_ADDR } from '../layout';
+import { FirmwarePlacement, PAM_SEGMENTED_RAM, firmwareE820, placeFirmware } from '../arch/firmware';
+import type { RamRegion } from '../arch/memory-map';
+import { FirmwareRom } from '../kvm/firmware-rom';
 import { guestMemoryLayout } from '../arch/memory-map';
 import { MAX_MPTABLE_CPUS } from '../arch/mptable';
 import { bootMsrs } from '../arch/msrs';
@@ -30,6 +33,7 @@ import { DeviceWaker } from './device-wake';
 import { PauseRendezvous } from './pause-rendezvous';
 import { ALL_MMIO, ALL_PORTS, DeviceAddressLog, VmLog, bootLines, forwardsEverything, logs, pciLines, reportUnclaimed } from './log';
 import { VmConfig, resolveVmConfig } from './vm-config';
+import { LoadedSnapshot, SnapshotError, SnapshotWriteStats, readSnapshot, writeSnapshot } from './snapshot-file';
 import { VmExit, vmExitOf } from './vm-exit';
 import { GuestRam } from '../kvm/guest-ram';
 import { Kvm, Vcpu, Vm } from '../kvm/kvm';
@@ -55,10 +59,21 @@ class MachineConfigError extends TsvmmError {
 
 export type { ExtraDevice } from '../board/board';
 
+/** The firmware image of a --bios boot and where it goes, or undefined for a kernel boot. */
+function firmwareOf(config: VmConfig, hooks: MachineHooks): { image: Uint8Array; placement: FirmwarePlacement } | undefined {
+  if (config.bios === undefined) return undefined;
+  if (!hooks.firmware) throw new MachineConfigError(`the config's bios is ${config.bios}, but MachineHooks.firmware has no image; pass the file's bytes`);
+  return { image: hooks.firmware, placement: placeFirmware(hooks.firmware.length, config.bios) };
+}
+
 /** What a Machine needs besides its VmConfig: bytes, callbacks and objects that are not configuration. */
 export interface MachineHooks {
-  /** The kernel image (the config's `kernel` names where it came from). */
-  kernel: Uint8Array;
+  /** The kernel image (the config's `kernel` names where it came from); not used when the config has `bios`. */
+  kernel?: Uint8Array;
+  /** The firmware image the config's `bios` names. */
+  firmware?: Uint8Array;
+  /** Where the debug console's bytes go (port 0x402) when the config has `debugcon`; default: discarded. */
+  debugconOutput?: (bytes: Uint8Array) => void;
   initrd?: Uint8Array;
   /** Where COM1's output goes; undefined discards it. */
   serialOutput?: (bytes: Uint8Array) => void;
@@ -79,6 +94,9 @@ export interface MachineHooks {
   /** -v / --log-level: how the VM was built, and at debug level each unclaimed address's first access. */
   log?: VmLog;
 }
+
+/** What Machine.restore needs: the hooks of create() without the images (the snapshot's memory holds what they loaded). */
+export type RestoreHooks = Omit<MachineHooks, 'kernel' | 'initrd' | 'firmware'>;
 
 /**
  * built -> running <-> pausing -> paused -> running ... -> stopping -> stopped -> closed.
@@ -114,18 +132,42 @@ export class Machine {
     private readonly vm: Vm,
     readonly ram: GuestRam,
     readonly vcpus: Vcpu[],
-    readonly boot: BootPlan,
+    /** How the kernel was loaded; undefined for a firmware boot, which starts at the reset vector. */
+    readonly boot: BootPlan | undefined,
+    private readonly firmwareRom: FirmwareRom | undefined,
+    private readonly layout: readonly RamRegion[],
     private readonly pciPlan: readonly PciPlacement[],
     private readonly hostDevices: readonly HostDevice[],
   ) {}
 
   /** Builds the whole VM from a (partial) VmConfig; nothing runs until run(). */
-  static async create(config: Partial<VmConfig>, hooks: MachineHooks): Promise<Machine> {
-    const resolved = resolveVmConfig(config);
+  static create(config: Partial<VmConfig>, hooks: MachineHooks): Promise<Machine> {
+    return Machine.build(resolveVmConfig(config), hooks, undefined);
+  }
+
+  /**
+   * Builds the VM a snapshot directory holds (snapshot()): the same devices
+   * from its VmConfig, guest RAM mapped copy-on-write from its memory file,
+   * every vCPU, the in-kernel irqchip and each device put back as they were.
+   * No kernel is loaded and no boot table written; run() continues the guest
+   * where it stopped. Output and files attach to this process's `hooks`.
+   * `source` is the directory, or what readSnapshot read from it (with its
+   * config's serial and hand-off changed for this process, as the CLI does).
+   */
+  static async restore(source: string | LoadedSnapshot, hooks: RestoreHooks): Promise<Machine> {
+    const saved = typeof source === 'string' ? readSnapshot(source) : source;
+    if (saved.config.bios !== undefined) {
+      throw new SnapshotError(`${saved.memoryFile}: the snapshot is of a --bios guest, which tsvmm cannot restore yet (its firmware ROM is not in the snapshot)`);
+    }
+    return Machine.build(resolveVmConfig(saved.config, 'the snapshot\'s config'), hooks, saved);
+  }
+
+  private static async build(resolved: VmConfig, hooks: MachineHooks, saved: LoadedSnapshot | undefined): Promise<Machine> {
     const workers: Worker[] = [...(hooks.startedWorkers ?? [])];
     let kvm: Kvm | undefined;
     let vm: Vm | undefined;
     let ram: GuestRam | undefined;
+    let rom: FirmwareRom | undefined;
     let machine: Machine | undefined;
     let devices: HostDevice[] = [];
     try {
@@ -143,9 +185,11 @@ export class Machine {
       if (openFiles) throw new TsvmmError('host', openFiles);
       await Promise.all(workers.splice(resolved.cpus).map((worker) => worker.terminate()));
       for (let id = workers.length; id < resolved.cpus; id++) workers.push(startVcpuWorker(id));
+      const firmware = firmwareOf(resolved, hooks);
       vm = kvm.createVm();
-      vm.setTssAddress(TSS_ADDR);
-      vm.setIdentityMapAddress(IDENTITY_MAP_ADDR);
+      // A firmware image may reach down to 4 GiB - 16 MiB: KVM's pages then go below it, where QEMU puts them.
+      vm.setTssAddress(firmware ? FIRMWARE_TSS_ADDR : TSS_ADDR);
+      vm.setIdentityMapAddress(firmware ? FIRMWARE_IDENTITY_MAP_ADDR : IDENTITY_MAP_ADDR);
       if (resolved.irqchip === 'split') {
         vm.enableSplitIrqchip(IOAPIC_PINS);
       } else {
@@ -154,28 +198,41 @@ export class Machine {
       }
       const pciPlan = planPci(hostDeviceIds(resolved.devices));
       const layout = guestMemoryLayout(memBytes);
-      ram = GuestRam.create(vm, layout);
+      ram = saved ? GuestRam.mapFile(vm, saved.memoryFile, saved.memorySlots, saved.memoryDataPages) : GuestRam.create(vm, layout, firmware ? PAM_SEGMENTED_RAM : undefined);
       const guestRam = ram;
       devices = createHostDevices(resolved.devices, (address, length) => guestRam.locate(address, length), hooks.consoleOutput);
-      const boot = configureSystem(ram.memory, layout, {
-        kernel: hooks.kernel,
-        initrd: hooks.initrd,
-        cmdline: resolved.cmdline,
-        cmdlineBase: resolved.cmdlineBase,
-        cpuCount: resolved.cpus,
-        protocol: resolved.bootProtocol,
-        randomBytes: secureRandomBytes,
-        pciInterrupts: pciInterruptRoutes(pciPlan),
-      });
+      let boot: BootPlan | undefined;
+      if (saved) {
+        // The memory file holds the kernel, the boot tables and all the guest did since.
+      } else if (firmware) {
+        rom = FirmwareRom.map(kvm, vm, ram.nextFreeSlot, firmware.placement.romBase, firmware.image);
+        if (!rom.readOnly) hooks.warn?.('this host has no KVM_CAP_READONLY_MEM: the firmware image below 4 GiB is writable by the guest');
+        ram.memory.write(firmware.placement.isaBase, firmware.image.subarray(firmware.placement.isaImageOffset));
+      } else {
+        if (!hooks.kernel) throw new MachineConfigError('MachineHooks.kernel has no kernel image; pass the bytes of the file the config\'s kernel names (or a bios and MachineHooks.firmware)');
+        boot = configureSystem(ram.memory, layout, {
+          kernel: hooks.kernel,
+          initrd: hooks.initrd,
+          cmdline: resolved.cmdline,
+          cmdlineBase: resolved.cmdlineBase,
+          cpuCount: resolved.cpus,
+          protocol: resolved.bootProtocol,
+          randomBytes: secureRandomBytes,
+          pciInterrupts: pciInterruptRoutes(pciPlan),
+        });
+      }
       // Every vCPU exists before any runs: an AP created after the BSP has
       // sent its SIPI would never start.
       const vcpus: Vcpu[] = [];
       for (let id = 0; id < resolved.cpus; id++) vcpus.push(vm.createVcpu(id));
-      machine = new Machine(resolved, hooks, kvm, vm, ram, vcpus, boot, pciPlan, devices);
-      machine.configureVcpus(kvm.supportedCpuid());
+      machine = new Machine(resolved, hooks, kvm, vm, ram, vcpus, boot, rom, layout, pciPlan, devices);
+      if (saved) machine.restoreKvmState(kvm.supportedCpuid(), saved);
+      else machine.configureVcpus(kvm.supportedCpuid());
       machine.attachDevices();
       machine.logBuild();
       await machine.spawnThreads(kvm.vcpuMmapSize(), workers);
+      // After the threads exist: a restored PIC may assert INT to the boot vCPU at once.
+      if (saved) machine.board.restore(saved.devices);
       return machine;
     } catch (error) {
       await Promise.all(workers.map((worker) => worker.terminate()));
@@ -185,6 +242,7 @@ export class Machine {
         await Promise.all(devices.map((device) => device.dispose()));
         ram?.release();
         vm?.close();
+        rom?.release();
         kvm?.close();
       }
       throw error;
@@ -197,28 +255,43 @@ export class Machine {
 
   private configureVcpus(supportedCpuid: ReturnType<Kvm['supportedCpuid']>): void {
     const msrs = bootMsrs();
+    const boot = this.boot;
     for (const vcpu of this.vcpus) {
       vcpu.setCpuid(shapeCpuid(supportedCpuid, { vcpuId: vcpu.id, vcpuCount: this.vcpus.length }));
+      vcpu.setLapic(setLocalInterrupts(vcpu.getLapic()));
+      // Firmware starts from the reset state KVM gives a new vCPU (real mode, CS:IP f000:fff0) and sets the rest up itself.
+      if (!boot) continue;
       vcpu.setMsrs(msrs);
       vcpu.setFpu({ ...vcpu.getFpu(), ...bootFpu() });
-      vcpu.setLapic(setLocalInterrupts(vcpu.getLapic()));
     }
+    if (!boot) return;
     // Only the boot vCPU starts at the kernel entry; the others wait in KVM
     // for the INIT and SIPI the guest sends them.
     const bsp = this.vcpus[0];
-    if (this.boot.protocol === 'pvh') {
+    if (boot.protocol === 'pvh') {
       bsp.setSregs(pvhBootSregs(bsp.getSregs()));
-      bsp.setRegs(pvhBootRegs(this.boot.entry));
+      bsp.setRegs(pvhBootRegs(boot.entry));
     } else {
       bsp.setSregs(bootSregs(bsp.getSregs()));
-      bsp.setRegs(bootRegs(this.boot.entry));
+      bsp.setRegs(bootRegs(boot.entry));
     }
+  }
+
+  /**
+   * A restored VM: the CPUID tsvmm gives (on the host that took the
+   * snapshot, the same), then the VM's irqchip, PIT and clock, then each
+   * vCPU's registers, LAPIC, MSRs and events.
+   */
+  private restoreKvmState(supportedCpuid: ReturnType<Kvm['supportedCpuid']>, saved: LoadedSnapshot): void {
+    for (const vcpu of this.vcpus) vcpu.setCpuid(shapeCpuid(supportedCpuid, { vcpuId: vcpu.id, vcpuCount: this.vcpus.length }));
+    this.vm.restoreState(saved.vm);
+    for (const vcpu of this.vcpus) vcpu.restoreState(saved.vcpus[vcpu.id]);
   }
 
   private attachDevices(): void {
     const above = this.ram.slots.filter((s) => s.guestAddress >= FIRST_ADDR_PAST_32BITS).reduce((sum, s) => sum + s.size, 0);
     const memBytes = this.config.memoryMiB * MIB;
-    this.host = new KvmBoardHost(this.vm, this.config.irqchip);
+    this.host = new KvmBoardHost(this.vm, this.config.irqchip, this.firmwareRom ? (address, size, readOnly) => this.ram.setReadOnly(address, size, readOnly) : undefined);
     this.board = new Board({
       vcpuCount: this.vcpus.length,
       memoryBelow4G: memBytes - above,
@@ -228,7 +301,9 @@ export class Machine {
       serialOutput: this.hooks.serialOutput,
       serialInputDrained: () => this.input.feed(),
       rtcBase: this.config.rtcBase === undefined ? undefined : Date.parse(this.config.rtcBase),
-      onReset: () => this.end({ kind: 'reset', source: 'i8042' }),
+      onReset: (source) => this.end({ kind: 'reset', source }),
+      firmware: this.firmwareRom ? { e820: firmwareE820(this.layout) } : undefined,
+      debugconOutput: this.config.debugcon ? (this.hooks.debugconOutput ?? (() => {})) : undefined,
       onPicInt: (asserted) => this.threads[0]?.setExternalInterrupt(asserted),
       extraDevices: this.hooks.extraDevices,
       pciDevices: this.pciPlan.map((placement, i) => ({ placement, backend: this.hostDevices[i].backend })),
@@ -350,6 +425,7 @@ export class Machine {
     if (this.currentState !== 'paused') {
       throw new TsvmmError('usage', `resume() needs a paused machine; this one is ${this.currentState}`);
     }
+    if (this.snapshotting) throw new TsvmmError('usage', 'resume() must wait: a snapshot of this machine is being written');
     this.currentState = 'running';
     this.releasePause();
   }
@@ -358,6 +434,51 @@ export class Machine {
     const rendezvous = this.rendezvous;
     this.rendezvous = undefined;
     rendezvous?.release();
+  }
+
+  /** Set while snapshot() waits for requests in flight; resume() waits for it. */
+  private snapshotting = false;
+  /** The MSRs snapshots save: those KVM lists that it also reads (found once). */
+  private savedMsrs?: number[];
+
+  /**
+   * Writes the paused machine to `directory` (snapshot-file.ts): guest RAM
+   * and every piece of KVM and device state, so that Machine.restore in
+   * another process continues the guest from here. Every vCPU is out of
+   * KVM_RUN and past its last access: a pause leaves KVM_RUN through
+   * immediate_exit, and that last KVM_RUN completes the I/O or MMIO access
+   * the device thread answered (KVM finishes it only on re-entry), so the
+   * registers read here are on an instruction boundary. Any thread may read
+   * a vCPU that no thread runs; the main thread does. Requests a device has
+   * in flight (disk reads and writes) complete first, and land in guest RAM
+   * and the used rings before they are saved.
+   */
+  async snapshot(directory: string): Promise<SnapshotWriteStats> {
+    if (this.currentState !== 'paused' || this.snapshotting) {
+      throw new TsvmmError('usage', this.snapshotting
+        ? 'a snapshot of this machine is being written already; wait for it'
+        : `snapshot() needs a paused machine; this one is ${this.currentState} (pause() first)`);
+    }
+    if (this.config.bios !== undefined) throw new TsvmmError('usage', 'snapshots of a --bios guest are not supported yet (its firmware ROM would not be saved)');
+    this.snapshotting = true;
+    try {
+      await Promise.all(this.hostDevices.map((device) => device.backend.whenIdle?.()));
+      // The VM may have been ended meanwhile (a signal, a device): then there is nothing to save.
+      if (this.currentState !== 'paused') throw new TsvmmError('usage', `the machine ended while its snapshot waited for its devices (it is ${this.currentState})`);
+      this.savedMsrs ??= this.vcpus[0].readableMsrs(this.kvm.msrIndexList());
+      const msrs = this.savedMsrs;
+      const xsaveSize = this.kvm.xsaveSize();
+      const state = {
+        config: this.config,
+        vm: this.vm.saveState(this.config.irqchip === 'kernel'),
+        vcpus: this.vcpus.map((vcpu) => vcpu.saveState(msrs, xsaveSize)),
+        devices: this.board.snapshot(),
+      };
+      const ram = this.ram.memory.regions.map((region, i) => ({ guestAddress: region.guestAddress, bytes: region.bytes, mayHoldData: this.ram.pagesThatMayHoldData(i) }));
+      return writeSnapshot(directory, state, ram, (require('../../../package.json') as { version: string }).version);
+    } finally {
+      this.snapshotting = false;
+    }
   }
 
   /** A vCPU's general-purpose registers, read by its own worker (over comlink); only while paused. */
@@ -512,6 +633,7 @@ export class Machine {
     for (const vcpu of this.vcpus) vcpu.close();
     this.ram.release();
     this.vm.close();
+    this.firmwareRom?.release();
     this.kvm.close();
   }
 }

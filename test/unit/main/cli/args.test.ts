@@ -23,7 +23,7 @@ test('every option is read', () => {
     {
       help: false, version: false, kernel: 'k', initrd: 'i', bios: undefined, debugcon: undefined, cmdline: 'a b', cmdlineBase: undefined, cpus: 8, memMiB: 512,
       bootProtocol: 'pvh', splitIrqchip: true, serial: { kind: 'file', path: '/tmp/x' },
-      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: 'text', statsFile: undefined, logLevel: undefined, logFile: undefined, config: undefined, apiSocket: undefined, devices: [],
+      handOff: 'park', spinLimit: 50, rtcBase: Date.UTC(2026, 10, 26, 8, 15, 0), stats: 'text', statsFile: undefined, logLevel: undefined, logFile: undefined, config: undefined, restore: undefined, apiSocket: undefined, devices: [],
     },
   );
   assert.equal([...given].sort(), ['boot-protocol', 'cmdline', 'cpus', 'hand-off', 'initrd', 'kernel', 'mem', 'rtc-base', 'serial', 'spin-limit', 'split-irqchip', 'stats']);
