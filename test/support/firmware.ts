@@ -114,4 +114,3 @@ export function expectedMbrLines(map: E820Entry[]): string[] {
     'mbr: reset',
   ];
 }
-

@@ -80,7 +80,8 @@ export class GuestRam {
           if (typeof mapped === 'number') throw new KvmError(`mmap of ${Math.floor(size / (1024 * 1024))} MiB guest RAM at ${hex(guestAddress)}`, -mapped);
           slots.push({ slot: slots.length, guestAddress, size, hostAddress: mapped });
           for (const piece of pieces(guestAddress, size, segmented)) {
-            const kvmSlot = { slot: kvmSlots.length, guestAddress: piece.guestAddress, size: piece.size, hostAddress: mapped + BigInt(piece.guestAddress - guestAddress), readOnly: false };
+            const hostAddress = mapped + BigInt(piece.guestAddress - guestAddress);
+            const kvmSlot = { slot: kvmSlots.length, guestAddress: piece.guestAddress, size: piece.size, hostAddress, readOnly: false };
             kvmSlots.push(kvmSlot);
             vm.setUserMemoryRegion(kvmSlot.slot, kvmSlot.guestAddress, kvmSlot.size, kvmSlot.hostAddress);
           }

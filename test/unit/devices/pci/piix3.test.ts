@@ -73,7 +73,6 @@ test('without a reset control, a byte at 0xcf9 is an odd CONFIG_ADDRESS access, 
   assert.is(root.oddAccesses, 1);
 });
 
-
 test('pamSegments decodes the i440FX PAM registers: 0xf0000 from PAM0 bits 5:4, 16 KiB segments from 0xc0000 in PAM1-6', () => {
   const { root, configWrite } = rootWithBridge();
   const writable = () => root.pamSegments().filter((s) => s.writable).map((s) => s.base.toString(16));
