@@ -185,6 +185,7 @@ function report(exit: VmExit, options: CliOptions, machine: Machine, endedNs: nu
     exitCode,
     summary,
     vcpus: machine.stats(),
+    handOffWaits: machine.handOffWaits(),
     deviceThread: machine.deviceStats,
     // performance.now() counts from process start on the main thread.
     processStartNs: nowNs - performance.now() * 1e6,

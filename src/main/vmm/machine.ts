@@ -25,7 +25,7 @@ import { SerialInputQueue } from '../board/serial-input';
 import { ClaimTable } from '../../shared/address-claims';
 import { Doorbell } from '../../shared/exit-channel';
 import type { Regs } from '../../shared/kvm-structs';
-import type { VcpuStatValues } from '../../shared/vcpu-stats';
+import type { HandOffHistogram, VcpuStatValues } from '../../shared/vcpu-stats';
 import { TsvmmError } from '../../shared/errors';
 import { KvmBoardHost } from './board-host';
 import { DeviceLoop, DEFAULT_DEVICE_LOOP_OPTIONS } from './device-loop';
@@ -577,6 +577,11 @@ export class Machine {
 
   stats(): VcpuStatValues[] {
     return this.threads.map((thread) => thread.stats());
+  }
+
+  /** Per vCPU, how long its hand-offs waited for the device thread (a sample; see vcpu-stats.ts). */
+  handOffWaits(): HandOffHistogram[] {
+    return this.threads.map((thread) => thread.handOffWaits());
   }
 
   /** How PCI devices' MSI-X went out: messages with an irqfd, and interrupts sent with KVM_SIGNAL_MSI instead. */
