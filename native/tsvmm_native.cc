@@ -785,6 +785,8 @@ struct VcpuLoopLayout {
   uint32_t st_interrupted, st_other_exits;
   // Int32 control slots and the "no request" value
   uint32_t ctl_request, ctl_extint_pending, request_none;
+  // The hand-off wait histogram (vcpu-stats.ts): Float64 slots of its two rows, and one wait in sample_every is timed
+  uint32_t hw_spin_row, hw_park_row, hw_buckets, hw_sample_every;
   // What vcpuLoopRun returns besides -errno (native-exit-loop.ts NATIVE_LOOP_RETURN)
   uint32_t return_exit, return_interrupt;
 };
@@ -898,7 +900,7 @@ bool MmioClaimed(VcpuLoop& loop, uint64_t address) {
 // device thread is parked (its futex wake-up takes longer than any spin), then
 // parks on `completed` with FUTEX_WAIT until futexWake() (ExitChannel.complete
 // on the device side) says it is done. Counts the spin hit or the park.
-void WaitForCompletion(VcpuLoop& loop, int32_t sequence) {
+void SpinOrPark(VcpuLoop& loop, int32_t sequence, bool* parked) {
   const VcpuLoopLayout& l = loop.layout;
   int32_t* completed = loop.channel + l.ch_completed;
   bool device_asleep = LoadSeqCst(loop.doorbell + l.db_device_parked) != 0;
@@ -916,6 +918,7 @@ void WaitForCompletion(VcpuLoop& loop, int32_t sequence) {
     loop.spin_budget = std::max(std::min(loop.min_spin, loop.spin_limit), budget >> 1);
   }
   loop.stats[l.st_parks] += 1;
+  *parked = true;
   StoreSeqCst(loop.channel + l.ch_vcpu_parked, 1);
   for (;;) {
     int32_t seen = LoadSeqCst(completed);
@@ -924,6 +927,30 @@ void WaitForCompletion(VcpuLoop& loop, int32_t sequence) {
     syscall(SYS_futex, completed, FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
   }
   StoreSeqCst(loop.channel + l.ch_vcpu_parked, 0);
+}
+
+inline double MonotonicNs() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<double>(now.tv_sec) * 1e9 + static_cast<double>(now.tv_nsec);
+}
+
+// Waits for hand-off `sequence` (SpinOrPark) and, for one wait in
+// sample_every (by the forwarded count, as run-loop.ts does), counts how long
+// it took into the stats histogram (vcpu-stats.ts recordHandOffWait): bucket
+// 0 under 1 us, bucket k from 2^(k-1) us, the last one everything longer.
+void WaitForCompletion(VcpuLoop& loop, int32_t sequence) {
+  const VcpuLoopLayout& l = loop.layout;
+  bool timed = static_cast<uint64_t>(loop.stats[l.st_forwarded]) % l.hw_sample_every == 0;
+  double start = timed ? MonotonicNs() : 0;
+  bool parked = false;
+  SpinOrPark(loop, sequence, &parked);
+  if (!timed) return;
+  double micros = (MonotonicNs() - start) / 1000;
+  uint32_t whole = micros >= 4294967295.0 ? 0xffffffffu : static_cast<uint32_t>(micros);
+  uint32_t bucket = whole == 0 ? 0 : 32 - static_cast<uint32_t>(__builtin_clz(whole));
+  bucket = std::min(bucket, l.hw_buckets - 1);
+  loop.stats[(parked ? l.hw_park_row : l.hw_spin_row) + bucket] += 1;
 }
 
 // Writes the descriptor, publishes it with the sequence number after the last
@@ -1180,6 +1207,11 @@ Napi::Value VcpuLoopCreate(const Napi::CallbackInfo& info) {
   l.ctl_request = read.Uint32(control, "request");
   l.ctl_extint_pending = read.Uint32(control, "extintPending");
   l.request_none = read.Uint32(layout, "requestNone");
+  Napi::Object hand_off_waits = read.Object(layout, "handOffWaits");
+  l.hw_spin_row = read.Uint32(hand_off_waits, "spinRow");
+  l.hw_park_row = read.Uint32(hand_off_waits, "parkRow");
+  l.hw_buckets = read.Uint32(hand_off_waits, "buckets");
+  l.hw_sample_every = read.Uint32(hand_off_waits, "sampleEvery");
   Napi::Object returns = read.Object(layout, "returns");
   l.return_exit = read.Uint32(returns, "exit");
   l.return_interrupt = read.Uint32(returns, "interrupt");
@@ -1205,6 +1237,10 @@ Napi::Value VcpuLoopCreate(const Napi::CallbackInfo& info) {
     inside({l.exit_reason + 3, l.immediate_exit, l.io_direction, l.io_size, l.io_port + 1, l.io_count + 3,
             l.io_data_offset + 7, l.mmio_phys_addr + 7, l.mmio_data + 7, l.mmio_len + 3, l.mmio_is_write,
             l.eoi_vector}, loop->run_size, "kvm_run");
+    if (l.hw_buckets == 0 || l.hw_sample_every == 0 || l.hw_spin_row + static_cast<size_t>(l.hw_buckets) > stats_slots ||
+        l.hw_park_row + static_cast<size_t>(l.hw_buckets) > stats_slots) {
+      read.Fail("the hand-off wait histogram does not fit the stats buffer");
+    }
     if (l.max_sequence == 0 || l.max_sequence > 0x7fffffff) read.Fail("maxSequence must be from 1 to 2^31-1");
     if (loop->run == nullptr) read.Fail("runAddress must not be 0");
     // Neither may look like -errno or like each other.

@@ -8,7 +8,7 @@ import { CLAIM_TABLE_LAYOUT } from './address-claims';
 import { CHANNEL_SLOT, DOORBELL_SLOT, MAX_SEQUENCE, MIN_SPIN } from './exit-channel';
 import { EXIT, IO_DIRECTION_OUT, KVM_RUN } from './kvm-abi';
 import { ACCESS_KIND } from './kvm-run';
-import { VCPU_CONTROL, VCPU_REQUEST, VCPU_STAT_INDEX } from './vcpu-stats';
+import { HANDOFF_HISTOGRAM_LAYOUT, VCPU_CONTROL, VCPU_REQUEST, VCPU_STAT_INDEX } from './vcpu-stats';
 
 /** What vcpuLoopRun returns when it is not -errno. */
 export const NATIVE_LOOP_RETURN = {
@@ -31,6 +31,7 @@ export interface NativeExitLoopLayout {
   stats: Record<'kvmRuns' | 'ioExits' | 'mmioExits' | 'forwarded' | 'unclaimed' | 'spinHits' | 'parks' | 'interrupted' | 'otherExits', number>;
   control: Record<keyof typeof VCPU_CONTROL, number>;
   requestNone: number;
+  handOffWaits: Record<keyof typeof HANDOFF_HISTOGRAM_LAYOUT, number>;
   returns: Record<keyof typeof NATIVE_LOOP_RETURN, number>;
 }
 
@@ -85,6 +86,7 @@ function nativeExitLoopLayout(): NativeExitLoopLayout {
     },
     control: VCPU_CONTROL,
     requestNone: VCPU_REQUEST.none,
+    handOffWaits: HANDOFF_HISTOGRAM_LAYOUT,
     returns: NATIVE_LOOP_RETURN,
   };
 }

@@ -32,6 +32,14 @@ const PARK_ROW = SPIN_ROW + HANDOFF_BUCKETS;
 
 export const VCPU_STATS_BYTES = (VCPU_STAT_NAMES.length + 2 * HANDOFF_BUCKETS) * 8;
 
+/** Where the histogram is, for a writer outside JavaScript (the native exit loop): Float64 slots. */
+export const HANDOFF_HISTOGRAM_LAYOUT = {
+  spinRow: SPIN_ROW,
+  parkRow: PARK_ROW,
+  buckets: HANDOFF_BUCKETS,
+  sampleEvery: HANDOFF_SAMPLE_EVERY,
+} as const;
+
 /** True for the one hand-off in HANDOFF_SAMPLE_EVERY whose wait is timed (`forwarded`: the vCPU's count so far). */
 export function timesHandOffWait(forwarded: number): boolean {
   return forwarded % HANDOFF_SAMPLE_EVERY === 0;

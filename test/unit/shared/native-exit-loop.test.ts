@@ -11,7 +11,7 @@ import { CHANNEL_SLOT, Doorbell, ExitChannel, REQUEST_KIND } from '../../../src/
 import { MAP_ANONYMOUS, PROT_READ, PROT_WRITE } from '../../../src/shared/kvm-abi';
 import { ERRNO, native } from '../../../src/shared/native';
 import { NATIVE_LOOP_RETURN, nativeExitLoopConfig } from '../../../src/shared/native-exit-loop';
-import { VCPU_CONTROL_BYTES, VCPU_STATS_BYTES, readVcpuStats } from '../../../src/shared/vcpu-stats';
+import { VCPU_CONTROL_BYTES, VCPU_STATS_BYTES, readHandOffHistogram, readVcpuStats } from '../../../src/shared/vcpu-stats';
 
 const MAP_PRIVATE = 0x02;
 const PAGE = 4096;
@@ -161,6 +161,10 @@ test('cross-thread: a vCPU parked in the native wait (FUTEX_WAIT) is woken by co
   const stats = readVcpuStats(shared.stats);
   assert.is(stats.parks, 1, 'counted as a park in the shared stats');
   assert.is(stats.spinHits, 0);
+  // forwarded is 0, and 0 % HANDOFF_SAMPLE_EVERY is 0: this wait is the timed one, in the parked row.
+  const waits = readHandOffHistogram(shared.stats);
+  assert.is(waits.park.reduce((sum, n) => sum + n, 0), 1, 'the timed wait is in the parked row of the histogram');
+  assert.is(waits.spin.reduce((sum, n) => sum + n, 0), 0);
   assert.is(Atomics.load(device.words, CHANNEL_SLOT.vcpuParked), 0, 'the parked flag is cleared after waking');
   await worker.terminate();
 });
