@@ -143,7 +143,7 @@ test('over the socket: info, counters, pause stops the guest, resume continues i
   }
 });
 
-test('tsvmm remote: prints the JSON and exits 0; a refused request is one line and exit 1; no server is one line and exit 2; a paused VM shuts down', async () => {
+test('tsvmm remote: prints the JSON and exits 0; a refused request is one line and exit 1; no server is one line and exit 2; a paused VM is snapshotted and shut down', async () => {
   const socket = socketPath();
   const child = await chatty(socket);
   try {
@@ -168,8 +168,14 @@ test('tsvmm remote: prints the JSON and exits 0; a refused request is one line a
     const usage = remote(['--api-socket', socket, 'reboot']);
     assert.is(usage.code, 2);
     assert.is(usage.stderr, 'tsvmm: remote: unknown command "reboot"; use one of info, counters, pause, resume, snapshot, shutdown\n');
-    // A paused VM shuts down too: its vCPUs come back to see the stop.
     assert.is(remote(['--api-socket', socket, 'pause']).code, 0);
+    // A relative DIR is resolved by remote, as the server only takes file:///ABSOLUTE/DIR.
+    const snapshotDir = path.join(dir, 'snap');
+    const snapshot = spawnSync(process.execPath, [MAIN, 'remote', '--api-socket', socket, 'snapshot', path.relative(dir, snapshotDir)], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+    assert.is(snapshot.status, 0, snapshot.stderr);
+    assert.is(JSON.parse(snapshot.stdout).destination_url, `file://${snapshotDir}`);
+    assert.ok(fs.existsSync(path.join(snapshotDir, 'manifest.json')), 'the snapshot is written');
+    // A paused VM shuts down too: its vCPUs come back to see the stop.
     const shutdown = remote(['--api-socket', socket, 'shutdown']);
     assert.is(shutdown.code, 0, shutdown.stderr);
     assert.equal(await finish(child), { code: 0, signal: null, timedOut: false }, child.stderr());

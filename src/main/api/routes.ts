@@ -21,12 +21,8 @@ export interface ControlTarget {
   deviceCounters(): Record<string, Record<string, number>>;
   pause(): Promise<void>;
   resume(): void;
-  /**
-   * WAITING FOR issue 10 part 2 (Machine.snapshot, on a paused VM): optional
-   * until the Machine has it, and vm.snapshot answers 501 without it. Make it
-   * required once it lands.
-   */
-  snapshot?(directory: string): Promise<unknown>;
+  /** Writes the paused VM into `directory`; resolves with what was written. */
+  snapshot(directory: string): Promise<unknown>;
   end(exit: VmExit): void;
 }
 
@@ -150,8 +146,6 @@ async function snapshot(target: ControlTarget, body: Body): Promise<ApiResponse>
   const state = target.state;
   if (state === 'running' || state === 'pausing') throw new ApiError(409, `a snapshot needs a paused VM; ${PAUSE_FIRST}`);
   if (state !== 'paused') throw notLive(state);
-  // WAITING FOR issue 10 part 2: the Machine has no snapshot() yet.
-  if (!target.snapshot) throw new ApiError(501, 'snapshot is not built yet (issue 10 part 2); pause, resume, info, counters and shutdown work');
   snapshotting.add(target);
   let result: unknown;
   try {

@@ -160,15 +160,6 @@ test('while a snapshot is being written, resume, shutdown and another snapshot a
   assert.is((await ask(target, 'PUT', 'vm.resume')).status, 200);
 });
 
-test('vm.snapshot without Machine.snapshot (issue 10 part 2 not built) is a 501', async () => {
-  const target = new FakeTarget();
-  target.state = 'paused';
-  const partial: ControlTarget = { ...target, state: 'paused', snapshot: undefined, stats: () => [], deviceCounters: () => ({}), pause: async () => {}, resume: () => {}, end: () => {} };
-  const answer = await ask(partial, 'PUT', 'vm.snapshot', '{"destination_url":"file:///tmp/s"}');
-  assert.is(answer.status, 501);
-  assert.match(errorOf(answer), 'snapshot is not built yet');
-});
-
 test('vm.shutdown answers first, then ends the VM as stopped through the API; a second one is a 409', async () => {
   const target = new FakeTarget();
   const answer = await ask(target, 'PUT', 'vm.shutdown');

@@ -34,6 +34,7 @@ function fakeTarget(): ControlTarget & { ended?: VmExit } {
     pause: async () => { target.state = 'paused'; },
     resume: () => { target.state = 'running'; },
     end: (exit: VmExit) => { target.ended = exit; target.state = 'stopping'; },
+    snapshot: async () => ({}),
   };
   return target;
 }
