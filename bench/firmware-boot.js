@@ -120,7 +120,7 @@ async function main(options, progress) {
   fs.writeFileSync(path.join(lib.OUT, 'firmware-boot.json'), `${JSON.stringify(summary, null, 2)}\n`);
   const section = `${HEADING}\n\n${intro}\n\n${lib.markdownTable(rows)}\n`;
   process.stdout.write(`Firmware boot: ${intro}\n${lib.formatTable(rows)}\n`);
-  return { summary, section };
+  return { summary, section, goals: [] };
 }
 
 module.exports = { main, plan, ACCEPTS, HEADING };

@@ -2,7 +2,7 @@
 // `npm run bench`: checks its options, builds (scripts/build.js, so that a
 // typo fails at once rather than after the build), then runs exit latency
 // (idle and under one busy process), SMP
-// scaling, start-up and virtio-blk, in that order, in one process (nothing
+// scaling, start-up, virtio-blk, snapshot/restore and SeaBIOS boot, in that order, in one process (nothing
 // else of ours runs meanwhile), with one [k/N] progress count over all of
 // them. Writes the results page to bench/out/RESULTS.md (untracked); only
 // with --write-results does it rewrite bench/RESULTS.md and
@@ -15,11 +15,14 @@ const exitLatency = require('./exit-latency');
 const smpScaling = require('./smp-scaling');
 const startup = require('./startup');
 const virtioBlk = require('./virtio-blk');
+const snapshot = require('./snapshot');
+const firmwareBoot = require('./firmware-boot');
 
-const BENCHES = [exitLatency, smpScaling, startup, virtioBlk];
+const BENCHES = [exitLatency, smpScaling, startup, virtioBlk, snapshot, firmwareBoot];
 const ACCEPTS = ['rounds', 'quick', 'qemu', 'load', 'handOff', 'writeResults'];
 const DESCRIPTION = `Every benchmark of bench/ in one run: exit latency (idle and under one competing busy process),
-SMP scaling, start-up and idle cost, virtio-blk; each against the C reference or QEMU in the same run.
+SMP scaling, start-up and idle cost, virtio-blk, snapshot and restore, firmware boot; each against the C reference,
+QEMU or \`node -e 0\` in the same run.
 Prints the tables and writes bench/out/RESULTS.md; --write-results rewrites bench/RESULTS.md and
 bench/exit-latency.svg instead (for the lead's idle-machine run). From npm: npm run bench -- [options].`;
 
@@ -72,7 +75,7 @@ spread over rounds.
 
 ## Goals
 
-${met} of ${allGoals.length} met (issue 11: exit path, SMP, start-up, idle; issue 8: virtio-blk).
+${met} of ${allGoals.length} met (issue 11: exit path, SMP, start-up, idle; issue 8: virtio-blk; issue 10: restore).
 ${warnings.length ? `\n${warnings.map((w) => `- **${w}**`).join('\n')}\n` : ''}
 ${lib.goalLines(allGoals)}
 

@@ -83,7 +83,7 @@ test('--write-results replaces a section of RESULTS.md in place, or appends it',
 });
 
 test('every bench script refuses a typo with one line and exit 2, and --help lists its options', () => {
-  for (const script of ['run-all.js', 'exit-latency.js', 'smp-scaling.js', 'startup.js', 'virtio-blk.js', 'handoff-micro.js']) {
+  for (const script of ['run-all.js', 'exit-latency.js', 'smp-scaling.js', 'startup.js', 'virtio-blk.js', 'snapshot.js', 'firmware-boot.js', 'handoff-micro.js']) {
     const typo = runScript(script, ['--rouns', '2']);
     assert.is(typo.status, 2, `${script} --rouns`);
     const name = script.replace(/\.js$/, '');
