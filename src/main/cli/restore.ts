@@ -3,7 +3,7 @@
 // the exit hand-off) applied to its config. Options that shape the VM are
 // refused: the snapshot fixes them.
 
-import { readSnapshot, LoadedSnapshot } from '../vmm/snapshot-file';
+import type { LoadedSnapshot } from '../vmm/snapshot-file';
 import { CliOptions, UsageError } from './args';
 
 /** Options that would change the VM a snapshot holds. */
@@ -18,6 +18,8 @@ export function snapshotToRestore(options: CliOptions & { restore: string }): Lo
   if (clash !== undefined) {
     throw new UsageError(`--restore and --${clash} cannot be combined: the snapshot fixes the VM's kernel, memory, CPUs and devices; drop --${clash}`);
   }
+  // Loaded here, not at start-up: a VM that boots never reads a snapshot (snapshot-file.ts brings node:crypto).
+  const { readSnapshot } = require('../vmm/snapshot-file') as typeof import('../vmm/snapshot-file');
   const saved = readSnapshot(options.restore);
   const config = { ...saved.config, serial: options.serial };
   if (options.given.has('hand-off')) config.handOff = options.handOff;

@@ -33,7 +33,10 @@ import { DeviceWaker } from './device-wake';
 import { PauseRendezvous } from './pause-rendezvous';
 import { ALL_MMIO, ALL_PORTS, DeviceAddressLog, VmLog, bootLines, forwardsEverything, logs, pciLines, reportUnclaimed } from './log';
 import { VmConfig, resolveVmConfig } from './vm-config';
-import { LoadedSnapshot, SnapshotError, SnapshotWriteStats, readSnapshot, writeSnapshot } from './snapshot-file';
+import type { LoadedSnapshot, SnapshotWriteStats } from './snapshot-file';
+
+/** snapshot-file.ts (and node:crypto with it) is loaded only when a snapshot is read or written: ~5 ms of start-up otherwise. */
+const snapshotFile = () => require('./snapshot-file') as typeof import('./snapshot-file');
 import { VmExit, vmExitOf } from './vm-exit';
 import { GuestRam } from '../kvm/guest-ram';
 import { Kvm, Vcpu, Vm } from '../kvm/kvm';
@@ -155,9 +158,9 @@ export class Machine {
    * config's serial and hand-off changed for this process, as the CLI does).
    */
   static async restore(source: string | LoadedSnapshot, hooks: RestoreHooks): Promise<Machine> {
-    const saved = typeof source === 'string' ? readSnapshot(source) : source;
+    const saved = typeof source === 'string' ? snapshotFile().readSnapshot(source) : source;
     if (saved.config.bios !== undefined) {
-      throw new SnapshotError(`${saved.memoryFile}: the snapshot is of a --bios guest, which tsvmm cannot restore yet (its firmware ROM is not in the snapshot)`);
+      throw new (snapshotFile().SnapshotError)(`${saved.memoryFile}: the snapshot is of a --bios guest, which tsvmm cannot restore yet (its firmware ROM is not in the snapshot)`);
     }
     return Machine.build(resolveVmConfig(saved.config, 'the snapshot\'s config'), hooks, saved);
   }
@@ -475,7 +478,7 @@ export class Machine {
         devices: this.board.snapshot(),
       };
       const ram = this.ram.memory.regions.map((region, i) => ({ guestAddress: region.guestAddress, bytes: region.bytes, mayHoldData: this.ram.pagesThatMayHoldData(i) }));
-      return writeSnapshot(directory, state, ram, (require('../../../package.json') as { version: string }).version);
+      return snapshotFile().writeSnapshot(directory, state, ram, (require('../../../package.json') as { version: string }).version);
     } finally {
       this.snapshotting = false;
     }
