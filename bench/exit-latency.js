@@ -362,11 +362,7 @@ lib.runIfMain(module, {
   description: DESCRIPTION,
   accepts: ACCEPTS,
   plan,
-  main: async (options, progress) => {
-    const result = await main(options, progress);
-    if (options.writeResults) {
-      lib.writeResultsSection(HEADING, result.section);
-      process.stdout.write('exit-latency: wrote bench/exit-latency.svg and the "## Exit latency" section of bench/RESULTS.md\n');
-    }
-  },
+  main,
+  resultsHeading: HEADING,
+  alsoWrote: 'bench/exit-latency.svg',
 });

@@ -130,11 +130,6 @@ lib.runIfMain(module, {
   description: DESCRIPTION,
   accepts: ACCEPTS,
   plan,
-  main: async (options, progress) => {
-    const result = await main(options, progress);
-    if (options.writeResults) {
-      lib.writeResultsSection(HEADING, result.section);
-      process.stdout.write('firmware-boot: wrote the "## Firmware boot" section of bench/RESULTS.md\n');
-    }
-  },
+  main,
+  resultsHeading: HEADING,
 });

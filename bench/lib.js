@@ -462,11 +462,20 @@ class Progress {
  * (`node bench/<script>.js`): strict options (exit 2 with one line on a bad
  * one), --help, Ctrl-C handling; then `prepare(options)` if given (run-all
  * builds), the --hand-off list checked against `tsvmm --help`, and
- * `plan(options)` counts the steps for [k/N].
+ * `plan(options)` counts the steps for [k/N]. With `resultsHeading`, main's
+ * result.section replaces that section of bench/RESULTS.md under
+ * --write-results (`alsoWrote` names any other file main wrote).
  */
-function runIfMain(scriptModule, { script, description, accepts, plan, main, prepare }) {
+function runIfMain(scriptModule, { script, description, accepts, plan, main, prepare, resultsHeading, alsoWrote }) {
   if (require.main !== scriptModule) return;
   const name = script.replace(/\.js$/, '');
+  // A script with a section of RESULTS.md: its main returns { section }, written there only with --write-results.
+  const run = !resultsHeading ? main : async (options, progress) => {
+    const result = await main(options, progress);
+    if (!options.writeResults) return;
+    writeResultsSection(resultsHeading, result.section);
+    process.stdout.write(`${name}: wrote ${alsoWrote ? `${alsoWrote} and ` : ''}the "${resultsHeading}" section of bench/RESULTS.md\n`);
+  };
   let options;
   try {
     options = parseOptions(process.argv.slice(2), accepts);
@@ -483,7 +492,7 @@ function runIfMain(scriptModule, { script, description, accepts, plan, main, pre
   (async () => {
     prepare?.(options);
     if (accepts.includes('handOff')) options.handOffs = chosenHandOffs(options);
-    await main(options, new Progress(plan(options)));
+    await run(options, new Progress(plan(options)));
   })().then(
     () => process.exit(0),
     (error) => {

@@ -159,11 +159,6 @@ lib.runIfMain(module, {
   description: DESCRIPTION,
   accepts: ACCEPTS,
   plan,
-  main: async (options, progress) => {
-    const result = await main(options, progress);
-    if (options.writeResults) {
-      lib.writeResultsSection(HEADING, result.section);
-      process.stdout.write('smp-scaling: wrote the "## SMP scaling" section of bench/RESULTS.md\n');
-    }
-  },
+  main,
+  resultsHeading: HEADING,
 });

@@ -157,11 +157,6 @@ lib.runIfMain(module, {
   description: DESCRIPTION,
   accepts: ACCEPTS,
   plan,
-  main: async (options, progress) => {
-    const result = await main(options, progress);
-    if (options.writeResults) {
-      lib.writeResultsSection(HEADING, result.section);
-      process.stdout.write('snapshot: wrote the "## Snapshot and restore" section of bench/RESULTS.md\n');
-    }
-  },
+  main,
+  resultsHeading: HEADING,
 });

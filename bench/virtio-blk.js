@@ -245,11 +245,6 @@ lib.runIfMain(module, {
   description: DESCRIPTION,
   accepts: ACCEPTS,
   plan,
-  main: async (options, progress) => {
-    const result = await main(options, progress);
-    if (options.writeResults) {
-      lib.writeResultsSection(SECTION, result.section);
-      process.stdout.write(`${NAME}: wrote the "${SECTION}" section of bench/RESULTS.md\n`);
-    }
-  },
+  main,
+  resultsHeading: SECTION,
 });

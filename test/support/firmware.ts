@@ -114,3 +114,21 @@ export function expectedMbrLines(map: E820Entry[]): string[] {
     'mbr: reset',
   ];
 }
+
+/**
+ * What a boot of grub.img must show after SeaBIOS's lines, under QEMU and tsvmm alike: GRUB's
+ * "GRUB loading.", grub.cfg's three lines in order (GRUB's "Welcome to GRUB!", written late
+ * through SeaBIOS's sercon, may share a line with the first), and the hard reboot SeaBIOS makes
+ * after GRUB's `reboot` jumps to the reset vector.
+ */
+export function checkGrubBoot(run: FirmwareRun, log: string, context: string): void {
+  checkSeabios(run, log, 1, context);
+  assert.ok(run.output.includes('GRUB loading.'), `boot.img/diskboot.img's "GRUB loading."; ${context}`);
+  const lines = run.lines.map((line) => line.trim());
+  assert.ok(lines.some((line) => line.endsWith('grub: grub.cfg running')), `the grub.cfg marker; ${context}`);
+  assert.ok(lines.includes('grub: hello from the FAT partition'), `cat /hello.txt; ${context}`);
+  assert.ok(lines.includes('grub: rebooting'), `grub.cfg's last echo; ${context}`);
+  const order = ['grub: grub.cfg running', 'grub: hello from the FAT partition', 'grub: rebooting'].map((s) => run.output.indexOf(s));
+  assert.ok(order[0] < order[1] && order[1] < order[2], `grub.cfg's lines in order; ${context}`);
+  assert.ok(log.includes('Attempting a hard reboot'), `SeaBIOS log: hard reboot after GRUB's reboot; log ${log}`);
+}
