@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { VirtioBlk } from '../../devices/virtio/blk';
 import { VirtioConsole } from '../../devices/virtio/console';
 import { VirtioRng } from '../../devices/virtio/rng';
-import type { RamLocator } from '../io/block-store';
+import type { FileBlockStore as FileBlockStoreClass, RamLocator } from '../io/block-store';
 import type { VirtioBackend } from '../../devices/virtio/pci-transport';
 import { TsvmmError } from '../../shared/errors';
 import type { DeviceConfig } from './vm-config';
@@ -72,7 +72,7 @@ function consoleDevice(id: string, path: string | undefined, output: ((bytes: Ui
 
 function diskDevice(id: string, config: Extract<DeviceConfig, { kind: 'disk' }>, locate: RamLocator): HostDevice {
   // Loaded only for a VM with a disk: piscina alone costs ~18 ms of start-up here.
-  const { FileBlockStore } = require('../io/block-store') as typeof import('../io/block-store');
+  const { FileBlockStore } = require('../io/block-store') as { FileBlockStore: typeof FileBlockStoreClass };
   const store = FileBlockStore.open(config.path, config.readonly, locate);
   return { id, backend: new VirtioBlk({ store, serial: config.serial }), dispose: () => store.close() };
 }
