@@ -5,38 +5,23 @@
 // shutdown (exit 0, socket gone); stale and live sockets; the socket file
 // removed on SIGINT, SIGTERM and a guest fault.
 
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { apiRequest } from '../../src/main/api/client';
-import { MAIN, ROOT, guest } from '../support/tsvmm';
+import { MAIN, ROOT, TsvmmChild, guest, startTsvmm } from '../support/tsvmm';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvmm-api-kvm-'));
 let count = 0;
 const socketPath = () => path.join(dir, `vm${count++}.sock`);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-interface Child {
-  process: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  ended: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
+type Child = TsvmmChild;
 
-function start(args: string[]): Child {
-  const child = spawn(process.execPath, [MAIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => { stdout += chunk.toString('latin1'); });
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8'); });
-  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('close', (code, signal) => resolve({ code, signal }));
-  });
-  return { process: child, stdout: () => stdout, stderr: () => stderr, ended };
-}
+const start = (args: string[]): Child => startTsvmm(args, 'ignore');
 
 async function waitFor(what: string, condition: () => boolean, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

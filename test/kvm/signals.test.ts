@@ -7,14 +7,14 @@
 // SIGTERM) stops the VM, restores the terminal, says "stopped by SIGxxx" and
 // exits 128 + the signal's number.
 
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MAIN, ROOT, guest } from '../support/tsvmm';
+import { MAIN, TsvmmChild, guest, startTsvmm } from '../support/tsvmm';
 
 const INSPECTOR_PORT = 9229;
 
@@ -82,24 +82,9 @@ async function nodeOwnTasks(): Promise<number> {
   return count;
 }
 
-interface Child {
-  process: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  ended: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
+type Child = TsvmmChild;
 
-function start(args: string[]): Child {
-  const child = spawn(process.execPath, [MAIN, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => { stdout += chunk.toString('latin1'); });
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8'); });
-  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('close', (code, signal) => resolve({ code, signal }));
-  });
-  return { process: child, stdout: () => stdout, stderr: () => stderr, ended };
-}
+const start = (args: string[]): Child => startTsvmm(args, 'pipe');
 
 async function waitFor(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -1,6 +1,6 @@
 // Runs the built tsvmm CLI (dist/main.js) as a user would, for KVM tests.
 
-import { spawn } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -84,4 +84,25 @@ export function runTsvmm(args: string[], options: RunOptions = {}): Promise<RunR
 /** The result in a form that explains a failed assertion. */
 export function explain(result: RunResult): string {
   return `exit ${result.code}${result.signal ? ` signal ${result.signal}` : ''}${result.timedOut ? ' (timed out)' : ''}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`;
+}
+
+/** A tsvmm CLI process a test drives while it runs (signals, its socket), with its output so far. */
+export interface TsvmmChild {
+  process: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  ended: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `node dist/main.js ...args`; `stdin` 'pipe' gives the test its stdin, 'ignore' gives it none. */
+export function startTsvmm(args: string[], stdin: 'pipe' | 'ignore'): TsvmmChild {
+  const child = spawn(process.execPath, [MAIN, ...args], { cwd: ROOT, stdio: [stdin, 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => { stdout += chunk.toString('latin1'); });
+  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8'); });
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal }));
+  });
+  return { process: child, stdout: () => stdout, stderr: () => stderr, ended };
 }
