@@ -6,8 +6,8 @@
 // Reads always see the RAM (the firmware's copy).
 
 import { test } from 'uvu';
+import { rawVm as rawKvmVm } from '../support/raw-vm';
 import * as assert from 'uvu/assert';
-import { GuestRam } from '../../src/main/kvm/guest-ram';
 import { Kvm } from '../../src/main/kvm/kvm';
 import { EXIT, IOCTL, KVM_RUN, exitReasonName } from '../../src/shared/kvm-abi';
 import { check, native } from '../../src/shared/native';
@@ -20,20 +20,11 @@ const PROGRAM = [0xb8, 0x00, 0xe4, 0x8e, 0xd8, 0xa0, 0x00, 0x00, 0xe6, 0x80, 0xc
 
 test('a read-only segment drops guest writes (an MMIO exit) and reads RAM; writable again, the write lands', () => {
   const kvm = Kvm.open(process.env.TSVMM_KVM_DEVICE ?? '/dev/kvm');
-  const vm = kvm.createVm();
-  vm.setTssAddress(0xfffb_d000);
-  vm.setIdentityMapAddress(0xfffb_c000);
-  const ram = GuestRam.create(vm, [{ guestAddress: 0, size: RAM_BYTES }], { guestAddress: 0xc_0000, size: 0x4_0000, granularity: 0x4000 });
+  const raw = rawKvmVm(kvm, { ramBytes: RAM_BYTES, segmented: { guestAddress: 0xc_0000, size: 0x4_0000, granularity: 0x4000 } });
+  const { ram, vcpu, run } = raw;
+  raw.startRealMode(PROGRAM, CODE);
   const bytes = ram.memory.regions[0].bytes;
-  bytes.set(PROGRAM, CODE);
   bytes[SEGMENT] = 0xa5; // what the firmware copied there
-  const vcpu = vm.createVcpu(0);
-  const runSize = kvm.vcpuMmapSize();
-  const runAddress = vcpu.mapRunArea(runSize);
-  const run = new DataView(native().view(runAddress, runSize));
-  const sregs = vcpu.getSregs();
-  vcpu.setSregs({ ...sregs, cs: { ...sregs.cs, base: 0n, selector: 0 } });
-  vcpu.setRegs({ ...vcpu.getRegs(), rip: BigInt(CODE), rflags: 2n });
   const step = () => {
     check('KVM_RUN', native().run(vcpu.fd, IOCTL.KVM_RUN));
     const reason = run.getUint32(KVM_RUN.exit_reason, true);
@@ -52,11 +43,7 @@ test('a read-only segment drops guest writes (an MMIO exit) and reads RAM; writa
     assert.equal(step(), 'IO 0x80 5a');
     assert.throws(() => ram.setReadOnly(0x8_0000, 0x4000, true), /no KVM slot of its own lies there/);
   } finally {
-    native().detach(run.buffer as ArrayBuffer);
-    vcpu.unmapRunArea(runAddress, runSize);
-    vcpu.close();
-    ram.release();
-    vm.close();
+    raw.close();
     kvm.close();
   }
 });

@@ -7,9 +7,9 @@
 // EventWatcher while the vCPU runs, the way a virtio device will see them.
 
 import { test } from 'uvu';
+import { rawVm as rawKvmVm } from '../support/raw-vm';
 import * as assert from 'uvu/assert';
 import { EventWatcher } from '../../src/main/kvm/event-watcher';
-import { GuestRam } from '../../src/main/kvm/guest-ram';
 import { Ioeventfd, Kvm } from '../../src/main/kvm/kvm';
 import { CAP, EFD_NONBLOCK, EXIT, IOCTL, KVM_RUN, exitReasonName } from '../../src/shared/kvm-abi';
 import { KvmError, check, native } from '../../src/shared/native';
@@ -53,20 +53,9 @@ interface Exit {
 /** A raw VM: RAM at 0 with the program, one vCPU in real mode at CS:IP 0:0x1000. */
 function rawVm() {
   const kvm = Kvm.open(process.env.TSVMM_KVM_DEVICE ?? '/dev/kvm');
-  const vm = kvm.createVm();
-  vm.setTssAddress(0xfffb_d000);
-  vm.setIdentityMapAddress(0xfffb_c000);
-  const ram = GuestRam.create(vm, [{ guestAddress: 0, size: RAM_BYTES }]);
-  ram.memory.regions[0].bytes.set(PROGRAM, CODE);
-  const vcpu = vm.createVcpu(0);
-  const runSize = kvm.vcpuMmapSize();
-  const runAddress = vcpu.mapRunArea(runSize);
-  const run = new DataView(native().view(runAddress, runSize));
-  const sregs = vcpu.getSregs();
-  sregs.cs = { ...sregs.cs, base: 0n, selector: 0 };
-  vcpu.setSregs(sregs);
-  const regs = vcpu.getRegs();
-  vcpu.setRegs({ ...regs, rip: BigInt(CODE), rflags: 2n });
+  const raw = rawKvmVm(kvm, { ramBytes: RAM_BYTES });
+  raw.startRealMode(PROGRAM, CODE);
+  const { vm, vcpu, run } = raw;
   return {
     kvm, vm, vcpu,
     /** KVM_RUN once; the exit it returned with. */
@@ -85,11 +74,7 @@ function rawVm() {
       return { reason: exitReasonName(reason).replace('KVM_EXIT_', ''), value: 0 };
     },
     close() {
-      native().detach(run.buffer as ArrayBuffer);
-      vcpu.unmapRunArea(runAddress, runSize);
-      vcpu.close();
-      ram.release();
-      vm.close();
+      raw.close();
       kvm.close();
     },
   };

@@ -6,6 +6,7 @@
 // VM carries on with the write of that read's value plus one.
 
 import { test } from 'uvu';
+import { rawVm as rawKvmVm } from '../support/raw-vm';
 import * as assert from 'uvu/assert';
 import { GuestRam } from '../../src/main/kvm/guest-ram';
 import { Kvm, VcpuState } from '../../src/main/kvm/kvm';
@@ -20,19 +21,10 @@ const MSR_IA32_TSC = 0x10;
 const MSR_IA32_SYSENTER_CS = 0x174;
 
 function rawVm(kvm: Kvm) {
-  const vm = kvm.createVm();
-  vm.setTssAddress(0xfffb_d000);
-  vm.setIdentityMapAddress(0xfffb_c000);
-  vm.createIrqchip();
-  vm.createPit2();
-  const ram = GuestRam.create(vm, [{ guestAddress: 0, size: RAM_BYTES }]);
-  const vcpu = vm.createVcpu(0);
-  vcpu.setCpuid(kvm.supportedCpuid());
-  const runSize = kvm.vcpuMmapSize();
-  const runAddress = vcpu.mapRunArea(runSize);
-  const run = new DataView(native().view(runAddress, runSize));
+  const raw = rawKvmVm(kvm, { ramBytes: RAM_BYTES, irqchip: true, cpuid: true });
+  const { vcpu, run } = raw;
   return {
-    vm, vcpu, ram, run,
+    ...raw,
     /** KVM_RUN once: the port and the byte of an I/O exit (filling in `readValue` for a read). */
     step(readValue = 0): { port: number; value: number } {
       check('KVM_RUN', native().run(vcpu.fd, IOCTL.KVM_RUN));
@@ -46,13 +38,6 @@ function rawVm(kvm: Kvm) {
       run.setUint8(KVM_RUN.immediate_exit, 1);
       assert.is(native().run(vcpu.fd, IOCTL.KVM_RUN), -ERRNO.EINTR);
       run.setUint8(KVM_RUN.immediate_exit, 0);
-    },
-    close() {
-      native().detach(run.buffer as ArrayBuffer);
-      vcpu.unmapRunArea(runAddress, runSize);
-      vcpu.close();
-      ram.release();
-      vm.close();
     },
   };
 }
@@ -73,10 +58,7 @@ test('the state read on one VM, put on another, reads back the same, and the gue
   const a = rawVm(kvm);
   let b: ReturnType<typeof rawVm> | undefined;
   try {
-    a.ram.memory.regions[0].bytes.set(PROGRAM, CODE);
-    const sregs = a.vcpu.getSregs();
-    a.vcpu.setSregs({ ...sregs, cs: { ...sregs.cs, base: 0n, selector: 0 } });
-    a.vcpu.setRegs({ ...a.vcpu.getRegs(), rip: BigInt(CODE), rflags: 2n, rbx: 0x1234_5678n });
+    a.startRealMode(PROGRAM, CODE, 0x1234_5678n);
     a.vcpu.setMsrs([{ index: MSR_IA32_TSC, data: 1_000_000_000_000n }, { index: MSR_IA32_SYSENTER_CS, data: 0x1234n }]);
 
     assert.equal(a.step(), { port: 0x80, value: 0 });
