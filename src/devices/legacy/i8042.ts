@@ -362,23 +362,26 @@ export class I8042 implements ByteRegisterDevice, StatefulDevice<I8042State> {
         this.fromKeyboard(KBD_ACK);
         return;
       case KBD_RESET_DISABLE:
-        s.scanning = false;
-        s.scancodeSet = DEFAULT_SCANCODE_SET;
+        this.resetKeyboard(false);
         this.fromKeyboard(KBD_ACK);
         return;
       case KBD_RESET_ENABLE:
-        s.scanning = true;
-        s.scancodeSet = DEFAULT_SCANCODE_SET;
+        this.resetKeyboard(true);
         this.fromKeyboard(KBD_ACK);
         return;
       case KBD_RESET:
-        s.scanning = true;
-        s.scancodeSet = DEFAULT_SCANCODE_SET;
+        this.resetKeyboard(true);
         this.fromKeyboard(KBD_ACK, KBD_SELF_TEST_PASSED);
         return;
       default:
         this.fromKeyboard(value >= KBD_MODE_COMMANDS_FIRST && value <= KBD_MODE_COMMANDS_LAST ? KBD_ACK : KBD_RESEND);
     }
+  }
+
+  /** The keyboard's defaults (scancode set 2), scanning or not: what 0xf5, 0xf6 and 0xff share. */
+  private resetKeyboard(scanning: boolean): void {
+    this.state.scanning = scanning;
+    this.state.scancodeSet = DEFAULT_SCANCODE_SET;
   }
 
   private fromKeyboard(...bytes: number[]): void {

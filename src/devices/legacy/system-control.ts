@@ -49,6 +49,6 @@ export class SystemControlPortA implements ByteRegisterDevice, StatefulDevice<Sy
   restore(state: SystemControlState): void {
     restoreFields(this.state, state, SYSTEM_CONTROL_FIELDS,
       (problem) => new SystemControlError(`cannot restore port 0x92 state: ${problem}; pass a state produced by SystemControlPortA.snapshot()`));
-    if (this.state.value & FAST_RESET) this.state.value &= ~FAST_RESET;
+    this.state.value &= ~FAST_RESET; // bit 0 always reads 0
   }
 }

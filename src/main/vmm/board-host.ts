@@ -29,7 +29,7 @@ export class KvmBoardHost implements BoardHost {
   /** PCI devices' MSI-X: an irqfd per message (MsiIrqfds), KVM_SIGNAL_MSI for the rest. */
   readonly deviceMsi: MsiIrqfds;
   private readonly eventFds: number[] = [];
-  /** Doorbell writes caught by KVM_IOEVENTFD, picked up by one watcher thread. */
+  /** Doorbell writes caught by KVM_IOEVENTFD (and INTx resample fds), picked up by one watcher thread. */
   private watcher?: EventWatcher;
   private readonly doorbells = new Map<number, () => void>();
   private nextToken = 1;
@@ -54,10 +54,7 @@ export class KvmBoardHost implements BoardHost {
       addon.close(fd);
       throw error;
     }
-    const token = this.nextToken++;
-    this.doorbells.set(token, signal);
-    this.watcher ??= new EventWatcher((tokens) => { for (const t of tokens) this.doorbells.get(t)?.(); });
-    this.watcher.add(fd, token);
+    const token = this.watchFd(fd, signal);
     let open = true;
     return {
       close: () => {
@@ -103,13 +100,10 @@ export class KvmBoardHost implements BoardHost {
     const resample = check('eventfd', addon.eventfd(0, EFD_NONBLOCK));
     this.eventFds.push(resample);
     this.vm.registerIrqfd(fd, gsi, resample);
-    const token = this.nextToken++;
-    this.doorbells.set(token, () => {
+    this.watchFd(resample, () => {
       addon.eventfdRead(resample);
       if (level) addon.eventfdWrite(fd, 1);
     });
-    this.watcher ??= new EventWatcher((tokens) => { for (const t of tokens) this.doorbells.get(t)?.(); });
-    this.watcher.add(resample, token);
     return levelLine((asserted) => {
       if (asserted === level) return;
       level = asserted;
@@ -129,6 +123,15 @@ export class KvmBoardHost implements BoardHost {
 
   wallClockMs(): number {
     return Date.now();
+  }
+
+  /** Calls `ready` on the main thread each time `fd` becomes readable (the one watcher thread); returns its token. */
+  private watchFd(fd: number, ready: () => void): number {
+    const token = this.nextToken++;
+    this.doorbells.set(token, ready);
+    this.watcher ??= new EventWatcher((tokens) => { for (const t of tokens) this.doorbells.get(t)?.(); });
+    this.watcher.add(fd, token);
+    return token;
   }
 
   /** Closes the irqfds and the doorbell watcher (the board closed its watches first). */
