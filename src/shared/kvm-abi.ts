@@ -299,8 +299,12 @@ export const MSR_LIST = { nmsrs: 0, indices: 4 } as const;
 export const MSR_ENTRY = { index: 0, data: 8 } as const;
 /** struct kvm_irqchip: which chip, then its state (the union, opaque to tsvmm). */
 export const IRQCHIP_STATE = { chip_id: 0, chip: 8 } as const;
-/** struct kvm_vcpu_events: the flags word that says which fields KVM_SET_VCPU_EVENTS takes. */
-export const VCPU_EVENTS = { flags: 20 } as const;
+/**
+ * struct kvm_vcpu_events field offsets: the interrupt being injected (its
+ * `injected` byte, then its vector) and the flags word that says which
+ * fields KVM_SET_VCPU_EVENTS takes.
+ */
+export const VCPU_EVENTS = { interruptInjected: 8, interruptVector: 9, flags: 20 } as const;
 /** kvm_vcpu_events.flags bits KVM_GET_VCPU_EVENTS leaves clear although it fills the fields in. */
 export const KVM_VCPUEVENT_VALID = { NMI_PENDING: 0x1, SIPI_VECTOR: 0x2 } as const;
 /** struct kvm_clock_data field offsets. */

@@ -32,6 +32,8 @@ export interface VcpuWorkerConfig {
   spinLimit: number;
   /** This vCPU takes the userspace PIC's interrupts (the boot vCPU with the split irqchip). */
   injectsExtint: boolean;
+  /** A restored vCPU: the ExtINT vector KVM held parked when the snapshot was taken, put back before the first run. */
+  parkedExternalInterrupt?: number;
   /** For the native hand-off: the device waker (native deviceWakerCreate) that wakes a parked device thread. */
   deviceWaker?: number;
   /** For post-message and comlink hand-offs: the port to the device thread. */

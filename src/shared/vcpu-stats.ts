@@ -108,6 +108,13 @@ export const VCPU_CONTROL = {
   request: 0,
   /** 1 while the userspace PIC's INT output is asserted (the boot vCPU injects it). */
   extintPending: 1,
+  /**
+   * Written by the worker when it honours a request: 1 + the ExtINT vector
+   * KVM still holds parked for this vCPU (KVM_INTERRUPT done, not yet taken
+   * into the guest), 0 for none. No ioctl reads that vector back, so a
+   * snapshot takes it from here (run-loop.ts settleExternalInterrupt).
+   */
+  parkedExternalInterrupt: 2,
 } as const;
 
 /** Control word values the main thread writes to ask a running vCPU to leave KVM_RUN. */

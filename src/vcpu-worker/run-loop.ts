@@ -58,6 +58,7 @@ export class VcpuRunLoop {
     this.control = new Int32Array(config.control);
     this.stats = new Float64Array(config.stats);
     this.waits = waitCounters(config.spinLimit);
+    if (config.parkedExternalInterrupt !== undefined) this.injectExternalInterrupt(config.parkedExternalInterrupt);
   }
 
   /**
@@ -187,6 +188,7 @@ export class VcpuRunLoop {
    * re-entry), so the vCPU stops on an instruction boundary.
    */
   private handleExit(result: number): VcpuStop | number {
+    if (this.parkedVector >= 0) this.settleExternalInterrupt();
     if (result < 0) return this.onRunError(-result) ?? NOTHING_TO_FORWARD;
     const { stats, access } = this;
     stats[KVM_RUNS]++;
@@ -256,12 +258,40 @@ export class VcpuRunLoop {
   /** KVM_INTERRUPT with the vector the PIC's INTA cycle gave (none if INT dropped meanwhile). */
   private injectAcknowledgedInterrupt(): void {
     const vector = this.channel.result;
-    if (vector === NO_INTERRUPT) return;
+    if (vector !== NO_INTERRUPT) this.injectExternalInterrupt(vector);
+  }
+
+  private injectExternalInterrupt(vector: number): void {
     new DataView(this.interruptBuffer.buffer).setUint32(0, vector, true);
     check('KVM_INTERRUPT', this.addon.ioctl(this.config.vcpuFd, IOCTL.KVM_INTERRUPT, this.interruptBuffer), `vCPU ${this.config.vcpuId} vector ${vector}`);
+    this.parkedVector = vector;
   }
 
   private readonly interruptBuffer = new Uint8Array(4);
+
+  /**
+   * The vector of the last KVM_INTERRUPT while KVM may still hold it parked
+   * (-1 once it is known to be taken). KVM_INTERRUPT only parks the vector;
+   * KVM takes it into the guest when it next enters, and a KVM_RUN that
+   * leaves at once (the immediate_exit of a pause) does not enter. By then
+   * the PIC has the interrupt in service, so a snapshot that left the vector
+   * out would restore a guest that never gets it, and whose PIC never sends
+   * that line again (test/kvm/extint-injection.test.ts shows the kernel side).
+   */
+  private parkedVector = -1;
+
+  /**
+   * After each KVM_RUN while a vector may be parked: KVM computes
+   * ready_for_interrupt_injection on every return, the immediate one too,
+   * and it is 1 only with no ExtINT vector parked; IF = 0 means the guest
+   * ran since the injection, which was made with IF = 1, so the vector was
+   * delivered. Either way it is taken. (IF = 1 with ready = 0 can also mean an
+   * interrupt shadow or a masked LINT0 just after the vector was taken; the
+   * vector is then kept as parked, the rarer mistake.)
+   */
+  private settleExternalInterrupt(): void {
+    if (this.run.readyForInterruptInjection || !this.run.interruptsEnabled) this.parkedVector = -1;
+  }
 
   /** For start-up measurements: when this vCPU first entered the guest. */
   private noteFirstRun(): void {
@@ -286,6 +316,7 @@ export class VcpuRunLoop {
 
   private honourRequest(request: number): VcpuStop {
     this.run.immediateExit = false;
+    Atomics.store(this.control, VCPU_CONTROL.parkedExternalInterrupt, this.parkedVector + 1);
     Atomics.store(this.control, VCPU_CONTROL.request, VCPU_REQUEST.none);
     return request === VCPU_REQUEST.pause ? { kind: 'paused' } : { kind: 'stopped' };
   }

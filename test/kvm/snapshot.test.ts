@@ -6,7 +6,8 @@
 // next value, no repeat and no gap, on 1 and 8 vCPUs and with the split
 // irqchip; guests/echo answers console input typed after the restore;
 // guests/blk-counter does virtio-blk I/O across the snapshot; a chain of
-// snapshot/restore cycles ends with the output of an uninterrupted run.
+// snapshot/restore cycles ends with the output of an uninterrupted run, and
+// one with the split irqchip keeps a PIC interrupt KVM held at the pause.
 // Both new guests are proven under QEMU first.
 
 import { ChildProcess, spawn } from 'node:child_process';
@@ -23,6 +24,8 @@ import { makeTempImage } from '../support/virtio-image';
 const TIMEOUT_MS = 60_000;
 /** Cycles of the snapshot/restore chain; each costs about a second here (see the README). */
 const CHAIN_CYCLES = 50;
+/** Cycles of the split-irqchip chain: enough that a lost ExtINT vector (one restore in four, before it was saved) shows. */
+const SPLIT_CHAIN_CYCLES = 16;
 
 function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'tsvmm-snapshot-test-'));
@@ -208,24 +211,35 @@ test('blk-counter: virtio-blk I/O across the snapshot goes on with the next step
   }
 });
 
+/**
+ * `cycles` snapshot/restore cycles of the counter guest in `dir`: each
+ * process restores the last one's snapshot (the first boots with
+ * `bootArgs`), prints at least 3 more lines, and is snapshotted and shut
+ * down. Resolves with the output of them all.
+ */
+async function counterChain(dir: string, cycles: number, bootArgs: string[]): Promise<string> {
+  let output = '';
+  let previous: string | undefined;
+  for (let cycle = 0; cycle < cycles; cycle++) {
+    const socket = path.join(dir, `api${cycle}.sock`);
+    const snapshot = path.join(dir, `snap${cycle}`);
+    const source = previous === undefined ? ['--kernel', guest('counter'), ...bootArgs] : ['--restore', previous];
+    const vm = new Tsvmm([...source, '--api-socket', socket]);
+    const had = counts(output).get(0)?.length ?? 0;
+    await vm.waitFor(`cycle ${cycle}'s lines`, (stdout) => (counts(output + stdout).get(0)?.length ?? 0) >= had + 3);
+    assert.is(await snapshotAndShutDown(vm, socket, snapshot), 0, vm.stderr);
+    output += vm.stdout;
+    if (previous !== undefined) fs.rmSync(previous, { recursive: true, force: true });
+    previous = snapshot;
+  }
+  return output;
+}
+
 test(`a chain of ${CHAIN_CYCLES} snapshot/restore cycles ends with the output of an uninterrupted run`, async () => {
   const dir = tempDir();
   try {
-    let output = '';
-    let previous: string | undefined;
     const started = Date.now();
-    for (let cycle = 0; cycle < CHAIN_CYCLES; cycle++) {
-      const socket = path.join(dir, `api${cycle}.sock`);
-      const snapshot = path.join(dir, `snap${cycle}`);
-      const source = previous === undefined ? ['--kernel', guest('counter'), '--mem', '16'] : ['--restore', previous];
-      const vm = new Tsvmm([...source, '--api-socket', socket]);
-      const had = counts(output).get(0)?.length ?? 0;
-      await vm.waitFor(`cycle ${cycle}'s lines`, (stdout) => (counts(output + stdout).get(0)?.length ?? 0) >= had + 3);
-      assert.is(await snapshotAndShutDown(vm, socket, snapshot), 0, vm.stderr);
-      output += vm.stdout;
-      if (previous !== undefined) fs.rmSync(previous, { recursive: true, force: true });
-      previous = snapshot;
-    }
+    const output = await counterChain(dir, CHAIN_CYCLES, ['--mem', '16']);
     const chainMs = Date.now() - started;
     const lines = output.split('\n').slice(0, -1);
     const whole = await runTsvmm(['--kernel', guest('counter'), '--mem', '16'], {
@@ -235,6 +249,20 @@ test(`a chain of ${CHAIN_CYCLES} snapshot/restore cycles ends with the output of
     assert.equal(lines, whole.stdout.split('\n').slice(0, lines.length), 'the chain printed what one run prints');
     assertConsecutive(counts(output), 1);
     console.log(`${CHAIN_CYCLES} cycles in ${(chainMs / 1000).toFixed(1)} s (${(chainMs / CHAIN_CYCLES).toFixed(0)} ms each), ${lines.length} lines`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`a chain of ${SPLIT_CHAIN_CYCLES} cycles with --split-irqchip: a PIC interrupt KVM still held at the pause reaches the restored guest`, async () => {
+  // The boot vCPU spends its time halted between PIT ticks, and a pause often
+  // lands just after the tick's KVM_INTERRUPT: then the vector is parked in
+  // KVM, and the PIC has it in service. Before the worker reported parked
+  // vectors, one restore in four here had a cpu0 that never counted again.
+  const dir = tempDir();
+  try {
+    const output = await counterChain(dir, SPLIT_CHAIN_CYCLES, ['--mem', '16', '--split-irqchip']);
+    assertConsecutive(counts(output), 1);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -12,6 +12,8 @@ export interface RawVmOptions {
   segmented?: SegmentedRange;
   /** KVM's in-kernel PIC, IOAPIC and PIT. */
   irqchip?: boolean;
+  /** The split irqchip: local APICs in KVM, no PIC, IOAPIC or PIT there (KVM_CAP_SPLIT_IRQCHIP with 24 pins). */
+  splitIrqchip?: boolean;
   /** The host's CPUID on the vCPU (what KVM supports). */
   cpuid?: boolean;
 }
@@ -25,6 +27,7 @@ export function rawVm(kvm: Kvm, options: RawVmOptions) {
     vm.createIrqchip();
     vm.createPit2();
   }
+  if (options.splitIrqchip) vm.enableSplitIrqchip(24);
   const ram = GuestRam.create(vm, [{ guestAddress: 0, size: options.ramBytes }], options.segmented);
   const vcpu = vm.createVcpu(0);
   if (options.cpuid) vcpu.setCpuid(kvm.supportedCpuid());

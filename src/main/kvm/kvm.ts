@@ -338,6 +338,13 @@ export interface VcpuState {
   tscKhz: number;
   msrs: MsrEntry[];
   events: Uint8Array;
+  /**
+   * With the split irqchip: the ExtINT vector a KVM_INTERRUPT left parked in
+   * the vCPU, not yet taken into the guest. No ioctl reads it back (the
+   * vCPU's worker knows it) and KVM_SET_VCPU_EVENTS cannot put it back: the
+   * restored vCPU's worker injects it again before it first runs.
+   */
+  parkedExternalInterrupt?: number;
 }
 
 function fixedSize(bytes: Uint8Array, size: number, what: string): Uint8Array {

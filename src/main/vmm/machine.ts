@@ -39,7 +39,7 @@ import type { LoadedSnapshot, SnapshotWriteStats } from './snapshot-file';
 const snapshotFile = () => require('./snapshot-file') as typeof import('./snapshot-file');
 import { VmExit, vmExitOf } from './vm-exit';
 import { GuestRam } from '../kvm/guest-ram';
-import { Kvm, Vcpu, Vm } from '../kvm/kvm';
+import { Kvm, Vcpu, VcpuState, Vm } from '../kvm/kvm';
 import { VcpuThread } from './vcpu-thread';
 import { startVcpuWorker } from './vcpu-worker-start';
 import * as Comlink from 'comlink';
@@ -49,6 +49,11 @@ import nodeEndpoint from 'comlink/dist/umd/node-adapter';
  * Bytes for the kernel's RNG seed. node:crypto takes ~2.5 ms to load, on the
  * start-up path, and only Linux boots need it, so it is loaded here.
  */
+/** A vCPU's saved state with the ExtINT vector its worker says KVM holds parked (VcpuState.parkedExternalInterrupt). */
+function withParkedInterrupt(state: VcpuState, vector: number | undefined): VcpuState {
+  return vector === undefined ? state : { ...state, parkedExternalInterrupt: vector };
+}
+
 function secureRandomBytes(count: number): Uint8Array {
   const { randomBytes } = require('node:crypto') as typeof import('node:crypto');
   return new Uint8Array(randomBytes(count));
@@ -233,7 +238,7 @@ export class Machine {
       else machine.configureVcpus(kvm.supportedCpuid());
       machine.attachDevices();
       machine.logBuild();
-      await machine.spawnThreads(kvm.vcpuMmapSize(), workers);
+      await machine.spawnThreads(kvm.vcpuMmapSize(), workers, saved?.vcpus);
       // After the threads exist: a restored PIC may assert INT to the boot vCPU at once.
       if (saved) machine.board.restore(saved.devices);
       return machine;
@@ -337,7 +342,7 @@ export class Machine {
     if (logs(log, 'debug')) reportUnclaimed(log, this.board);
   }
 
-  private async spawnThreads(runSize: number, workers: Worker[]): Promise<void> {
+  private async spawnThreads(runSize: number, workers: Worker[], restored?: readonly VcpuState[]): Promise<void> {
     const board = this.board;
     const mode = this.config.handOff;
     if (mode === 'native') this.deviceWaker = new DeviceWaker(() => this.deviceLoop?.wake());
@@ -352,6 +357,7 @@ export class Machine {
       spinLimit: this.config.spinLimit,
       // With the split irqchip the PIC is ours, and its INT line goes to the boot vCPU's LINT0.
       injectsExtint: this.config.irqchip === 'split' && vcpu.id === 0,
+      parkedExternalInterrupt: restored?.[vcpu.id].parkedExternalInterrupt,
       deviceWaker: this.deviceWaker?.id,
     }, workers[vcpu.id])));
     this.threads = spawned.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
@@ -474,7 +480,7 @@ export class Machine {
       const state = {
         config: this.config,
         vm: this.vm.saveState(this.config.irqchip === 'kernel'),
-        vcpus: this.vcpus.map((vcpu) => vcpu.saveState(msrs, xsaveSize)),
+        vcpus: this.vcpus.map((vcpu) => withParkedInterrupt(vcpu.saveState(msrs, xsaveSize), this.threads[vcpu.id]?.parkedExternalInterrupt())),
         devices: this.board.snapshot(),
       };
       const ram = this.ram.memory.regions.map((region, i) => ({ guestAddress: region.guestAddress, bytes: region.bytes, mayHoldData: this.ram.pagesThatMayHoldData(i) }));

@@ -92,6 +92,7 @@ interface EncodedVcpu {
   /** [index, value as hex] */
   msrs: [number, string][];
   events: string;
+  parkedExternalInterrupt?: number;
 }
 
 interface EncodedVm {
@@ -113,6 +114,7 @@ function encodeVcpu(state: VcpuState): EncodedVcpu {
     tscKhz: state.tscKhz,
     msrs: state.msrs.map((msr) => [msr.index, msr.data.toString(16)]),
     events: b64(state.events),
+    ...(state.parkedExternalInterrupt === undefined ? {} : { parkedExternalInterrupt: state.parkedExternalInterrupt }),
   };
 }
 
@@ -189,6 +191,7 @@ function decodeVcpu(raw: unknown, d: Decoder, at: string): VcpuState {
     tscKhz: d.integer(o.tscKhz, `${at}.tscKhz`),
     msrs,
     events: d.blob(o.events, `${at}.events`, BLOB_BYTES.events),
+    ...(o.parkedExternalInterrupt === undefined ? {} : { parkedExternalInterrupt: d.integer(o.parkedExternalInterrupt, `${at}.parkedExternalInterrupt`, 0xff) }),
   };
   if (!state.fpu && !(state.xsave && state.xcrs)) d.fail(at, 'a vCPU with either fpu or both xsave and xcrs');
   return state;

@@ -25,6 +25,8 @@ export interface VcpuThreadOptions {
   handOff: HandOffMode;
   spinLimit: number;
   injectsExtint: boolean;
+  /** A restored vCPU's parked ExtINT vector (VcpuState.parkedExternalInterrupt). */
+  parkedExternalInterrupt?: number;
   /** For the native hand-off: the device waker that wakes the parked device thread. */
   deviceWaker?: number;
 }
@@ -108,6 +110,12 @@ export class VcpuThread {
     if (!asserted) return;
     this.run.immediateExit = true;
     native().kick(this.thread);
+  }
+
+  /** After a pause: the ExtINT vector KVM still holds parked for this vCPU (VCPU_CONTROL.parkedExternalInterrupt), if any. */
+  parkedExternalInterrupt(): number | undefined {
+    const word = Atomics.load(this.control, VCPU_CONTROL.parkedExternalInterrupt);
+    return word === 0 ? undefined : word - 1;
   }
 
   /** The vCPU's registers, read by its worker; only between runs. */

@@ -43,7 +43,8 @@ function state(): SnapshotState {
       pit: filled(112, 4),
       clock: { clock: 123_456_789_012n, flags: 2 },
     },
-    vcpus: [vcpu(10), vcpu(20)],
+    // The boot vCPU with an ExtINT vector KVM held parked (split irqchip); the other without.
+    vcpus: [{ ...vcpu(10), parkedExternalInterrupt: 0x20 }, vcpu(20)],
     devices: { com1: { ier: 1, fifo: [1, 2] }, cmos: { index: 3 } },
   };
 }
@@ -181,6 +182,10 @@ test('a manifest with a consistent checksum but a bad field is refused naming th
     bad.vcpus[1] = { ...bad.vcpus[1], lapic: new Uint8Array(10) };
     writeSnapshot(dir, bad, ram(), '0.1.0');
     refused(dir, /vcpus\[1\]\.lapic is not 1024 bytes of base64 \(it has 10\)/);
+    const badVector = state();
+    badVector.vcpus[0] = { ...badVector.vcpus[0], parkedExternalInterrupt: 256 };
+    writeSnapshot(dir, badVector, ram(), '0.1.0');
+    refused(dir, /vcpus\[0\]\.parkedExternalInterrupt .*0\.\.255/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
