@@ -416,6 +416,12 @@ export function readSnapshot(directory: string): LoadedSnapshot {
   const config = resolveVmConfig(manifest.config, `${where}: ${MANIFEST_FILE} config`);
   if (!Array.isArray(manifest.vcpus) || manifest.vcpus.length !== config.cpus) d.fail('vcpus', `a list of ${config.cpus} vCPU states (the config's cpus)`);
   const vcpus = (manifest.vcpus as unknown[]).map((raw, i) => decodeVcpu(raw, d, `vcpus[${i}]`));
+  // Only the boot vCPU of a split-irqchip VM takes KVM_INTERRUPT (the userspace PIC's vectors).
+  vcpus.forEach((vcpu, i) => {
+    if (vcpu.parkedExternalInterrupt !== undefined && (i !== 0 || config.irqchip !== 'split')) {
+      d.fail(`vcpus[${i}].parkedExternalInterrupt`, 'absent (only the boot vCPU of a split-irqchip VM has one)');
+    }
+  });
   const vm = decodeVm(manifest.vm, d);
   const devices = d.object(manifest.devices, 'devices');
 

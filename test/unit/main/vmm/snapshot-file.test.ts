@@ -37,7 +37,7 @@ function vcpu(seed: number): VcpuState {
 
 function state(): SnapshotState {
   return {
-    config: resolveVmConfig({ cpus: 2, memoryMiB: 4 }),
+    config: resolveVmConfig({ cpus: 2, memoryMiB: 4, irqchip: 'split' }),
     vm: {
       irqchip: { picMaster: filled(520, 1), picSlave: filled(520, 2), ioapic: filled(520, 3) },
       pit: filled(112, 4),
@@ -186,6 +186,13 @@ test('a manifest with a consistent checksum but a bad field is refused naming th
     badVector.vcpus[0] = { ...badVector.vcpus[0], parkedExternalInterrupt: 256 };
     writeSnapshot(dir, badVector, ram(), '0.1.0');
     refused(dir, /vcpus\[0\]\.parkedExternalInterrupt .*0\.\.255/);
+    const wrongVcpu = state();
+    wrongVcpu.vcpus[1] = { ...wrongVcpu.vcpus[1], parkedExternalInterrupt: 0x20 };
+    writeSnapshot(dir, wrongVcpu, ram(), '0.1.0');
+    refused(dir, /vcpus\[1\]\.parkedExternalInterrupt is not absent \(only the boot vCPU of a split-irqchip VM has one\)/);
+    const kernelIrqchip = { ...state(), config: resolveVmConfig({ cpus: 2, memoryMiB: 4, irqchip: 'kernel' }) };
+    writeSnapshot(dir, kernelIrqchip, ram(), '0.1.0');
+    refused(dir, /vcpus\[0\]\.parkedExternalInterrupt is not absent/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
