@@ -66,7 +66,7 @@ const structs: Array<[string, Record<string, number>, Record<string, string>?]> 
   ['kvm_msr_entry', MSR_ENTRY],
   ['kvm_irqchip', IRQCHIP_STATE],
   ['kvm_clock_data', CLOCK_DATA],
-  ['kvm_vcpu_events', VCPU_EVENTS],
+  ['kvm_vcpu_events', VCPU_EVENTS, { interruptInjected: 'interrupt.injected', interruptVector: 'interrupt.nr', flags: 'flags' }],
   ['kvm_irq_routing_entry', IRQ_ROUTING_ENTRY, {
     gsi: 'gsi', type: 'type', flags: 'flags', irqchip_irqchip: 'u.irqchip.irqchip', irqchip_pin: 'u.irqchip.pin', msi_address_lo: 'u.msi.address_lo', msi_address_hi: 'u.msi.address_hi', msi_data: 'u.msi.data',
   }],
