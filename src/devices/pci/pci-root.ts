@@ -6,6 +6,8 @@
 // register (a dword at 0xcf8 is still CONFIG_ADDRESS), as on a PC.
 
 import type { BusDevice, ByteRegisterDevice } from '../bus/bus-device';
+import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
+import { StatefulDevice, StateFields, arrayField, bitsField, bytesField, isSnapshottable, restoreFields, saveFields } from '../snapshot';
 import { LEGACY_CONFIG_BYTES, PciConfigSpace, PciFunction } from './config-space';
 
 /** Slots on one bus. */
@@ -34,6 +36,32 @@ export interface PamSegment {
 }
 /** CONFIG_ADDRESS's byte 1, port 0xcf9: the reset control register when accessed alone. */
 const RESET_CONTROL_OFFSET = 1;
+/** A function's whole configuration space (PCIe size; the legacy mechanism reaches the first 256 bytes). */
+const CONFIG_SPACE_BYTES = 4096;
+
+class PciRootError extends TsvmmError {
+  constructor(message: string, options?: TsvmmErrorOptions) {
+    super('internal', message, options);
+  }
+}
+
+/**
+ * What a snapshot keeps of the root. The CONFIG_ADDRESS latch: a guest
+ * paused between its write to 0xcf8 and its access of 0xcfc must reach the
+ * same register after a restore. And the configuration spaces of the
+ * chipset functions, which have no state of their own (the host bridge at
+ * 00:00.0, the PIIX3 at 00:01.0), in slot order; the virtio functions save
+ * theirs with the rest of their state.
+ */
+export interface PciRootState {
+  configAddress: number;
+  chipsetConfig: string[];
+}
+
+interface PciRootLiveState {
+  configAddress: number;
+  chipsetConfig: Uint8Array[];
+}
 
 /**
  * The i440FX host bridge QEMU -M pc and crosvm put at 00:00.0 (what SeaBIOS
@@ -57,7 +85,7 @@ class HostBridge implements PciFunction {
   }
 }
 
-export class PciRoot implements BusDevice {
+export class PciRoot implements BusDevice, StatefulDevice<PciRootState> {
   readonly name = 'pci-config';
   private address = 0;
   private readonly slots: (PciFunction | undefined)[] = new Array(PCI_SLOTS).fill(undefined);
@@ -143,6 +171,42 @@ export class PciRoot implements BusDevice {
     target.fn.config.write(target.register, data);
     target.fn.configWritten?.(target.register, data.length);
     this.onConfigWrite(target.slot, target.fn, target.register);
+  }
+
+  snapshot(): PciRootState {
+    const chipset = this.chipsetFunctions();
+    const live: PciRootLiveState = {
+      configAddress: this.address,
+      chipsetConfig: chipset.map((fn) => {
+        const space = new Uint8Array(CONFIG_SPACE_BYTES);
+        fn.config.read(0, space);
+        return space;
+      }),
+    };
+    return saveFields(live, this.stateFields(chipset.length));
+  }
+
+  restore(state: PciRootState): void {
+    const chipset = this.chipsetFunctions();
+    const live: PciRootLiveState = { configAddress: 0, chipsetConfig: [] };
+    restoreFields(live, state, this.stateFields(chipset.length), (problem) => new PciRootError(
+      `cannot restore the PCI root's state: ${problem}; pass a state produced by PciRoot.snapshot() on a board with the same chipset functions (${chipset.map((fn) => fn.name).join(', ')})`));
+    this.address = live.configAddress;
+    chipset.forEach((fn, i) => {
+      for (let offset = 0; offset < CONFIG_SPACE_BYTES; offset++) fn.config.setByte(offset, live.chipsetConfig[i][offset]);
+    });
+  }
+
+  /** The attached functions with no state of their own, in slot order. */
+  private chipsetFunctions(): PciFunction[] {
+    return this.slots.filter((fn): fn is PciFunction => fn !== undefined && !isSnapshottable(fn));
+  }
+
+  private stateFields(chipsetCount: number): StateFields<PciRootLiveState, PciRootState> {
+    return {
+      configAddress: bitsField(ADDRESS_WRITABLE),
+      chipsetConfig: arrayField(bytesField(CONFIG_SPACE_BYTES), { exactly: chipsetCount }),
+    };
   }
 
   /** The function and register CONFIG_DATA + `offset - 4` selects, or undefined (absent, disabled, odd access). */

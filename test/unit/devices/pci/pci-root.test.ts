@@ -185,6 +185,43 @@ test('onConfigWrite and configWritten hear of every write that reached a functio
   assert.is(calls.length, 4);
 });
 
+test('snapshot/restore: the CONFIG_ADDRESS latch and the chipset functions\' registers come back; a device with its own state is left to it', () => {
+  const stateful = Object.assign(new TestFunction('stateful'), { snapshot: () => ({}), restore: () => {} });
+  const a = new PciRoot();
+  a.attach(1, new TestFunction('isa'));
+  a.attach(2, stateful);
+  const pa = io(a);
+  pa.write(0, 4, address(0, 0, 0, 0x58));
+  pa.write(DATA, 4, 0x3311_2200); // host bridge registers 0x58-0x5b (PAM0 and PAM1 among them)
+  pa.write(0, 4, address(0, 1, 0, 0x60));
+  pa.write(DATA, 4, 0x0b0a_8005); // the ISA function's registers past the header (TestFunction: read-only, kept anyway)
+  pa.write(0, 4, address(0, 2, 0, 0x3c)); // the latch the guest left, about to read INTx line/pin
+  const saved = JSON.parse(JSON.stringify(a.snapshot()));
+  assert.is(saved.chipsetConfig.length, 2, 'the host bridge and the ISA function; not the stateful one');
+
+  const b = new PciRoot();
+  b.attach(1, new TestFunction('isa'));
+  b.attach(2, Object.assign(new TestFunction('stateful'), { snapshot: () => ({}), restore: () => {} }));
+  b.restore(saved);
+  const pb = io(b);
+  assert.is(pb.read(0, 4), address(0, 2, 0, 0x3c), 'CONFIG_ADDRESS as the guest left it');
+  assert.is(pb.read(DATA, 4), pa.read(DATA, 4), 'so the access after the restore reaches the same register');
+  pb.write(0, 4, address(0, 0, 0, 0x58));
+  assert.is(pb.read(DATA, 4), 0x3311_2200);
+  assert.equal(b.pamSegments(), a.pamSegments());
+});
+
+test('restore refuses a state for other chipset functions or with a bad latch, naming the field, and changes nothing', () => {
+  const a = new PciRoot();
+  const saved = a.snapshot();
+  const b = new PciRoot();
+  b.attach(1, new TestFunction('isa'));
+  io(b).write(0, 4, address(0, 1, 0, 0));
+  assert.throws(() => b.restore(saved), /chipsetConfig has 1 entry, not 2.*\(host-bridge, isa\)/);
+  assert.throws(() => a.restore({ ...saved, configAddress: 0x4000_0000 }), /configAddress is 1073741824, not a value within the bits 0x80fffffc/);
+  assert.is(io(b).read(0, 4), address(0, 1, 0, 0), 'the refused restore left the latch alone');
+});
+
 test('attach refuses slot 0, slots past 31 and a taken slot', () => {
   const { root } = makeRoot();
   assert.throws(() => root.attach(0, new TestFunction()), RangeError);
