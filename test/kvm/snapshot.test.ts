@@ -214,16 +214,17 @@ test('blk-counter: virtio-blk I/O across the snapshot goes on with the next step
 /**
  * `cycles` snapshot/restore cycles of the counter guest in `dir`: each
  * process restores the last one's snapshot (the first boots with
- * `bootArgs`), prints at least 3 more lines, and is snapshotted and shut
- * down. Resolves with the output of them all.
+ * `bootArgs`; restore `cycle` adds `restoreArgs(cycle)`), prints at least 3
+ * more lines, and is snapshotted and shut down. Resolves with the output of
+ * them all.
  */
-async function counterChain(dir: string, cycles: number, bootArgs: string[]): Promise<string> {
+async function counterChain(dir: string, cycles: number, bootArgs: string[], restoreArgs: (cycle: number) => string[] = () => []): Promise<string> {
   let output = '';
   let previous: string | undefined;
   for (let cycle = 0; cycle < cycles; cycle++) {
     const socket = path.join(dir, `api${cycle}.sock`);
     const snapshot = path.join(dir, `snap${cycle}`);
-    const source = previous === undefined ? ['--kernel', guest('counter'), ...bootArgs] : ['--restore', previous];
+    const source = previous === undefined ? ['--kernel', guest('counter'), ...bootArgs] : ['--restore', previous, ...restoreArgs(cycle)];
     const vm = new Tsvmm([...source, '--api-socket', socket]);
     const had = counts(output).get(0)?.length ?? 0;
     await vm.waitFor(`cycle ${cycle}'s lines`, (stdout) => (counts(output + stdout).get(0)?.length ?? 0) >= had + 3);
@@ -261,7 +262,8 @@ test(`a chain of ${SPLIT_CHAIN_CYCLES} cycles with --split-irqchip: a PIC interr
   // vectors, one restore in four here had a cpu0 that never counted again.
   const dir = tempDir();
   try {
-    const output = await counterChain(dir, SPLIT_CHAIN_CYCLES, ['--mem', '16', '--split-irqchip']);
+    // Every other restore runs the native exit loop, which injects through the same worker code.
+    const output = await counterChain(dir, SPLIT_CHAIN_CYCLES, ['--mem', '16', '--split-irqchip'], (cycle) => (cycle % 2 === 1 ? ['--hand-off', 'native'] : []));
     assertConsecutive(counts(output), 1);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
