@@ -146,6 +146,20 @@ export function bytesField(length: number): StateField<Uint8Array, string> {
   };
 }
 
+/** At most `maxLength` bytes, saved as base64 (data waiting in a queue). */
+export function boundedBytesField(maxLength: number): StateField<Uint8Array, string> {
+  const exact = bytesField(0);
+  return {
+    check: (value, path) => {
+      if (typeof value !== 'string' || !BASE64.test(value)) return `${path} is ${describe(value)}, not base64`;
+      const bytes = Buffer.from(value, 'base64').length;
+      return bytes <= maxLength ? undefined : `${path} holds ${bytes} bytes, more than ${maxLength}`;
+    },
+    save: exact.save,
+    load: exact.load,
+  };
+}
+
 /** An array of `element`s: exactly `length.exactly` of them, or at most `length.atMost`. */
 export function arrayField<M, S>(element: StateField<M, S>, length: { exactly: number } | { atMost: number }): StateField<M[], S[]> {
   return {

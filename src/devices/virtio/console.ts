@@ -3,7 +3,8 @@
 // transmits (guest to host). Host input waits, bounded, until the guest
 // posts receive buffers; output goes to an injected sink.
 
-import { VirtioBackend, VirtioContext, isChainError } from './pci-transport';
+import { StateFields, boundedBytesField, checkFields, loadFields, saveFields } from '../snapshot';
+import { VirtioBackend, VirtioBackendState, VirtioContext, isChainError } from './pci-transport';
 import type { DescriptorChain } from './queue';
 
 const VIRTIO_ID_CONSOLE = 3;
@@ -15,6 +16,15 @@ const TRANSMIT_QUEUE = 1;
 const CONSOLE_INPUT_LIMIT = 64 * 1024;
 /** The most one transmit buffer may carry to the sink (a guest cannot make the host copy more at once). */
 const MAX_TRANSMIT_BYTES = 64 * 1024;
+
+/** What a snapshot keeps of the console beyond its queues: host input the guest had not taken yet, base64. */
+export interface VirtioConsoleState {
+  pendingInput: string;
+}
+
+const CONSOLE_STATE_FIELDS: StateFields<{ pendingInput: Uint8Array }, VirtioConsoleState> = {
+  pendingInput: boundedBytesField(CONSOLE_INPUT_LIMIT),
+};
 
 export class VirtioConsole implements VirtioBackend {
   readonly type = VIRTIO_ID_CONSOLE;
@@ -33,6 +43,17 @@ export class VirtioConsole implements VirtioBackend {
   readonly counters = { transmitted: 0, received: 0 };
 
   constructor(private readonly output: (bytes: Uint8Array) => void) {}
+
+  readonly state: VirtioBackendState<VirtioConsoleState> = {
+    save: () => saveFields({ pendingInput: concatenate(this.pending, this.pendingBytes) }, CONSOLE_STATE_FIELDS),
+    check: (state, path) => checkFields(state, CONSOLE_STATE_FIELDS, path),
+    load: (state) => {
+      const live = { pendingInput: new Uint8Array(0) };
+      loadFields(live, state, CONSOLE_STATE_FIELDS);
+      this.pending = live.pendingInput.length > 0 ? [live.pendingInput] : [];
+      this.pendingBytes = live.pendingInput.length;
+    },
+  };
 
   readConfig(_offset: number, data: Uint8Array): void {
     data.fill(0);
@@ -135,4 +156,14 @@ export class VirtioConsole implements VirtioBackend {
       return undefined;
     }
   }
+}
+
+function concatenate(chunks: readonly Uint8Array[], total: number): Uint8Array {
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  return bytes;
 }

@@ -97,6 +97,17 @@ export interface VirtioBackend {
   reset(): void;
   /** Resolves when no request is in flight (before a snapshot); a device that completes every request at once has none. */
   whenIdle?(): Promise<void>;
+  /** Host-side state of the back-end that its queues do not hold (input waiting for receive buffers), for snapshots. */
+  readonly state?: VirtioBackendState;
+}
+
+/** A back-end's own part of a snapshot, saved and restored by its transport. */
+export interface VirtioBackendState<S = unknown> {
+  save(): S;
+  /** The first problem with `state` (named from `path`), or undefined when it can be loaded. */
+  check(state: unknown, path: string): string | undefined;
+  /** Puts a state that check() accepted back. */
+  load(state: S): void;
 }
 
 /** The transport's registers as a snapshot holds them (the queues and the configuration space apart). */
@@ -121,6 +132,8 @@ export interface VirtioPciState {
   /** The PCI configuration space as the guest left it (BARs as programmed, command, MSI-X control), base64. */
   configSpace: string;
   queues: SplitQueueState[];
+  /** The back-end's VirtioBackendState, for a back-end that has one (absent in a snapshot from before it had: nothing waiting). */
+  backend?: unknown;
 }
 
 const CONFIG_SPACE_BYTES = 4096;
@@ -279,6 +292,7 @@ export class VirtioPciDevice implements PciFunction, StatefulDevice<VirtioPciSta
       transport: saveFields(this as unknown as TransportRegisters, this.stateFields),
       configSpace: configSpaceField.save(space),
       queues: this.queues.map((queue) => queue.snapshot()),
+      ...(this.backend.state ? { backend: this.backend.state.save() } : {}),
     };
   }
 
@@ -291,6 +305,7 @@ export class VirtioPciDevice implements PciFunction, StatefulDevice<VirtioPciSta
   restore(state: VirtioPciState): void {
     const problem = this.stateProblem(state);
     if (problem) throw new VirtioStateError(this.name, problem);
+    if (state.backend !== undefined) this.backend.state?.load(state.backend);
     if ((this.status & DEVICE_STATUS.driverOk) !== 0) this.backend.reset();
     loadFields(this as unknown as TransportRegisters, state.transport, this.stateFields);
     const space = configSpaceField.load(state.configSpace);
@@ -302,10 +317,11 @@ export class VirtioPciDevice implements PciFunction, StatefulDevice<VirtioPciSta
 
   private stateProblem(state: unknown): string | undefined {
     if (typeof state !== 'object' || state === null || Array.isArray(state)) return 'the state is not an object';
-    const { transport, configSpace, queues, ...rest } = state as Partial<VirtioPciState>;
-    const unknown = Object.keys(rest)[0];
+    const { transport, configSpace, queues, backend, ...rest } = state as Partial<VirtioPciState>;
+    const unknown = Object.keys(rest)[0] ?? (backend !== undefined && !this.backend.state ? 'backend' : undefined);
     if (unknown !== undefined) return `the state has a field '${unknown}' that this version does not know`;
-    const problem = checkFields(transport, this.stateFields, 'transport') ?? configSpaceField.check(configSpace, 'configSpace');
+    const problem = checkFields(transport, this.stateFields, 'transport') ?? configSpaceField.check(configSpace, 'configSpace')
+      ?? (backend === undefined ? undefined : this.backend.state?.check(backend, 'backend'));
     if (problem) return problem;
     if (!Array.isArray(queues) || queues.length !== this.queues.length) return `queues is not a list of ${this.queues.length}`;
     for (let i = 0; i < queues.length; i++) {

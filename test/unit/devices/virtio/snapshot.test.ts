@@ -2,11 +2,13 @@
 // transport serves requests, is saved (through JSON, as a snapshot stores
 // it), and a second device built the same way over the same guest memory is
 // restored from it and carries on with the next request where the first one
-// stopped; requests in flight hold whenIdle; a bad state changes nothing.
+// stopped; requests in flight hold whenIdle; a bad state changes nothing;
+// a virtio-console's host input still waiting for receive buffers is kept.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BlockStore, VirtioBlk } from '../../../../src/devices/virtio/blk';
+import { VirtioConsole } from '../../../../src/devices/virtio/console';
 import type { ChainBuffer } from '../../../../src/devices/virtio/queue';
 import { VirtioPciDevice, VirtioPciState } from '../../../../src/devices/virtio/pci-transport';
 import {
@@ -161,6 +163,39 @@ test('a bad state is refused with one line and changes nothing', () => {
   assert.match(messages[3], /configSpace holds 3 bytes, not 4096/);
   assert.match(messages[4], /queues\[0\]\.nextUsed is -1/);
   assert.equal(second.device.snapshot(), before);
+});
+
+test('a restored virtio-console still holds the host input the guest had not taken, and delivers it to the next receive buffer', () => {
+  const memory = new GuestMemory(MEMORY_BYTES);
+  const makeConsole = () => {
+    const console = new VirtioConsole(() => {});
+    const device = new VirtioPciDevice({ backend: console, memory, bar0Address: 0xd000_0000, msi: new RecordingMsiSink(), intx: new RecordingIntx() });
+    return { console, device, driver: new VirtioPciDriver(device) };
+  };
+  const first = makeConsole();
+  const receive = new MockSplitQueue(memory, MockSplitQueue.layout(16, 0x1000));
+  const transmit = new MockSplitQueue(memory, MockSplitQueue.layout(16, 0x4000));
+  assert.ok(first.driver.negotiate(VERSION_1));
+  first.driver.setupQueue(0, receive, 0);
+  first.driver.setupQueue(1, transmit, 1);
+  first.driver.driverOk();
+  const typed = new TextEncoder().encode('typed while paused\n');
+  assert.is(first.console.sendInput(typed), typed.length, 'held: the guest has posted no receive buffer');
+
+  const saved = JSON.parse(JSON.stringify(first.device.snapshot())) as VirtioPciState;
+  assert.equal(saved.backend, { pendingInput: Buffer.from(typed).toString('base64') });
+  const second = makeConsole();
+  second.device.restore(saved);
+  const buffer = 0x10_0000;
+  receive.post([{ addr: buffer, len: 64, write: true }]);
+  second.driver.notify(0);
+  assert.equal(receive.takeUsed().map((used) => used.len), [typed.length]);
+  assert.equal(Array.from(memory.read(buffer, typed.length)), Array.from(typed));
+
+  const tooMuch = { ...saved, backend: { pendingInput: Buffer.alloc(64 * 1024 + 1).toString('base64') } };
+  assert.throws(() => makeConsole().device.restore(tooMuch), /cannot restore virtio-console state: backend\.pendingInput holds 65537 bytes, more than 65536/);
+  const { backend: _left, ...older } = saved;
+  makeConsole().device.restore(older as VirtioPciState); // a snapshot from before the console saved its input: nothing waiting
 });
 
 test.run();
