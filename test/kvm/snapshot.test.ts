@@ -4,7 +4,8 @@
 // continues it with --restore. guests/counter prints one counter line per
 // CPU every few milliseconds: the lines before and after must join with the
 // next value, no repeat and no gap, on 1 and 8 vCPUs and with the split
-// irqchip; guests/echo answers console input typed after the restore;
+// irqchip; guests/echo answers console input typed after the restore, and
+// a line typed while paused and held in tsvmm's COM1 queue;
 // guests/blk-counter does virtio-blk I/O across the snapshot; a chain of
 // snapshot/restore cycles ends with the output of an uninterrupted run, and
 // one with the split irqchip keeps a PIC interrupt KVM held at the pause.
@@ -188,6 +189,33 @@ test('echo: console input typed after the restore is answered', async () => {
     second.child.stdin!.write('quit\n');
     assert.is(await second.exited, 0, second.stderr);
     assert.not.match(second.stdout, /echo: ready/, 'the guest did not start again');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('echo: a line typed while the VM is paused, longer than the UART\'s FIFO, is whole after the restore', async () => {
+  // The UART's FIFO takes 64 bytes; the rest waits in tsvmm's COM1 queue, which the snapshot keeps.
+  const line = `typed while paused, longer than the 64-byte fifo ${'0123456789'.repeat(6)}`; // 110 bytes; the guest takes 126
+  const dir = tempDir();
+  try {
+    const socket = path.join(dir, 'api.sock');
+    const first = new Tsvmm(['--kernel', guest('echo'), '--mem', '32', '--api-socket', socket], 'pipe');
+    await first.waitFor('echo: ready', (stdout) => stdout.includes('echo: ready'));
+    const paused = await api(socket, 'PUT', 'vm.pause');
+    assert.is(paused.status, 200, JSON.stringify(paused.body));
+    first.child.stdin!.write(`${line}\n`);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // for tsvmm to read it and fill the FIFO
+    for (const [route, body] of [['vm.snapshot', { destination_url: `file://${path.join(dir, 'snap')}` }], ['vm.shutdown']] as const) {
+      const answer = await api(socket, 'PUT', route, body);
+      assert.ok(answer.status >= 200 && answer.status < 300, `${route} answered ${answer.status}`);
+    }
+    assert.is(await first.exited, 0, first.stderr);
+    assert.not.match(first.stdout, /TYPED/, 'the paused guest echoed nothing');
+    const second = new Tsvmm(['--restore', path.join(dir, 'snap')], 'pipe');
+    await second.waitFor('the echo', (stdout) => stdout.includes(`echo: ${line.toUpperCase()}\n`));
+    second.child.stdin!.write('quit\n');
+    assert.is(await second.exited, 0, second.stderr);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

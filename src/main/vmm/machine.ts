@@ -240,7 +240,10 @@ export class Machine {
       machine.logBuild();
       await machine.spawnThreads(kvm.vcpuMmapSize(), workers, saved?.vcpus);
       // After the threads exist: a restored PIC may assert INT to the boot vCPU at once.
-      if (saved) machine.board.restore(saved.devices);
+      if (saved) {
+        machine.board.restore(saved.devices);
+        if (saved.com1Input) machine.input.push(saved.com1Input);
+      }
       return machine;
     } catch (error) {
       await Promise.all(workers.map((worker) => worker.terminate()));
@@ -482,6 +485,7 @@ export class Machine {
         vm: this.vm.saveState(this.config.irqchip === 'kernel'),
         vcpus: this.vcpus.map((vcpu) => withParkedInterrupt(vcpu.saveState(msrs, xsaveSize), this.threads[vcpu.id]?.parkedExternalInterrupt())),
         devices: this.board.snapshot(),
+        com1Input: this.input.heldBytes(),
       };
       const ram = this.ram.memory.regions.map((region, i) => ({ guestAddress: region.guestAddress, bytes: region.bytes, mayHoldData: this.ram.pagesThatMayHoldData(i) }));
       return snapshotFile().writeSnapshot(directory, state, ram, (require('../../../package.json') as { version: string }).version);

@@ -24,6 +24,8 @@ const PAGE_BYTES = 4096;
 /** Pages checked for zeros at once before looking page by page: an idle guest's RAM is mostly zero. */
 const ZERO_CHUNK_PAGES = 64;
 const ZERO_CHUNK = Buffer.alloc(PAGE_BYTES * ZERO_CHUNK_PAGES);
+/** The most held host input a manifest may carry (the queue holds about 64 KiB; a caller that ignores its backpressure, more). */
+const HOST_INPUT_MAX_BYTES = 16 * 1024 * 1024;
 /** Reads of the memory file for its checksum go in pieces of at most this. */
 const READ_CHUNK_BYTES = 16 * 1024 * 1024;
 
@@ -56,6 +58,8 @@ export interface SnapshotState {
   vcpus: VcpuState[];
   /** Board.snapshot(): every device's state by id. */
   devices: Record<string, unknown>;
+  /** Host input for COM1 not yet in the UART (the machine's SerialInputQueue), when there was any. */
+  com1Input?: Uint8Array;
 }
 
 /** A snapshot read back and checked. */
@@ -322,6 +326,7 @@ function writeSnapshotFiles(directory: string, state: SnapshotState, ram: readon
     vm: encodeVm(state.vm),
     vcpus: state.vcpus.map(encodeVcpu),
     devices: state.devices,
+    ...(state.com1Input && state.com1Input.length > 0 ? { com1Input: b64(state.com1Input) } : {}),
     memory: { file: MEMORY_FILE, fileBytes, slots, dataPages: runs, sha256: memoryHash.digest('hex') },
   };
   const text = JSON.stringify(body);
@@ -424,6 +429,8 @@ export function readSnapshot(directory: string): LoadedSnapshot {
   });
   const vm = decodeVm(manifest.vm, d);
   const devices = d.object(manifest.devices, 'devices');
+  const com1Input = manifest.com1Input === undefined ? undefined : d.blob(manifest.com1Input, 'com1Input', { atLeast: 0 });
+  if (com1Input && com1Input.length > HOST_INPUT_MAX_BYTES) d.fail('com1Input', `at most ${HOST_INPUT_MAX_BYTES} bytes of base64 (it has ${com1Input.length})`);
 
   const memoryFile = path.join(directory, MEMORY_FILE);
   let fd: number;
@@ -443,6 +450,7 @@ export function readSnapshot(directory: string): LoadedSnapshot {
   return {
     tsvmmVersion: String(manifest.tsvmmVersion),
     config, vm, vcpus, devices,
+    ...(com1Input ? { com1Input } : {}),
     memoryFile,
     memorySlots,
     memoryDataPages: runs,

@@ -74,6 +74,21 @@ test('polling guest: what the FIFO cannot take waits, in order, and is offered a
   queue.dispose();
 });
 
+test('heldBytes: a copy of what the UART has not taken, in order, across chunks (what a snapshot keeps)', () => {
+  const uart = fakeUart(2);
+  const queue = new SerialInputQueue(() => uart, { timer: new FakeTimer() });
+  queue.push(Uint8Array.of(1, 2, 3));
+  queue.push(Uint8Array.of(4, 5));
+  const held = queue.heldBytes();
+  assert.equal(Array.from(held), [3, 4, 5]);
+  held[0] = 99;
+  uart.drain();
+  queue.feed();
+  assert.equal(uart.received, [1, 2, 3, 4], 'the copy shares nothing with the queue');
+  assert.equal(Array.from(queue.heldBytes()), [5]);
+  queue.dispose();
+});
+
 test('polling guest: held input is offered again after a delay even if nobody drains; one timer at a time', () => {
   const uart = fakeUart(2);
   const timer = new FakeTimer();

@@ -46,6 +46,7 @@ function state(): SnapshotState {
     // The boot vCPU with an ExtINT vector KVM held parked (split irqchip); the other without.
     vcpus: [{ ...vcpu(10), parkedExternalInterrupt: 0x20 }, vcpu(20)],
     devices: { com1: { ier: 1, fifo: [1, 2] }, cmos: { index: 3 } },
+    com1Input: filled(100, 7),
   };
 }
 
@@ -96,6 +97,7 @@ test('a snapshot reads back as written: config, KVM state, devices, and each slo
     assert.equal(loaded.vm, state().vm);
     assert.equal(loaded.vcpus, state().vcpus);
     assert.equal(loaded.devices, state().devices);
+    assert.equal(loaded.com1Input, state().com1Input, 'the host input COM1 had not taken');
     assert.equal(loaded.memorySlots, [
       { guestAddress: 0, size: 2 * MIB, fileOffset: 0 },
       { guestAddress: 0x1_0000_0000, size: MIB, fileOffset: 2 * MIB },
