@@ -5,7 +5,7 @@
 
 import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 
-class PciConfigError extends TsvmmError {
+export class PciConfigError extends TsvmmError {
   constructor(message: string, options?: TsvmmErrorOptions) {
     super('internal', message, options);
   }
@@ -38,7 +38,8 @@ const STATUS_WRITE_ONE_TO_CLEAR = 0xf900;
 /** Header type 0x00 (a type-0 header) with bit 7 set. */
 const HEADER_TYPE_MULTI_FUNCTION = 0x80;
 
-const CONFIG_SPACE_BYTES = 4096;
+/** A function's whole configuration space (PCIe size; the legacy mechanism reaches the first 256 bytes). */
+export const CONFIG_SPACE_BYTES = 4096;
 /** Legacy configuration mechanism #1 reaches only the first 256 bytes. */
 export const LEGACY_CONFIG_BYTES = 256;
 const BAR_COUNT = 6;
@@ -200,6 +201,17 @@ export class PciConfigSpace {
 
   setByte(offset: number, value: number): void {
     this.bytes[offset] = value;
+  }
+
+  /** A copy of the whole space as it is (what a snapshot keeps). */
+  allBytes(): Uint8Array {
+    return this.bytes.slice();
+  }
+
+  /** Puts a whole space back as allBytes() gave it, past the write masks (a restore, not a guest write). */
+  setAllBytes(bytes: Uint8Array): void {
+    if (bytes.length !== CONFIG_SPACE_BYTES) throw new PciConfigError(`a configuration space is ${CONFIG_SPACE_BYTES} bytes, not ${bytes.length}`);
+    this.bytes.set(bytes);
   }
 
   /** Every declared BAR where the guest has put it now. */

@@ -6,9 +6,8 @@
 // register (a dword at 0xcf8 is still CONFIG_ADDRESS), as on a PC.
 
 import type { BusDevice, ByteRegisterDevice } from '../bus/bus-device';
-import { TsvmmError, TsvmmErrorOptions } from '../../shared/errors';
 import { StatefulDevice, StateFields, arrayField, bitsField, bytesField, isSnapshottable, restoreFields, saveFields } from '../snapshot';
-import { LEGACY_CONFIG_BYTES, PciConfigSpace, PciFunction } from './config-space';
+import { CONFIG_SPACE_BYTES, LEGACY_CONFIG_BYTES, PciConfigError, PciConfigSpace, PciFunction } from './config-space';
 
 /** Slots on one bus. */
 export const PCI_SLOTS = 32;
@@ -36,14 +35,6 @@ export interface PamSegment {
 }
 /** CONFIG_ADDRESS's byte 1, port 0xcf9: the reset control register when accessed alone. */
 const RESET_CONTROL_OFFSET = 1;
-/** A function's whole configuration space (PCIe size; the legacy mechanism reaches the first 256 bytes). */
-const CONFIG_SPACE_BYTES = 4096;
-
-class PciRootError extends TsvmmError {
-  constructor(message: string, options?: TsvmmErrorOptions) {
-    super('internal', message, options);
-  }
-}
 
 /**
  * What a snapshot keeps of the root. The CONFIG_ADDRESS latch: a guest
@@ -177,11 +168,7 @@ export class PciRoot implements BusDevice, StatefulDevice<PciRootState> {
     const chipset = this.chipsetFunctions();
     const live: PciRootLiveState = {
       configAddress: this.address,
-      chipsetConfig: chipset.map((fn) => {
-        const space = new Uint8Array(CONFIG_SPACE_BYTES);
-        fn.config.read(0, space);
-        return space;
-      }),
+      chipsetConfig: chipset.map((fn) => fn.config.allBytes()),
     };
     return saveFields(live, this.stateFields(chipset.length));
   }
@@ -189,12 +176,10 @@ export class PciRoot implements BusDevice, StatefulDevice<PciRootState> {
   restore(state: PciRootState): void {
     const chipset = this.chipsetFunctions();
     const live: PciRootLiveState = { configAddress: 0, chipsetConfig: [] };
-    restoreFields(live, state, this.stateFields(chipset.length), (problem) => new PciRootError(
+    restoreFields(live, state, this.stateFields(chipset.length), (problem) => new PciConfigError(
       `cannot restore the PCI root's state: ${problem}; pass a state produced by PciRoot.snapshot() on a board with the same chipset functions (${chipset.map((fn) => fn.name).join(', ')})`));
     this.address = live.configAddress;
-    chipset.forEach((fn, i) => {
-      for (let offset = 0; offset < CONFIG_SPACE_BYTES; offset++) fn.config.setByte(offset, live.chipsetConfig[i][offset]);
-    });
+    chipset.forEach((fn, i) => fn.config.setAllBytes(live.chipsetConfig[i]));
   }
 
   /** The attached functions with no state of their own, in slot order. */

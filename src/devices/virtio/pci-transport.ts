@@ -5,7 +5,7 @@
 // VirtioBackend) sees only its queues and its configuration bytes.
 
 import type { LevelInterruptLine, MsiSink } from '../interrupt';
-import { BarDefinition, PciConfigSpace, PciFunction } from '../pci/config-space';
+import { BarDefinition, CONFIG_SPACE_BYTES, PciConfigSpace, PciFunction } from '../pci/config-space';
 import {
   StateFields, StatefulDevice, arrayField, booleanField, byteField, bytesField, checkFields, decimalBigIntField, integerField, loadFields, saveFields,
 } from '../snapshot';
@@ -136,7 +136,6 @@ export interface VirtioPciState {
   backend?: unknown;
 }
 
-const CONFIG_SPACE_BYTES = 4096;
 const configSpaceField = bytesField(CONFIG_SPACE_BYTES);
 
 function transportFields(vectors: number): StateFields<TransportRegisters, SavedTransportRegisters> {
@@ -286,11 +285,9 @@ export class VirtioPciDevice implements PciFunction, StatefulDevice<VirtioPciSta
   }
 
   snapshot(): VirtioPciState {
-    const space = new Uint8Array(CONFIG_SPACE_BYTES);
-    this.config.read(0, space);
     return {
       transport: saveFields(this as unknown as TransportRegisters, this.stateFields),
-      configSpace: configSpaceField.save(space),
+      configSpace: configSpaceField.save(this.config.allBytes()),
       queues: this.queues.map((queue) => queue.snapshot()),
       ...(this.backend.state ? { backend: this.backend.state.save() } : {}),
     };
@@ -308,8 +305,7 @@ export class VirtioPciDevice implements PciFunction, StatefulDevice<VirtioPciSta
     if (state.backend !== undefined) this.backend.state?.load(state.backend);
     if ((this.status & DEVICE_STATUS.driverOk) !== 0) this.backend.reset();
     loadFields(this as unknown as TransportRegisters, state.transport, this.stateFields);
-    const space = configSpaceField.load(state.configSpace);
-    for (let offset = 0; offset < CONFIG_SPACE_BYTES; offset++) this.config.setByte(offset, space[offset]);
+    this.config.setAllBytes(configSpaceField.load(state.configSpace));
     state.queues.forEach((queue, i) => this.queues[i].restoreChecked(queue));
     if ((this.status & DEVICE_STATUS.driverOk) !== 0 && (this.status & DEVICE_STATUS.needsReset) === 0) this.activate();
     this.updateIntx();
