@@ -45,7 +45,7 @@ export class VirtioConsole implements VirtioBackend {
   constructor(private readonly output: (bytes: Uint8Array) => void) {}
 
   readonly state: VirtioBackendState<VirtioConsoleState> = {
-    save: () => saveFields({ pendingInput: concatenate(this.pending, this.pendingBytes) }, CONSOLE_STATE_FIELDS),
+    save: () => saveFields({ pendingInput: Buffer.concat(this.pending, this.pendingBytes) }, CONSOLE_STATE_FIELDS),
     check: (state, path) => checkFields(state, CONSOLE_STATE_FIELDS, path),
     load: (state) => {
       const live = { pendingInput: new Uint8Array(0) };
@@ -156,14 +156,4 @@ export class VirtioConsole implements VirtioBackend {
       return undefined;
     }
   }
-}
-
-function concatenate(chunks: readonly Uint8Array[], total: number): Uint8Array {
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return bytes;
 }

@@ -106,13 +106,7 @@ export class SerialInputQueue {
 
   /** A copy of the bytes held, in order (what a snapshot keeps; a restore push()es them again). */
   heldBytes(): Uint8Array {
-    const bytes = new Uint8Array(this.held);
-    let at = 0;
-    for (const chunk of this.chunks) {
-      bytes.set(chunk, at);
-      at += chunk.length;
-    }
-    return bytes;
+    return Buffer.concat(this.chunks, this.held);
   }
 
   /** Queues host input; false when the queue is at or above its bound (stop, and wait for onSpace). */
