@@ -469,11 +469,17 @@ void WatcherCleanupHook(void* arg) {
 
 void FreeWatcher(Napi::Env, void*, Watcher* watcher) { delete watcher; }
 
-Watcher* WatcherOf(const Napi::CallbackInfo& info) {
+// The object a JavaScript handle (the call's first argument) names in
+// `handles`, or nullptr for a missing, non-numeric or unknown handle.
+template <typename T>
+T* HandleOf(const Napi::CallbackInfo& info, const std::map<uint32_t, T*>& handles) {
   if (info.Length() < 1 || !info[0].IsNumber()) return nullptr;
-  auto& watchers = StateOf(info.Env())->watchers;
-  auto found = watchers.find(info[0].As<Napi::Number>().Uint32Value());
-  return found == watchers.end() ? nullptr : found->second;
+  auto found = handles.find(info[0].As<Napi::Number>().Uint32Value());
+  return found == handles.end() ? nullptr : found->second;
+}
+
+Watcher* WatcherOf(const Napi::CallbackInfo& info) {
+  return HandleOf(info, StateOf(info.Env())->watchers);
 }
 
 // watcherCreate(callback) -> handle (> 0) or -errno
@@ -1262,10 +1268,7 @@ Napi::Value VcpuLoopCreate(const Napi::CallbackInfo& info) {
 }
 
 VcpuLoop* VcpuLoopOf(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsNumber()) return nullptr;
-  auto& loops = StateOf(info.Env())->vcpu_loops;
-  auto found = loops.find(info[0].As<Napi::Number>().Uint32Value());
-  return found == loops.end() ? nullptr : found->second;
+  return HandleOf(info, StateOf(info.Env())->vcpu_loops);
 }
 
 // vcpuLoopRun(handle) -> 1 (an exit for JavaScript), 2 (INT raised), -errno.
