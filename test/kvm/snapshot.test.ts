@@ -83,12 +83,20 @@ class Tsvmm {
   }
 }
 
-/** Pauses the VM behind `socket`, snapshots it into `directory` and shuts it down (through the API); resolves with its exit code. */
-async function snapshotAndShutDown(vm: Tsvmm, socket: string, directory: string): Promise<number | null> {
-  for (const [route, body] of [['vm.pause'], ['vm.snapshot', { destination_url: `file://${directory}` }], ['vm.shutdown']] as const) {
+/**
+ * Pauses the VM behind `socket`, runs `whilePaused` if given, snapshots it
+ * into `directory` and shuts it down (through the API, each route answering
+ * 200); resolves with its exit code.
+ */
+async function snapshotAndShutDown(vm: Tsvmm, socket: string, directory: string, whilePaused?: () => Promise<void>): Promise<number | null> {
+  const put = async (route: string, body?: unknown) => {
     const answer = await api(socket, 'PUT', route, body);
-    assert.ok(answer.status >= 200 && answer.status < 300, `${route} answered ${answer.status} ${JSON.stringify(answer.body)}; stderr ${vm.stderr}`);
-  }
+    assert.is(answer.status, 200, `${route} answered ${answer.status} ${JSON.stringify(answer.body)}; stderr ${vm.stderr}`);
+  };
+  await put('vm.pause');
+  await whilePaused?.();
+  await put('vm.snapshot', { destination_url: `file://${directory}` });
+  await put('vm.shutdown');
   return vm.exited;
 }
 
@@ -202,15 +210,11 @@ test('echo: a line typed while the VM is paused, longer than the UART\'s FIFO, i
     const socket = path.join(dir, 'api.sock');
     const first = new Tsvmm(['--kernel', guest('echo'), '--mem', '32', '--api-socket', socket], 'pipe');
     await first.waitFor('echo: ready', (stdout) => stdout.includes('echo: ready'));
-    const paused = await api(socket, 'PUT', 'vm.pause');
-    assert.is(paused.status, 200, JSON.stringify(paused.body));
-    first.child.stdin!.write(`${line}\n`);
-    await new Promise((resolve) => setTimeout(resolve, 300)); // for tsvmm to read it and fill the FIFO
-    for (const [route, body] of [['vm.snapshot', { destination_url: `file://${path.join(dir, 'snap')}` }], ['vm.shutdown']] as const) {
-      const answer = await api(socket, 'PUT', route, body);
-      assert.ok(answer.status >= 200 && answer.status < 300, `${route} answered ${answer.status}`);
-    }
-    assert.is(await first.exited, 0, first.stderr);
+    const typeLine = async () => {
+      first.child.stdin!.write(`${line}\n`);
+      await new Promise((resolve) => setTimeout(resolve, 300)); // for tsvmm to read it and fill the FIFO
+    };
+    assert.is(await snapshotAndShutDown(first, socket, path.join(dir, 'snap'), typeLine), 0, first.stderr);
     assert.not.match(first.stdout, /TYPED/, 'the paused guest echoed nothing');
     const second = new Tsvmm(['--restore', path.join(dir, 'snap')], 'pipe');
     await second.waitFor('the echo', (stdout) => stdout.includes(`echo: ${line.toUpperCase()}\n`));
